@@ -1,0 +1,171 @@
+"""create_app(): middlewares, routes and the cleanup contexts, in dependency order."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from . import keys
+from .const import DB_FILENAME, MAX_BODY_BYTES
+from .db import open_database
+from .events import EventBus
+from .health import CheckResult, HealthChecks
+from .integrations.websocket import WebSocketHub
+from .logging_setup import FileLogging
+from .operations import Operations
+from .options import Options
+from .settings import Settings
+from .web import pages
+from .web.api import auth as auth_api
+from .web.api import config as config_api
+from .web.api import system as system_api
+from .web.auth import AuthService
+from .web.middlewares import auth_middleware, body_limit_middleware, error_middleware
+from .web.openapi import routes as openapi_routes
+from .web.ratelimit import LoginLimiter
+
+API_TABLES = (auth_api.routes, config_api.routes, system_api.routes, openapi_routes)
+
+
+def library_root(app: web.Application) -> Path:
+    """The library folder: the one set in the panel, else the deployment option."""
+    configured = app[keys.SETTINGS].get()["library_path"]
+    return Path(configured) if configured else app[keys.OPTIONS].library_path
+
+
+async def _logging_ctx(app: web.Application) -> AsyncIterator[None]:
+    options = app[keys.OPTIONS]
+    # Defaults need nothing from the user: ./data and ./library are created on first start.
+    await asyncio.to_thread(options.data_path.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(options.library_path.mkdir, parents=True, exist_ok=True)
+    file_logging = FileLogging(options.data_path, options.log_level)
+    await asyncio.to_thread(file_logging.start)
+    app[keys.FILE_LOGGING] = file_logging
+    yield
+    await asyncio.to_thread(file_logging.stop)
+
+
+async def _settings_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = Settings(app[keys.OPTIONS].data_path, clock=app[keys.CLOCK])
+    await settings.load()
+    app[keys.SETTINGS] = settings
+    yield
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    db = await open_database(app[keys.OPTIONS].data_path / DB_FILENAME)
+    app[keys.DB] = db
+
+    async def check() -> CheckResult:
+        await db.fetchone("SELECT 1")
+        return CheckResult("ok", "SQLite answers")
+
+    unregister = app[keys.HEALTH].register("database", check)
+    yield
+    unregister()
+    await db.close()
+
+
+async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
+    bus = EventBus()
+    app[keys.BUS] = bus
+    operations = Operations(bus)
+    app[keys.OPERATIONS] = operations
+    hub = WebSocketHub(bus)
+    hub.start()
+    app[keys.WS_HUB] = hub
+    yield
+    await operations.close()
+    await hub.close()
+    await bus.close()
+
+
+async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    app[keys.AUTH] = AuthService(
+        app[keys.DB],
+        session_hours=lambda: int(settings.section("auth")["session_hours"]),
+        bcrypt_rounds=app[keys.OPTIONS].bcrypt_rounds,
+        clock=app[keys.CLOCK],
+    )
+    app[keys.LOGIN_LIMITER] = LoginLimiter()
+    yield
+
+
+async def _library_checks_ctx(app: web.Application) -> AsyncIterator[None]:
+    health = app[keys.HEALTH]
+
+    async def library() -> CheckResult:
+        root = library_root(app)
+        ok = await asyncio.to_thread(lambda: root.is_dir() and os.access(root, os.W_OK | os.X_OK))
+        if not ok:
+            return CheckResult("error", f"{root} is missing or not writable")
+        return CheckResult("ok", f"{root} is writable")
+
+    async def disk() -> CheckResult:
+        root = library_root(app)
+        minimum = int(app[keys.SETTINGS].section("downloads")["min_free_space_mb"])
+        try:
+            free = (await asyncio.to_thread(shutil.disk_usage, root)).free // 2**20
+        except OSError as err:
+            return CheckResult("error", f"cannot read free space of {root}: {err.strerror}")
+        details = {"free_mb": free, "min_free_space_mb": minimum}
+        if free < minimum:
+            return CheckResult("error", f"only {free} MiB free, {minimum} MiB needed", details)
+        return CheckResult("ok", f"{free} MiB free", details)
+
+    unregister = [health.register("library", library), health.register("disk", disk)]
+    yield
+    for undo in unregister:
+        undo()
+
+
+async def _close_websockets(app: web.Application) -> None:
+    # on_shutdown runs before cleanup: open sockets must be closed or shutdown waits for them.
+    await app[keys.WS_HUB].close()
+
+
+def create_app(options: Options, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """Build the application; nothing touches the network or blocks the loop until startup."""
+    app = web.Application(
+        middlewares=[error_middleware, body_limit_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[keys.OPTIONS] = options
+    app[keys.CLOCK] = clock
+    app[keys.STARTED_AT] = time.monotonic()
+    app[keys.HEALTH] = HealthChecks()
+    docs = {}
+    for table in API_TABLES:
+        app.router.add_routes(table)
+        docs.update(table.docs)
+    app[keys.API_DOCS] = docs
+    app.router.add_routes(pages.routes)
+    app.router.add_static(
+        "/static", Path(__file__).parent / "web" / "static", name="static", append_version=True
+    )
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("aniworld_addon", "web/templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+    )
+    app.cleanup_ctx.extend(
+        [
+            _logging_ctx,
+            _settings_ctx,
+            _database_ctx,
+            _bus_ctx,
+            _auth_ctx,
+            _library_checks_ctx,
+        ]
+    )
+    app.on_shutdown.append(_close_websockets)
+    return app

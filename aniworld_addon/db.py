@@ -1,0 +1,162 @@
+"""SQLite storage: one aiosqlite connection, WAL, and PRAGMA user_version migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+
+from .errors import DatabaseTooNewError
+
+_LOGGER = logging.getLogger(__name__)
+
+# Each step is a list of statements run in one transaction with the version bump, so a step
+# either lands whole or not at all. Append only: a released step is never edited.
+MIGRATIONS: Final[Sequence[Sequence[str]]] = (
+    # 1: authentication
+    (
+        """CREATE TABLE auth_master (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            password_hash TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE auth_tokens (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('session', 'api')),
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            csrf_token TEXT,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            last_used_at REAL
+        )""",
+        "CREATE INDEX auth_tokens_expiry ON auth_tokens (expires_at)",
+    ),
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+async def connect(
+    path: Path, migrations: Sequence[Sequence[str]] = MIGRATIONS
+) -> aiosqlite.Connection:
+    """Open the database, set the PRAGMAs and migrate it; refuse a database newer than the code."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        conn.row_factory = aiosqlite.Row
+        # WAL lets readers run beside the writer; NORMAL is durable at every checkpoint in WAL
+        # mode and survives a process kill; busy_timeout rides out another process's lock.
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA busy_timeout = 10000")
+        await migrate(conn, migrations)
+    except BaseException:
+        await close(conn)
+        raise
+    return conn
+
+
+class Database:
+    """The shared connection plus a lock that keeps transactions whole.
+
+    One aiosqlite connection serves every coroutine, so a BEGIN from one coroutine would
+    otherwise swallow another's writes into its transaction. Writes therefore go through
+    `write`, `write_many` or `transaction`, which take turns; reads use `execute` freely.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        self._lock = asyncio.Lock()
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        """A read (returns aiosqlite's awaitable context manager of a cursor)."""
+        return self.conn.execute(sql, tuple(params))
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        """The first row of a read, or None."""
+        async with self.conn.execute(sql, tuple(params)) as cursor:
+            row: aiosqlite.Row | None = await cursor.fetchone()
+        return row
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        """Every row of a read."""
+        async with self.conn.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+    async def write(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
+        """One statement in its own implicit transaction, never inside another's."""
+        async with self._lock:
+            return await self.conn.execute(sql, tuple(params))
+
+    async def write_many(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        """executemany under the lock."""
+        async with self._lock:
+            await self.conn.executemany(sql, [tuple(r) for r in rows])
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error) while holding the write lock."""
+        async with self._lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            await self.conn.execute("COMMIT")
+
+    async def close(self) -> None:
+        """Close the connection and join its worker thread."""
+        await close(self.conn)
+
+
+async def open_database(path: Path) -> Database:
+    """connect() wrapped in a Database."""
+    return Database(await connect(path))
+
+
+async def close(conn: aiosqlite.Connection) -> None:
+    """Close and wait for aiosqlite's worker thread to end, so shutdown leaves no thread behind."""
+    await conn.close()
+    thread = getattr(conn, "_thread", None)  # aiosqlite stops it but does not join it
+    if thread is not None:
+        await asyncio.to_thread(thread.join, 5)
+
+
+async def user_version(conn: aiosqlite.Connection) -> int:
+    """The schema version stored in the database file."""
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(conn: aiosqlite.Connection, migrations: Sequence[Sequence[str]]) -> int:
+    """Apply every missing step, each in its own transaction; return the final version."""
+    current = await user_version(conn)
+    target = len(migrations)
+    if current > target:
+        raise DatabaseTooNewError(
+            f"the database has schema version {current}, this version of the add-on knows "
+            f"only up to {target}; install a newer version or restore a backup",
+            details={"database_version": current, "supported_version": target},
+        )
+    for version in range(current + 1, target + 1):
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migrations[version - 1]:
+                await conn.execute(statement)
+            # PRAGMA takes no parameters; version is an int we computed, never input.
+            await conn.execute(f"PRAGMA user_version = {int(version)}")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+        _LOGGER.info("Database migrated to schema version %d", version)
+    return target

@@ -1,0 +1,204 @@
+"""The WebSocket hub: rooms, one reader and one bounded writer per client, slow clients dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from ..events import Event, EventBus, Room, Subscription
+
+_LOGGER = logging.getLogger(__name__)
+
+CLIENT_BUFFER: Final = 256
+HEARTBEAT_S: Final = 30.0
+CLOSE_TIMEOUT_S: Final = 2.0
+MAX_CLIENT_MESSAGE: Final = 4096
+
+
+def message(type_: str, data: Any) -> str:
+    """The wire shape {type, timestamp, data} for messages the hub makes itself."""
+    return json.dumps(
+        {"type": type_, "timestamp": datetime.now(UTC).isoformat(), "data": data},
+        ensure_ascii=False,
+    )
+
+
+class WsClient:
+    """One connection: the rooms it joined and the queue its writer task drains."""
+
+    def __init__(self, ws: web.WebSocketResponse, buffer: int, client_id: int) -> None:
+        self.ws = ws
+        self.id = client_id
+        self.rooms: set[Room] = set()
+        self.queue: asyncio.Queue[str] = asyncio.Queue(buffer)
+        self.slow = False
+        self.writer: asyncio.Task[None] | None = None
+
+    def offer(self, text: str) -> bool:
+        """Queue a message; False when the buffer is full (the client is too slow)."""
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def write_loop(self) -> None:
+        """Send queued messages in order; the only place that writes to this socket."""
+        while True:
+            text = await self.queue.get()
+            await self.ws.send_str(text)
+
+
+class WebSocketHub:
+    """Delivers bus events to the clients in the event's room."""
+
+    def __init__(self, bus: EventBus, *, client_buffer: int = CLIENT_BUFFER) -> None:
+        self._bus = bus
+        self._buffer = client_buffer
+        self._clients: dict[int, WsClient] = {}
+        self._next_id = 0
+        self._subscription: Subscription | None = None
+        self._closers: set[asyncio.Task[None]] = set()
+        self.dropped_slow = 0
+        self.sent = 0
+
+    def start(self) -> None:
+        """Subscribe to the bus; the hub's own queue is large because fan-out never waits."""
+        self._subscription = self._bus.subscribe(self._on_event, name="websocket", maxsize=10_000)
+
+    async def _on_event(self, event: Event) -> None:
+        text = json.dumps(event.to_dict(), ensure_ascii=False)
+        for client in list(self._clients.values()):
+            if event.room in client.rooms and not client.slow:
+                self._deliver(client, text)
+
+    def _deliver(self, client: WsClient, text: str) -> None:
+        if client.offer(text):
+            self.sent += 1
+            return
+        # A full buffer means this client cannot keep up: drop it so nobody else waits.
+        client.slow = True
+        self.dropped_slow += 1
+        _LOGGER.info("WebSocket client %d dropped: too slow to keep up", client.id)
+        if client.writer is not None:
+            client.writer.cancel()
+        closer = asyncio.get_running_loop().create_task(self._close(client, slow=True))
+        self._closers.add(closer)
+        closer.add_done_callback(self._closers.discard)
+
+    async def _close(self, client: WsClient, *, slow: bool = False) -> None:
+        code = WSCloseCode.POLICY_VIOLATION if slow else WSCloseCode.GOING_AWAY
+        reason = b"too slow" if slow else b"server shutdown"
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await client.ws.close(code=code, message=reason)
+        except (TimeoutError, ConnectionError):
+            # A client that does not read will not read our close frame either.
+            with contextlib.suppress(Exception):
+                client.ws._writer.transport.abort()  # type: ignore[union-attr]
+
+    def status(self) -> dict[str, Any]:
+        """GET /ws/status: connections, members per room, drops."""
+        rooms = {room.value: 0 for room in Room}
+        for client in self._clients.values():
+            for room in client.rooms:
+                rooms[room.value] += 1
+        return {
+            "connections": len(self._clients),
+            "rooms": rooms,
+            "dropped_slow_clients": self.dropped_slow,
+            "messages_sent": self.sent,
+        }
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        """Serve one WebSocket connection until it closes."""
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE)
+        await ws.prepare(request)
+        self._next_id += 1
+        client = WsClient(ws, self._buffer, self._next_id)
+        self._clients[client.id] = client
+        client.writer = asyncio.get_running_loop().create_task(
+            client.write_loop(), name=f"ws-writer:{client.id}"
+        )
+        client.offer(message("connected", {"rooms": [r.value for r in Room]}))
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self._on_client_message(client, msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self._clients.pop(client.id, None)
+            if client.writer is not None:
+                client.writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    await client.writer
+        return ws
+
+    def _on_client_message(self, client: WsClient, raw: str) -> None:
+        try:
+            data = json.loads(raw)
+            action = data["action"]
+        except (ValueError, TypeError, KeyError):
+            client.offer(
+                message(
+                    "error",
+                    {
+                        "code": "invalid_message",
+                        "message": 'send {"action": "join"|"leave", "room"}',
+                    },
+                )
+            )
+            return
+        if action == "ping":
+            client.offer(message("pong", {}))
+            return
+        try:
+            room = Room(data.get("room"))
+        except ValueError:
+            client.offer(
+                message(
+                    "error",
+                    {
+                        "code": "unknown_room",
+                        "message": f"rooms: {', '.join(r.value for r in Room)}",
+                    },
+                )
+            )
+            return
+        if action == "join":
+            client.rooms.add(room)
+        elif action == "leave":
+            client.rooms.discard(room)
+        else:
+            client.offer(
+                message(
+                    "error", {"code": "unknown_action", "message": "actions: join, leave, ping"}
+                )
+            )
+            return
+        client.offer(
+            message(
+                f"{action}ed" if action == "join" else "left",
+                {"room": room.value, "rooms": sorted(r.value for r in client.rooms)},
+            )
+        )
+
+    async def close(self) -> None:
+        """Unsubscribe, then close every socket with GOING_AWAY (app shutdown)."""
+        if self._subscription is not None:
+            await self._subscription.cancel()
+        clients = list(self._clients.values())
+        for client in clients:
+            if client.writer is not None:
+                client.writer.cancel()
+        await asyncio.gather(*(self._close(c) for c in clients), return_exceptions=True)
+        for closer in list(self._closers):
+            with contextlib.suppress(asyncio.CancelledError):
+                await closer

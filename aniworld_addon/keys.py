@@ -1,0 +1,41 @@
+"""Every piece of app state, under a typed key (no module-level singletons)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .db import Database
+    from .events import EventBus
+    from .health import HealthChecks
+    from .integrations.websocket import WebSocketHub
+    from .logging_setup import FileLogging
+    from .operations import Operations
+    from .options import Options
+    from .settings import Settings
+    from .web.auth import AuthService, Identity
+    from .web.ratelimit import LoginLimiter
+    from .web.routing import ApiDoc
+
+# Annotations carry the types (evaluated only by the type checker, so no import cycles).
+OPTIONS: web.AppKey[Options] = web.AppKey("options")
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
+FILE_LOGGING: web.AppKey[FileLogging] = web.AppKey("file_logging")
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+DB: web.AppKey[Database] = web.AppKey("db")
+BUS: web.AppKey[EventBus] = web.AppKey("bus")
+OPERATIONS: web.AppKey[Operations] = web.AppKey("operations")
+HEALTH: web.AppKey[HealthChecks] = web.AppKey("health")
+AUTH: web.AppKey[AuthService] = web.AppKey("auth")
+LOGIN_LIMITER: web.AppKey[LoginLimiter] = web.AppKey("login_limiter")
+WS_HUB: web.AppKey[WebSocketHub] = web.AppKey("ws_hub")
+API_DOCS: web.AppKey[dict[tuple[str, str], ApiDoc]] = web.AppKey("api_docs")
+
+# Per-request state.
+IDENTITY: web.RequestKey[Identity | None] = web.RequestKey("identity")
+# Set by a trusted front door (Home Assistant ingress) before authentication runs.
+TRUSTED_IDENTITY: web.RequestKey[Identity] = web.RequestKey("trusted_identity")

@@ -1,0 +1,496 @@
+"""Library file names (SPEC §4): episode tags, naming templates, safe components, confinement."""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from ..errors import PathOutsideLibraryError, ValidationError
+
+if TYPE_CHECKING:
+    from .scanner import LocalFile
+
+VIDEO_EXTENSIONS: Final = frozenset(
+    {"3gp", "asf", "avi", "divx", "f4v", "flv", "m2ts", "m4v", "mkv", "mov", "mp4", "mpeg"}
+    | {"mpg", "mts", "ogm", "ogv", "rm", "rmvb", "ts", "vob", "webm", "wmv"}
+)
+# A dot-separated part after the tag that marks an unfinished download: "x.temp.mkv" (yt-dlp's
+# merger), "x.part.mp4", and "x.f137.mp4" (one yt-dlp format stream, see _FORMAT_PART).
+_TEMP_PARTS: Final = frozenset({"PART", "TEMP", "TMP", "YTDL", "PARTIAL", "CRDOWNLOAD"})
+_FORMAT_PART = re.compile(r"F\d+|F(?:HLS|DASH|HTTP)-[A-Z0-9-]+", re.ASCII)
+MAX_SEASON: Final = 9999
+MAX_EPISODE: Final = 99999
+MAX_RANGE: Final = 50  # "S01E01-E300" is a typo or a resolution, not 300 episodes in one file
+COMPONENT_MAX_BYTES: Final = 200  # below the usual 255-byte limit: room for ".part" and friends
+EXT_RESERVE_BYTES: Final = 16
+
+# Upper-cased ASCII names use a pattern that starts with a literal, which re finds with a fast
+# scan: this is the scanner's hottest line. Other names take the general pattern.
+_TAG_FAST = re.compile(
+    r"S(?<![A-Z0-9]S)(\d++E\d++)((?:-?E\d++|-\d++(?![A-Z]))*)(.*)\.([A-Z0-9]+)\Z", re.S | re.A
+)
+_TAG_ANY = re.compile(
+    r"(?<![A-Za-z0-9])[Ss](\d++[Ee]\d++)((?:-?[Ee]\d++|-\d++(?![A-Za-z]))*)"
+    r"(.*)\.([A-Za-z0-9]+)\Z",
+    re.S | re.A,
+)
+_EXTRA = re.compile(r"(-?)[Ee]?(\d+)", re.A)
+_VIDEO_UPPER: Final = frozenset(ext.upper() for ext in VIDEO_EXTENSIONS)
+
+
+@dataclass(slots=True, frozen=True, order=True)
+class EpisodeNumber:
+    """One episode: season 0 holds films and specials; episodes count from 1."""
+
+    season: int
+    episode: int
+    # Dicts keyed by episode are built for every file of every scan: hash once, not per lookup.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.season <= MAX_SEASON or not 1 <= self.episode <= MAX_EPISODE:
+            raise ValueError(f"no such episode number: season {self.season}, {self.episode}")
+        object.__setattr__(self, "_hash", hash((self.season, self.episode)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @property
+    def tag(self) -> str:
+        """The Sonarr-style tag, e.g. S01E02."""
+        return f"S{self.season:02d}E{self.episode:02d}"
+
+    def to_dict(self) -> dict[str, int]:
+        """The JSON shape {season, episode}."""
+        return {"season": self.season, "episode": self.episode}
+
+
+# Interned one-episode tuples by their upper-cased tag ("01E08"): a library holds a few thousand.
+_EPISODES: dict[str, tuple[EpisodeNumber, ...]] = {}
+
+
+def _single(tag: str) -> tuple[EpisodeNumber, ...]:
+    season, _, episode = tag.partition("E")
+    number = int(season), int(episode)
+    valid = number[0] <= MAX_SEASON and 1 <= number[1] <= MAX_EPISODE
+    found = (EpisodeNumber(*number),) if valid else ()
+    if len(_EPISODES) < 100_000:
+        _EPISODES[tag] = found
+    return found
+
+
+def _expand(first: tuple[EpisodeNumber, ...], extra: str) -> tuple[EpisodeNumber, ...]:
+    """S01E01E02 lists episodes, S01E01-E03 / S01E01-03 is a range; the first bad part ends it."""
+    season, last = first[0].season, first[0].episode
+    numbers = [last]
+    for match in _EXTRA.finditer(extra):
+        value = int(match[2])
+        if value <= last or value > MAX_EPISODE or (match[1] and value - last > MAX_RANGE):
+            break
+        numbers.extend(range(last + 1, value + 1) if match[1] else (value,))
+        last = value
+    return tuple(EpisodeNumber(season, n) for n in numbers)
+
+
+def _is_temp(tail: str) -> bool:
+    """Whether a dotted part between the tag and the extension marks an unfinished download."""
+    parts = tail.upper().split(".")[1:]
+    return any(part in _TEMP_PARTS or _FORMAT_PART.fullmatch(part) for part in parts)
+
+
+def parse_episodes(filename: str) -> tuple[EpisodeNumber, ...]:
+    """Every episode a video file's name claims (first tag only); () for others and temp files."""
+    if not filename or filename[0] == ".":
+        return ()
+    if filename.isascii():
+        match = _TAG_FAST.search(filename.upper())
+        if match is None:
+            return ()
+        tag, extra, tail, ext = match.groups()
+    else:
+        match = _TAG_ANY.search(filename)
+        if match is None:
+            return ()
+        tag, extra, tail, ext = match.groups()
+        tag, ext = tag.upper(), ext.upper()
+    if ext not in _VIDEO_UPPER or ("." in tail and _is_temp(tail)):
+        return ()
+    found = _EPISODES.get(tag)
+    if found is None:
+        found = _single(tag)
+    return _expand(found, extra) if extra and found else found
+
+
+def parse_episode(filename: str) -> EpisodeNumber | None:
+    """The (first) episode a video file's name holds, None when it is no finished episode file."""
+    found = parse_episodes(filename)
+    return found[0] if found else None
+
+
+# --- sanitising -------------------------------------------------------------------------------
+
+_COLON_SPACE = re.compile(r"\s*:\s+")
+_REPLACE = str.maketrans({":": "-", "/": "-", "\\": "-", **dict.fromkeys('<>"|?*')})
+_DROPPED = frozenset({"Cc", "Cf", "Cs"})  # controls, invisible format characters, lone surrogates
+_EDGES = re.compile(r"\A[ .]+|[ .]+\Z")
+_TRAILING = re.compile(r"[ .]+\Z")
+_RESERVED: Final = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{dev}{n}" for dev in ("COM", "LPT") for n in (*"0123456789", "¹", "²", "³")}
+)
+
+
+def _clean_text(text: str) -> str:
+    """Drop what no file name may hold; collapse white space. Keeps edges as they are."""
+    text = _COLON_SPACE.sub(" - ", unicodedata.normalize("NFC", text)).translate(_REPLACE)
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED)
+    # Dropping a format character can leave a letter and its accent side by side: compose again.
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def _truncate(text: str, max_bytes: int) -> str:
+    """Cut to max_bytes of UTF-8 without splitting a character."""
+    raw = text.encode("utf-8")
+    return text if len(raw) <= max_bytes else raw[:max_bytes].decode("utf-8", "ignore")
+
+
+def _is_reserved(name: str) -> bool:
+    """Windows device names, also with an extension: 'con', 'NUL.mkv', 'com1 .txt'."""
+    return name.split(".", 1)[0].rstrip(" ").upper() in _RESERVED
+
+
+def _component(text: str, max_bytes: int) -> str:
+    """sanitize_component without the fallback: '' means nothing usable was left."""
+    if max_bytes < 1:
+        raise ValueError("max_bytes must be positive")
+    text = _EDGES.sub("", _clean_text(text))
+    if _is_reserved(text):
+        text = "_" + text
+    text = _TRAILING.sub("", _truncate(text, max_bytes))
+    if _is_reserved(text):  # truncation turned 'CONSOLE' into 'CON'
+        text = _TRAILING.sub("", _truncate("_" + text, max_bytes))
+    return text
+
+
+def sanitize_component(text: str, max_bytes: int = COMPONENT_MAX_BYTES) -> str:
+    """One safe path component from any text: never empty, hidden, '..', reserved or too long."""
+    return _component(text, max_bytes) or "_"
+
+
+# --- templates --------------------------------------------------------------------------------
+
+TemplateKind = Literal["series_folder", "episode_path"]
+_TEXT_FIELDS: Final = frozenset({"series_title", "series_title_year", "episode_title", "language"})
+_FOLDER_FIELDS: Final = frozenset({"series_title", "series_title_year"})
+_TOKENS: Final[dict[str, tuple[str, int]]] = {
+    "series title": ("series_title", 0),
+    "series titleyear": ("series_title_year", 0),
+    "episode title": ("episode_title", 0),
+    "language": ("language", 0),
+    **{f"{n}:{'0' * w}": (n, w) for n in ("season", "episode") for w in range(1, 5)},
+    "season": ("season", 1),
+    "episode": ("episode", 1),
+}
+_FOLDER_HELP: Final = "{Series Title}, {Series TitleYear}"
+_EPISODE_HELP: Final = (
+    "{Series Title}, {Series TitleYear}, {season}, {season:00}, {episode}, {episode:00}, "
+    "{episode:000}, {Episode Title}, {Language}"
+)
+_TOKEN_SPLIT = re.compile(r"(\{[^{}]*\})")
+_DEFUSE = re.compile(r"(?<![A-Za-z0-9])([Ss]\d+)([Ee]\d)", re.A)
+
+Part = str | tuple[str, int]  # literal text, or (field, zero padding)
+Segment = tuple[Part, ...]
+
+
+def _parse_segment(raw: str, kind: TemplateKind, label: str) -> Segment:
+    """Literal text and tokens of one '/'-separated part of a template."""
+    parts: list[Part] = []
+    for piece in _TOKEN_SPLIT.split(raw):
+        if piece.startswith("{") and piece.endswith("}"):
+            token = _TOKENS.get(piece[1:-1].lower())
+            if token is None or (kind == "series_folder" and token[0] not in _FOLDER_FIELDS):
+                known = _FOLDER_HELP if kind == "series_folder" else _EPISODE_HELP
+                raise ValidationError(f"unknown token {piece} in the {label}; known: {known}")
+            parts.append(token)
+        elif "{" in piece or "}" in piece:
+            raise ValidationError(f"unbalanced braces in the {label}")
+        elif piece:
+            parts.append(piece)
+    return tuple(parts)
+
+
+@lru_cache(maxsize=64)
+def _compile(template: str, kind: TemplateKind) -> tuple[Segment, ...]:
+    """Parse and check a template once; raises ValidationError naming the problem."""
+    label = f"{kind.replace('_', ' ')} template"
+    if not isinstance(template, str) or not template.strip():
+        raise ValidationError(f"the {label} is empty")
+    if len(template) > 1000:
+        raise ValidationError(f"the {label} is longer than 1000 characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in template):
+        raise ValidationError(f"the {label} contains control characters")
+    if "\\" in template:
+        raise ValidationError(f"the {label} must use '/' to separate folders")
+    if template.startswith("/"):
+        raise ValidationError(f"the {label} must be a relative path")
+    if kind == "series_folder" and "/" in template:
+        raise ValidationError(f"the {label} must name one folder (no '/')")
+    if any(not raw.strip(" .") for raw in template.split("/")):
+        raise ValidationError(f"the {label} has an empty, '.' or '..' folder name")
+    segments = tuple(_parse_segment(raw, kind, label) for raw in template.split("/"))
+    fields = {p[0] for seg in segments for p in seg if isinstance(p, tuple)}
+    if kind == "series_folder" and not fields & _FOLDER_FIELDS:
+        raise ValidationError(f"the {label} needs {{Series Title}} or {{Series TitleYear}}")
+    return segments
+
+
+def _values(title: str, year: int | None, episode_title: str, language: str) -> dict[str, str]:
+    """Cleaned token texts; a tag inside a title is split so the scanner cannot misread it."""
+    name = _clean_text(title)
+    with_year = name if year is None or name.endswith(f"({year})") else f"{name} ({year})"
+    texts = {
+        "series_title": name,
+        "series_title_year": with_year,
+        "episode_title": _clean_text(episode_title),
+        "language": _clean_text(language),
+    }
+    return {field: _DEFUSE.sub(r"\1 \2", text) for field, text in texts.items()}
+
+
+def _join(
+    segment: Segment, values: Mapping[str, str], numbers: Mapping[str, int], budget: int | None
+) -> list[str]:
+    """The pieces of one rendered component; free texts cut to budget bytes each."""
+    out: list[str] = []
+    for part in segment:
+        if isinstance(part, str):
+            out.append(part)
+        elif part[0] in _TEXT_FIELDS:
+            text = values[part[0]]
+            out.append(text if budget is None else _truncate(text, budget).rstrip())
+        else:
+            out.append(f"{numbers[part[0]]:0{part[1]}d}")
+    return out
+
+
+def _render(
+    segment: Segment, values: Mapping[str, str], numbers: Mapping[str, int], cap: int
+) -> str:
+    """One sanitised component; long titles are shortened first so literals and numbers survive."""
+    pieces = _join(segment, values, numbers, None)
+    texts = [values[p[0]] for p in segment if isinstance(p, tuple) and p[0] in _TEXT_FIELDS]
+    size = len("".join(pieces).encode("utf-8"))
+    if size > cap and texts:
+        fixed = size - sum(len(text.encode("utf-8")) for text in texts)
+        pieces = _join(segment, values, numbers, max(0, cap - fixed) // len(texts))
+    name = _component("".join(pieces), cap)
+    if not name:
+        raise ValidationError(
+            f"the template renders an empty name from {''.join(pieces)!r} "
+            "(is a token such as {Language} or {Episode Title} empty?)"
+        )
+    return name
+
+
+def render_series_folder(template: str, title: str, year: int | None = None) -> str:
+    """The folder name for a new series, e.g. 'Title (2019)' from '{Series TitleYear}'."""
+    (segment,) = _compile(template, "series_folder")
+    if not _component(title, COMPONENT_MAX_BYTES):
+        raise ValidationError(f"the series title {title!r} has nothing usable as a folder name")
+    return _render(segment, _values(title, year, "", ""), {}, COMPONENT_MAX_BYTES)
+
+
+def render_episode_path(
+    template: str,
+    *,
+    series_title: str,
+    year: int | None,
+    season: int,
+    episode: int,
+    episode_title: str = "",
+    language: str = "",
+) -> PurePosixPath:
+    """The episode path relative to its series folder, without the extension."""
+    segments = _compile(template, "episode_path")
+    try:
+        number = EpisodeNumber(season, episode)
+    except ValueError as err:
+        raise ValidationError(str(err)) from err
+    values = _values(series_title, year, episode_title, language)
+    numbers = {"season": season, "episode": episode}
+    names = [_render(seg, values, numbers, COMPONENT_MAX_BYTES) for seg in segments[:-1]]
+    names.append(_render(segments[-1], values, numbers, COMPONENT_MAX_BYTES - EXT_RESERVE_BYTES))
+    # The scanner must find what we write, or the episode would be downloaded again and again.
+    if parse_episode(names[-1] + ".mkv") != number:
+        raise ValidationError(
+            f"the file name {names[-1]!r} does not carry the tag {number.tag}: the episode path "
+            "template needs S{season:00}E{episode:00} in the file name"
+        )
+    return PurePosixPath(*names)
+
+
+def validate_template(template: str, kind: str) -> None:
+    """Refuse a template that cannot name files safely and findably (settings validation)."""
+    if kind == "series_folder":
+        render_series_folder(template, "Sample Title", None)
+        render_series_folder(template, "Sample Title", 2019)
+    elif kind == "episode_path":
+        # An empty episode title (providers often lack one) and a three-digit special must both
+        # give a findable name; a download always has a language, so {Language} may be a folder.
+        for season, episode, title, language in ((3, 7, "", "German Dub"), (0, 123, "T", "Sub")):
+            render_episode_path(
+                template,
+                series_title="Sample",
+                year=2019,
+                season=season,
+                episode=episode,
+                episode_title=title,
+                language=language,
+            )
+    else:
+        raise ValueError(f"unknown template kind {kind!r}")
+
+
+# --- paths inside the library -----------------------------------------------------------------
+
+
+def confine(root: Path, relative: str | os.PathLike[str]) -> Path:
+    """root/relative with symlinks resolved; raises unless it lies strictly inside root."""
+    rel = os.fspath(relative)
+    if "\0" in rel:
+        raise PathOutsideLibraryError("the path contains a NUL byte", details={"path": rel})
+    if os.path.isabs(rel):
+        raise PathOutsideLibraryError("the path must be relative", details={"path": rel})
+    base = os.path.realpath(root)
+    target = os.path.realpath(os.path.join(base, rel))
+    if target == base or os.path.commonpath((base, target)) != base:
+        raise PathOutsideLibraryError(
+            f"{rel!r} does not lie inside the library folder", details={"path": rel}
+        )
+    return Path(target)
+
+
+def _folder_name(name: str) -> str:
+    """An existing folder is used verbatim (that is its name on disk) but must be one folder."""
+    if not name or name[0] == "." or "/" in name or "\0" in name:
+        raise ValidationError(f"{name!r} is not a series folder name")
+    return name
+
+
+def _extension(ext: str) -> str:
+    """A video extension without its dot: anything else would be invisible to the scanner."""
+    clean = ext.removeprefix(".").lower()
+    if clean not in VIDEO_EXTENSIONS:
+        raise ValidationError(f"{ext!r} is not a video file extension")
+    return clean
+
+
+def final_episode_path(
+    library_root: Path,
+    series_folder: str,
+    episode_template: str,
+    *,
+    series_title: str,
+    year: int | None,
+    season: int,
+    episode: int,
+    episode_title: str = "",
+    language: str = "",
+    ext: str,
+) -> Path:
+    """Where an episode file goes: rendered, sanitised, then proven to lie inside the library."""
+    relative = render_episode_path(
+        episode_template,
+        series_title=series_title,
+        year=year,
+        season=season,
+        episode=episode,
+        episode_title=episode_title,
+        language=language,
+    )
+    name = f"{relative.name}.{_extension(ext)}"
+    return confine(library_root, PurePosixPath(_folder_name(series_folder), relative.parent, name))
+
+
+@dataclass(slots=True, frozen=True)
+class RenamePlan:
+    """One proposed rename; apply it only when problem is None (and it changes something)."""
+
+    episodes: tuple[EpisodeNumber, ...]
+    current: Path
+    proposed: Path | None
+    problem: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Whether applying the plan would move the file."""
+        return self.proposed is not None and self.proposed != self.current
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of a plan."""
+        return {
+            "episodes": [ep.to_dict() for ep in self.episodes],
+            "current": str(self.current),
+            "proposed": None if self.proposed is None else str(self.proposed),
+            "changed": self.changed,
+            "problem": self.problem,
+        }
+
+
+def rename_preview(
+    library_root: Path,
+    series_folder: str,
+    template: str,
+    files: Iterable[LocalFile],
+    *,
+    series_title: str,
+    year: int | None = None,
+    episode_titles: Mapping[EpisodeNumber, str] | None = None,
+    language: str = "",
+) -> list[RenamePlan]:
+    """Current -> proposed path of each episode file under the template; touches nothing."""
+    titles = episode_titles or {}
+    folder = confine(library_root, _folder_name(series_folder))
+    plans: list[RenamePlan] = []
+    for file in files:
+        parent, _, name = file.relative.rpartition("/")
+        current = (confine(folder, parent) if parent else folder) / name
+        first = file.episodes[0]
+        if len(file.episodes) > 1:
+            problem = f"holds {len(file.episodes)} episodes; rename it by hand"
+            plans.append(RenamePlan(file.episodes, current, None, problem))
+            continue
+        try:
+            proposed = final_episode_path(
+                library_root,
+                series_folder,
+                template,
+                series_title=series_title,
+                year=year,
+                season=first.season,
+                episode=first.episode,
+                episode_title=titles.get(first, ""),
+                language=language,
+                ext=name.rpartition(".")[2],
+            )
+        except ValidationError as err:
+            plans.append(RenamePlan(file.episodes, current, None, err.message))
+            continue
+        plans.append(RenamePlan(file.episodes, current, proposed))
+    targets = Counter(plan.proposed for plan in plans if plan.proposed is not None)
+    return [
+        RenamePlan(
+            p.episodes, p.current, p.proposed, f"{targets[p.proposed]} files would get this name"
+        )
+        if p.proposed is not None and targets[p.proposed] > 1
+        else p
+        for p in plans
+    ]

@@ -1,0 +1,398 @@
+"""The library walk (SPEC §4): series folders, who they are, and the episode files they hold.
+
+Everything here is synchronous and blocking: the library service calls ``scan_library`` through
+``asyncio.to_thread`` (and ``progress`` then runs in that worker thread, not on the loop).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import re
+import stat
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+from ..errors import AppError, ValidationError
+from ..fsutil import atomic_write_text
+from .naming import EpisodeNumber, parse_episodes
+
+SIDECAR_NAME: Final = ".aniworld.json"
+KEY_FILE_NAME: Final = "key"
+SIDECAR_MAX_BYTES: Final = 64 * 1024
+MAX_DEPTH: Final = 12  # levels below a series folder; deeper trees are not episode folders
+# A directory changed less than this long before a scan may change again within the same
+# timestamp tick (coarse clocks, FAT's 2 s): its listing is used but not trusted next time.
+RACY_WINDOW_NS = 2_000_000_000
+# Folders that NAS systems and file systems put everywhere; never series, never episodes.
+IGNORED_FOLDERS: Final = frozenset(
+    {"@eaDir", "#recycle", "#snapshot", "lost+found", "$RECYCLE.BIN", "System Volume Information"}
+)
+_PROVIDER = re.compile(r"[a-z][a-z0-9_]{0,31}", re.A)
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", re.A)  # a URL path segment, never '/'
+
+Progress = Callable[[int, int], None]
+
+
+class LibraryError(AppError):
+    """The library folder itself cannot be read: missing, not a folder, no permission."""
+
+    code: ClassVar[str] = "library_unavailable"
+    status: ClassVar[int] = 503
+
+
+@dataclass(slots=True, frozen=True)
+class SeriesIdentity:
+    """Which provider series a folder holds: its sidecar, or a plain key file."""
+
+    provider: str
+    key: str
+    name: str | None = None
+    year: int | None = None
+    languages: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _PROVIDER.fullmatch(self.provider):
+            raise ValidationError(f"{self.provider!r} is not a provider name")
+        if not _KEY.fullmatch(self.key):
+            raise ValidationError(f"{self.key!r} is not a series key")
+
+    @classmethod
+    def from_dict(cls, data: object) -> SeriesIdentity:
+        """Read a sidecar document; raises ValidationError saying what is wrong."""
+        if not isinstance(data, dict):
+            raise ValidationError("the sidecar is not a JSON object")
+        provider, key = data.get("provider"), data.get("key")
+        name, year, languages = data.get("name"), data.get("year"), data.get("languages", [])
+        if not isinstance(provider, str) or not isinstance(key, str):
+            raise ValidationError('the sidecar needs "provider" and "key" strings')
+        if name is not None and not isinstance(name, str):
+            raise ValidationError('"name" must be a string')
+        if year is not None and (type(year) is not int or not 1 <= year <= 9999):
+            raise ValidationError('"year" must be a year')
+        if not isinstance(languages, list) or not all(isinstance(x, str) for x in languages):
+            raise ValidationError('"languages" must be a list of strings')
+        return cls(provider, key, name, year, tuple(languages))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sidecar document."""
+        return {
+            "provider": self.provider,
+            "key": self.key,
+            "name": self.name,
+            "year": self.year,
+            "languages": list(self.languages),
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class LocalFile:
+    """An episode file: path relative to its series folder ('/'-separated) and what it holds."""
+
+    relative: str
+    episodes: tuple[EpisodeNumber, ...]
+    size: int | None = None  # None unless the scan ran with_sizes (one stat per file)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of one local file."""
+        return {
+            "path": self.relative,
+            "size": self.size,
+            "episodes": [ep.to_dict() for ep in self.episodes],
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class LocalSeries:
+    """One folder directly under the library root and what the scan found in it."""
+
+    folder_name: str
+    path: Path
+    identity: SeriesIdentity | None
+    episodes: dict[EpisodeNumber, LocalFile]
+    error: str | None = None
+    files: tuple[LocalFile, ...] = ()  # every episode file, duplicates included
+
+    def file_path(self, file: LocalFile) -> Path:
+        """The absolute path of one of this series' files."""
+        return self.path.joinpath(*file.relative.split("/"))
+
+
+@dataclass(slots=True, frozen=True)
+class ScanStats:
+    """How much work a scan did: a no-change rescan lists nothing."""
+
+    directories: int
+    listed: int
+    files: int
+    seconds: float
+
+
+@dataclass(slots=True)
+class _Listing:
+    """One directory as last listed, valid while its stamp is unchanged."""
+
+    stamp: tuple[int, int, int]  # (inode, mtime_ns, ctime_ns): ctime catches mtime resets
+    trusted: bool
+    subdirs: tuple[str, ...]
+    files: tuple[LocalFile, ...]
+    markers: frozenset[str]  # which of the sidecar / key file exist here
+
+
+@dataclass(slots=True)
+class _Identity:
+    stamp: tuple[int, int, int, int] | None
+    trusted: bool
+    identity: SeriesIdentity | None
+    error: str | None
+
+
+@dataclass(slots=True)
+class ScanCache:
+    """What a scan saw; hand it to the next scan_library call so unchanged folders are skipped."""
+
+    root: str
+    with_sizes: bool
+    listings: dict[str, _Listing] = field(default_factory=dict)
+    identities: dict[str, _Identity] = field(default_factory=dict)
+    series: dict[str, LocalSeries] = field(default_factory=dict)  # reused when nothing changed
+
+
+@dataclass(slots=True, frozen=True)
+class ScanResult:
+    """The series found (sorted by folder name) and the cache for the next scan."""
+
+    series: tuple[LocalSeries, ...]
+    cache: ScanCache
+    stats: ScanStats
+
+
+class _Walk:
+    """One scan: reads through the old cache, writes a fresh one (the old one stays valid)."""
+
+    def __init__(self, root: str, old: ScanCache | None, with_sizes: bool) -> None:
+        self.old: ScanCache
+        self.root = root
+        self.with_sizes = with_sizes
+        usable = old is not None and old.root == root and old.with_sizes == with_sizes
+        self.old = old if usable and old is not None else ScanCache(root, with_sizes)
+        self.new = ScanCache(root, with_sizes)
+        self.racy_before = time.time_ns() - RACY_WINDOW_NS
+        self.directories = self.listed = 0
+
+    def directory(self, path: str, st: os.stat_result, rel: str) -> tuple[_Listing, bool]:
+        """The listing of a directory and whether it was listed anew (else from the cache)."""
+        self.directories += 1
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        listing = self.old.listings.get(path)
+        fresh = listing is None or not listing.trusted or listing.stamp != stamp
+        if fresh:
+            listing = self._list(path, stamp, rel)
+        assert listing is not None
+        self.new.listings[path] = listing
+        return listing, fresh
+
+    def _list(self, path: str, stamp: tuple[int, int, int], rel: str) -> _Listing:
+        # The hot loop of a full scan: d_type answers is_dir/is_file without a stat per entry.
+        self.listed += 1
+        subdirs: list[str] = []
+        names: list[str] = []
+        markers: list[str] = []
+        with os.scandir(path) as entries:
+            for entry in entries:
+                name = entry.name
+                if name[0] == ".":
+                    if name == SIDECAR_NAME:
+                        markers.append(name)
+                elif entry.is_dir(follow_symlinks=False):
+                    if name not in IGNORED_FOLDERS:
+                        subdirs.append(name)
+                elif entry.is_file():  # follows a symlink to a file; a broken one is skipped
+                    names.append(name)
+        if KEY_FILE_NAME in names:
+            markers.append(KEY_FILE_NAME)
+        names.sort()
+        if self.with_sizes:
+            files = [
+                LocalFile(rel + name, episodes, size)
+                for name, episodes in zip(names, map(parse_episodes, names), strict=True)
+                if episodes and (size := _size(path, name)) >= 0
+            ]
+        else:
+            files = [
+                LocalFile(rel + name, episodes)
+                for name, episodes in zip(names, map(parse_episodes, names), strict=True)
+                if episodes
+            ]
+        trusted = max(stamp[1], stamp[2]) < self.racy_before
+        return _Listing(stamp, trusted, tuple(sorted(subdirs)), tuple(files), frozenset(markers))
+
+    def identity(self, path: str, listing: _Listing) -> tuple[_Identity | None, bool]:
+        """Identity from the sidecar, else the key file, and whether it was read anew."""
+        name = SIDECAR_NAME if SIDECAR_NAME in listing.markers else KEY_FILE_NAME
+        if name not in listing.markers:
+            return None, False
+        file = os.path.join(path, name)
+        try:
+            st = os.stat(file)
+        except OSError as err:
+            return _Identity(None, False, None, f"cannot read {name}: {err.strerror}"), True
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        cached = self.old.identities.get(path)
+        fresh = cached is None or not cached.trusted or cached.stamp != stamp
+        if fresh:
+            trusted = max(st.st_mtime_ns, st.st_ctime_ns) < self.racy_before
+            cached = _Identity(stamp, trusted, *_read_identity(file, name))
+        assert cached is not None
+        self.new.identities[path] = cached
+        return cached, fresh
+
+    def series(self, name: str) -> LocalSeries | None:
+        """One series folder, walked depth first without following symlinked folders."""
+        path = os.path.join(self.root, name)
+        errors: list[str] = []
+        files: list[LocalFile] = []
+        known: _Identity | None = None
+        changed = False
+        stack = [(path, "", 0)]
+        while stack:
+            directory, rel, depth = stack.pop()
+            try:
+                st = os.lstat(directory)
+                if not stat.S_ISDIR(st.st_mode):
+                    continue  # replaced by a file or a symlink since its parent was listed
+                listing, fresh = self.directory(directory, st, rel)
+            except FileNotFoundError:
+                if depth == 0:
+                    return None  # the series folder went away during the scan
+                continue
+            except OSError as err:
+                errors.append(f"cannot read {rel or '.'}: {err.strerror}")
+                continue
+            changed |= fresh
+            if depth == 0:
+                known, fresh = self.identity(directory, listing)
+                changed |= fresh
+            files.extend(listing.files)
+            if listing.subdirs and depth >= MAX_DEPTH:
+                errors.append(f"folders nested deeper than {MAX_DEPTH} levels are not scanned")
+                continue
+            for sub in reversed(listing.subdirs):
+                stack.append((os.path.join(directory, sub), f"{rel}{sub}/", depth + 1))
+        previous = self.old.series.get(path)
+        if previous is not None and not changed and not errors:
+            # Same listings, same identity: the old result is exact, and building it is most of
+            # a rescan's cost (a dict entry per episode).
+            self.new.series[path] = previous
+            return previous
+        if known is not None and known.error:
+            errors.insert(0, known.error)
+        identity = known.identity if known is not None else None
+        error = "; ".join(errors) or None
+        result = LocalSeries(name, Path(path), identity, _episodes(files), error, tuple(files))
+        if error is None:
+            self.new.series[path] = result
+        return result
+
+
+def _size(path: str, name: str) -> int:
+    """A file's size, -1 when it went away since the listing."""
+    try:
+        return os.stat(os.path.join(path, name)).st_size
+    except OSError:
+        return -1
+
+
+def _read_identity(file: str, name: str) -> tuple[SeriesIdentity | None, str | None]:
+    """Parse a sidecar or key file; a broken one leaves the series unmatched with the reason."""
+    try:  # os.open/os.read: half the cost of open() for a file read once per series
+        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            raw = os.read(fd, SIDECAR_MAX_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        return None, f"cannot read {name}: {err.strerror}"
+    if len(raw) > SIDECAR_MAX_BYTES:
+        return None, f"{name} is larger than {SIDECAR_MAX_BYTES // 1024} KiB"
+    try:
+        if name == KEY_FILE_NAME:
+            return SeriesIdentity("aniworld", raw.decode("utf-8").strip()), None
+        return SeriesIdentity.from_dict(json.loads(raw)), None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        return None, f"{name} is not valid: {err}"
+    except ValidationError as err:
+        return None, f"{name} is not valid: {err.message}"
+
+
+def _episodes(files: list[LocalFile]) -> dict[EpisodeNumber, LocalFile]:
+    """One file per episode: the largest when sizes are known, else the first in walk order."""
+    episodes: dict[EpisodeNumber, LocalFile] = {}
+    for file in files:
+        for number in file.episodes:
+            best = episodes.setdefault(number, file)
+            if (file.size or 0) > (best.size or 0):
+                episodes[number] = file
+    return episodes
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic GC while a scan creates a value per file: it re-traversed the growing heap and
+    cost a sixth of a full scan. Nothing a scan creates is cyclic, so nothing is left behind."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:  # a concurrent scan that saw it disabled must not switch it back on early
+            gc.enable()
+
+
+def scan_library(
+    root: Path | str,
+    cache: ScanCache | None = None,
+    progress: Progress | None = None,
+    *,
+    with_sizes: bool = False,
+) -> ScanResult:
+    """Walk the library (blocking: run it in a thread); unchanged folders come from cache."""
+    started = time.perf_counter()
+    root_path = os.path.abspath(root)
+    try:
+        st = os.stat(root_path)
+    except FileNotFoundError as err:
+        raise LibraryError(f"the library folder {root_path} does not exist") from err
+    except OSError as err:
+        raise LibraryError(f"cannot open the library folder {root_path}: {err.strerror}") from err
+    if not stat.S_ISDIR(st.st_mode):
+        raise LibraryError(f"the library path {root_path} is not a folder")
+    walk = _Walk(root_path, cache, with_sizes)
+    try:
+        names = walk.directory(root_path, st, "")[0].subdirs
+    except OSError as err:
+        raise LibraryError(f"cannot list the library folder {root_path}: {err.strerror}") from err
+    found: list[LocalSeries] = []
+    with _gc_paused():
+        for done, name in enumerate(names, 1):
+            series = walk.series(name)
+            if series is not None:
+                found.append(series)
+            if progress is not None:
+                progress(done, len(names))
+    files = sum(len(series.files) for series in found)
+    stats = ScanStats(walk.directories, walk.listed, files, time.perf_counter() - started)
+    return ScanResult(tuple(found), walk.new, stats)
+
+
+def write_sidecar(folder: Path, identity: SeriesIdentity) -> Path:
+    """Write <folder>/.aniworld.json atomically (temp file in the folder, fsync, rename)."""
+    path = folder / SIDECAR_NAME
+    text = json.dumps(identity.to_dict(), ensure_ascii=False, indent=2, sort_keys=True)
+    atomic_write_text(path, text + "\n")
+    return path

@@ -1,0 +1,134 @@
+"""Deployment options: flag > environment > /data/options.json > default, loaded before the loop."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import voluptuous as vol
+
+ADDON_OPTIONS_FILE: Final = Path("/data/options.json")
+ENV_PREFIX: Final = "ANIWORLD_"
+LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+
+
+class OptionsError(Exception):
+    """An option has an invalid value; the message names the option and the problem."""
+
+
+def _port(value: Any) -> int:
+    port = int(value)
+    if not 1 <= port <= 65535:
+        raise vol.Invalid("must be a port number between 1 and 65535")
+    return port
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+OPTIONS_SCHEMA: Final = vol.Schema(
+    {
+        vol.Required("data_path"): vol.All(str, vol.Length(min=1)),
+        vol.Required("library_path"): vol.All(str, vol.Length(min=1)),
+        vol.Required("host"): vol.All(str, vol.Length(min=1)),
+        vol.Required("port"): vol.All(vol.Coerce(int), _port),
+        vol.Required("log_level"): vol.All(vol.Lower, vol.In(LOG_LEVELS)),
+        vol.Required("mqtt_host"): _optional_str,
+        vol.Required("mqtt_port"): vol.All(vol.Coerce(int), _port),
+        vol.Required("mqtt_username"): _optional_str,
+        vol.Required("mqtt_password"): _optional_str,
+    }
+)
+
+
+@dataclass(slots=True, frozen=True)
+class Options:
+    """How this process is deployed (paths, listener, broker); app settings live in config.json."""
+
+    data_path: Path = Path("data")
+    library_path: Path = Path("library")
+    host: str = "0.0.0.0"  # noqa: S104 - the add-on and the container must listen on all interfaces
+    port: int = 8099
+    log_level: str = "info"
+    mqtt_host: str | None = None
+    mqtt_port: int = 1883
+    mqtt_username: str | None = None
+    mqtt_password: str | None = field(default=None, repr=False)
+    # Not user options: cost of bcrypt (tests lower it) and the add-on flag.
+    bcrypt_rounds: int = 12
+    addon: bool = False
+
+
+_USER_OPTIONS: Final = tuple(str(key) for key in OPTIONS_SCHEMA.schema)
+
+
+def _defaults() -> dict[str, Any]:
+    defaults = Options()
+    return {name: getattr(defaults, name) for name in _USER_OPTIONS}
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name in _USER_OPTIONS:
+        key = ENV_PREFIX + name.upper()
+        if key in environ:
+            found[name] = environ[key]
+    return found
+
+
+def _from_options_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise OptionsError(f"{path}: cannot be read as JSON ({err})") from err
+    if not isinstance(raw, dict):
+        raise OptionsError(f"{path}: must hold a JSON object")
+    # The add-on's options.json may hold keys for other parts (run.sh); keep only ours.
+    return {name: raw[name] for name in _USER_OPTIONS if name in raw}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The shared option flags; subcommands add their own arguments on top."""
+    parser = argparse.ArgumentParser(add_help=False)
+    for name in _USER_OPTIONS:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
+    return parser
+
+
+def load_options(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    options_file: Path = ADDON_OPTIONS_FILE,
+) -> Options:
+    """Merge the sources by precedence and validate; raise OptionsError naming the bad option."""
+    env = os.environ if environ is None else environ
+    merged = _defaults()
+    merged.update(_from_options_file(options_file))
+    merged.update(_from_env(env))
+    merged.update({k: v for k, v in flags.items() if k in _USER_OPTIONS and v is not None})
+    merged = {k: (str(v) if isinstance(v, Path) else v) for k, v in merged.items()}
+    try:
+        valid = OPTIONS_SCHEMA(merged)
+    except vol.MultipleInvalid as err:
+        first = err.errors[0]
+        name = ".".join(str(p) for p in first.path) or "options"
+        raise OptionsError(f"invalid option {name!r}: {first.msg}") from err
+    valid["data_path"] = Path(valid["data_path"]).expanduser().absolute()
+    valid["library_path"] = Path(valid["library_path"]).expanduser().absolute()
+    addon = bool(env.get("SUPERVISOR_TOKEN"))
+    return Options(**valid, addon=addon)
+
+
+def option_names() -> Sequence[str]:
+    """Names of the user-facing options (CLI flags, ANIWORLD_* variables, options.json keys)."""
+    return _USER_OPTIONS

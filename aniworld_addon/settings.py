@@ -1,0 +1,245 @@
+"""App settings in <data>/config.json: schema, atomic writes, backups, versions and migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import voluptuous as vol
+
+from .const import CONFIG_BACKUP_DIR, CONFIG_BACKUPS_KEPT, CONFIG_FILENAME
+from .errors import NotFoundError, StorageError, ValidationError
+from .fsutil import atomic_write_text
+from .settings_schema import CONFIG_VERSION, DEFAULT_CONFIG, SETTINGS_SCHEMA, invalid_details
+
+_LOGGER = logging.getLogger(__name__)
+
+BACKUP_NAME_RE: Final = re.compile(r"^config-\d{8}T\d{6}-\d{6}(?:-[a-z0-9_]+)?\.json$")
+
+Listener = Callable[[Mapping[str, Any], Mapping[str, Any]], None]
+
+
+def deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """Objects merge key by key; anything else in the patch (lists, scalars, null) replaces."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in patch.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def validate_settings(document: Any) -> dict[str, Any]:
+    """Validate a whole settings document; raise ValidationError listing every problem."""
+    try:
+        valid: dict[str, Any] = SETTINGS_SCHEMA(document)
+    except vol.Invalid as err:
+        raise ValidationError("the settings are not valid", details=invalid_details(err)) from err
+    return valid
+
+
+def _migrate_0(doc: dict[str, Any]) -> dict[str, Any]:
+    """Unversioned files (early builds) used flat download keys; fold them into the v1 shape."""
+    doc = dict(doc)
+    downloads = dict(doc.get("downloads") or {})
+    if "max_concurrent_downloads" in doc:
+        downloads.setdefault("max_concurrent", doc.pop("max_concurrent_downloads"))
+    if "max_retries" in doc:
+        downloads.setdefault("max_retries", doc.pop("max_retries"))
+    if downloads:
+        doc["downloads"] = downloads
+    doc["version"] = 1
+    return deep_merge(DEFAULT_CONFIG, doc)
+
+
+# MIGRATIONS[n] turns a version-n document into version n+1.
+MIGRATIONS: Final[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {0: _migrate_0}
+
+
+def migrate_document(doc: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Bring a document to CONFIG_VERSION; return it and the version it had."""
+    found = doc.get("version", 0)
+    if not isinstance(found, int) or found < 0:
+        raise ValidationError(f"config.json has an invalid version {found!r}")
+    if found > CONFIG_VERSION:
+        raise StorageError(
+            f"config.json has version {found}, newer than this add-on supports ({CONFIG_VERSION})"
+        )
+    version = found
+    while version < CONFIG_VERSION:
+        doc = MIGRATIONS[version](doc)
+        version += 1
+    return doc, found
+
+
+@dataclass(slots=True, frozen=True)
+class BackupInfo:
+    """One file in config_backups/."""
+
+    name: str
+    created_at: float
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape for the API."""
+        return {"name": self.name, "created_at": self.created_at, "size": self.size}
+
+
+class Settings:
+    """The settings file and its backups; reads once, writes atomically under a lock."""
+
+    def __init__(self, data_path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self._path = data_path / CONFIG_FILENAME
+        self._backup_dir = data_path / CONFIG_BACKUP_DIR
+        self._clock = clock
+        self._current: dict[str, Any] = copy.deepcopy(DEFAULT_CONFIG)
+        self._lock = asyncio.Lock()
+        self._listeners: list[Listener] = []
+        self.load_problem: str | None = None
+
+    @property
+    def path(self) -> Path:
+        """Where config.json lives."""
+        return self._path
+
+    def get(self) -> dict[str, Any]:
+        """A copy of the current settings (callers may not mutate the live one)."""
+        return copy.deepcopy(self._current)
+
+    def section(self, name: str) -> Any:
+        """A copy of one top-level section."""
+        return copy.deepcopy(self._current[name])
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call listener(old, new) after each change; returns a function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def load(self) -> None:
+        """Read config.json (creating, migrating or recovering it); runs file I/O in a thread."""
+        self._current = await asyncio.to_thread(self._load_sync)
+
+    def _load_sync(self) -> dict[str, Any]:
+        self._backup_dir.mkdir(parents=True, exist_ok=True)
+        if not self._path.exists():
+            atomic_write_text(self._path, _dump(DEFAULT_CONFIG))
+            return copy.deepcopy(DEFAULT_CONFIG)
+        try:
+            raw = json.loads(self._path.read_text(encoding="utf-8"))
+            if not isinstance(raw, dict):
+                raise ValidationError("config.json does not hold a JSON object")
+            migrated, found = migrate_document(raw)
+            valid = validate_settings(migrated)
+        except (ValueError, ValidationError) as err:
+            # Never lose the user's file: keep it beside, named so they can find and fix it.
+            aside = self._path.with_name(f"{CONFIG_FILENAME}.corrupt-{_stamp(self._clock())}")
+            os.replace(self._path, aside)
+            self.load_problem = f"config.json was unusable ({err}); moved to {aside.name}"
+            _LOGGER.error("%s; using defaults", self.load_problem)
+            atomic_write_text(self._path, _dump(DEFAULT_CONFIG))
+            return copy.deepcopy(DEFAULT_CONFIG)
+        if found != CONFIG_VERSION:
+            self._backup_sync(suffix=f"v{found}")
+            atomic_write_text(self._path, _dump(valid))
+            _LOGGER.info("config.json migrated from version %d to %d", found, CONFIG_VERSION)
+        return valid
+
+    async def update(self, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """Deep-merge a partial document, validate the whole, back up, write; return the result."""
+        async with self._lock:
+            candidate = deep_merge(self._current, patch)
+            candidate["version"] = CONFIG_VERSION
+            return await self._write(validate_settings(candidate))
+
+    async def replace(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace everything (reset, restore) after validation and a backup."""
+        async with self._lock:
+            return await self._write(validate_settings(dict(document)))
+
+    async def reset(self) -> dict[str, Any]:
+        """Back to the defaults (the old file is backed up first)."""
+        return await self.replace(DEFAULT_CONFIG)
+
+    async def _write(self, valid: dict[str, Any]) -> dict[str, Any]:
+        old = self._current
+        await asyncio.to_thread(self._backup_sync)
+        await asyncio.to_thread(atomic_write_text, self._path, _dump(valid))
+        self._current = valid
+        for listener in list(self._listeners):
+            listener(old, copy.deepcopy(valid))
+        return copy.deepcopy(valid)
+
+    async def list_backups(self) -> list[BackupInfo]:
+        """Newest first."""
+        return await asyncio.to_thread(self._list_backups_sync)
+
+    def _list_backups_sync(self) -> list[BackupInfo]:
+        found = []
+        for entry in os.scandir(self._backup_dir):
+            if entry.is_file() and BACKUP_NAME_RE.match(entry.name):
+                stat = entry.stat()
+                found.append(BackupInfo(entry.name, stat.st_mtime, stat.st_size))
+        return sorted(found, key=lambda b: b.name, reverse=True)
+
+    async def create_backup(self) -> BackupInfo:
+        """Copy the current file into config_backups/ now."""
+        async with self._lock:
+            return await asyncio.to_thread(self._backup_sync, "manual")
+
+    def _backup_sync(self, suffix: str | None = None) -> BackupInfo:
+        self._backup_dir.mkdir(parents=True, exist_ok=True)
+        name = f"config-{_stamp(self._clock())}{'-' + suffix if suffix else ''}.json"
+        target = self._backup_dir / name
+        content = self._path.read_text(encoding="utf-8") if self._path.exists() else "{}"
+        atomic_write_text(target, content)
+        self._prune_sync()
+        stat = target.stat()
+        return BackupInfo(name, stat.st_mtime, stat.st_size)
+
+    def _prune_sync(self) -> None:
+        for old in self._list_backups_sync()[CONFIG_BACKUPS_KEPT:]:
+            (self._backup_dir / old.name).unlink(missing_ok=True)
+
+    def _backup_path(self, name: str) -> Path:
+        if not BACKUP_NAME_RE.match(name):
+            raise NotFoundError(f"no backup named {name!r}")
+        path = self._backup_dir / name
+        if not path.is_file():
+            raise NotFoundError(f"no backup named {name!r}")
+        return path
+
+    async def restore_backup(self, name: str) -> dict[str, Any]:
+        """Make a backup the current settings (migrated and validated first)."""
+        path = self._backup_path(name)
+        try:
+            raw = json.loads(await asyncio.to_thread(path.read_text, encoding="utf-8"))
+        except ValueError as err:
+            raise ValidationError(f"backup {name!r} is not valid JSON") from err
+        if not isinstance(raw, dict):
+            raise ValidationError(f"backup {name!r} does not hold a JSON object")
+        migrated, _ = migrate_document(raw)
+        return await self.replace(migrated)
+
+    async def delete_backup(self, name: str) -> None:
+        """Remove one backup file."""
+        path = self._backup_path(name)
+        await asyncio.to_thread(path.unlink)
+
+
+def _stamp(now: float) -> str:
+    micro = round(now * 1_000_000) % 1_000_000
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"-{micro:06d}"
+
+
+def _dump(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,182 @@
+"""The shape of config.json (SPEC §3): defaults and the voluptuous schema that guards it."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import voluptuous as vol
+
+from .errors import ValidationError
+from .library.naming import validate_template
+
+CONFIG_VERSION: Final = 1
+LANGUAGES: Final = ("German Dub", "German Sub", "English Sub", "English Dub")
+
+DEFAULT_CONFIG: Final[dict[str, Any]] = {
+    "version": CONFIG_VERSION,
+    "providers": {
+        "aniworld": {"url": "https://aniworld.to", "enabled": True},
+        "sto": {"url": "https://serienstream.to", "enabled": True},
+        "ytdlp": {"enabled": True},
+    },
+    "languages": ["German Dub", "German Sub", "English Sub"],
+    "downloads": {
+        "max_concurrent": 2,
+        "max_retries": 3,
+        "retry_backoff_s": [60, 300, 900],
+        "series_folder": "{Series TitleYear}",
+        "episode_path": (
+            "Season {season:00}/{Series Title} - S{season:00}E{episode:00} - {Episode Title}"
+        ),
+        "min_free_space_mb": 1024,
+        "verify": True,
+    },
+    "scheduler": {
+        "rescan_interval_h": 6,
+        "rescan_cron": None,
+        "new_episodes_interval_min": 60,
+        "auto_download": False,
+    },
+    "mqtt": {"enabled": True, "topic_prefix": "aniworld", "discovery_prefix": "homeassistant"},
+    "notifications": {"webhooks": []},
+    "auth": {"session_hours": 24},
+    # Not in SPEC §3's sample: set by POST /api/config/directory; null = the deployment option.
+    "library_path": None,
+}
+
+_TOPIC_RE: Final = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
+
+
+def http_url(value: Any) -> str:
+    """An absolute http(s) URL with a host; no trailing slash kept."""
+    if not isinstance(value, str):
+        raise vol.Invalid("must be a URL string")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise vol.Invalid("must be an absolute http:// or https:// URL")
+    return value.strip().rstrip("/")
+
+
+def topic(value: Any) -> str:
+    """An MQTT topic prefix: levels of letters, digits, '_' and '-', no wildcards."""
+    if not isinstance(value, str) or not _TOPIC_RE.match(value):
+        raise vol.Invalid("must be topic levels of letters, digits, '_' or '-' joined by '/'")
+    return value
+
+
+def cron(value: Any) -> str | None:
+    """A five-field crontab expression, or null."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise vol.Invalid("must be a crontab expression such as '0 3 * * *'")
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as err:
+        raise vol.Invalid(f"not a valid crontab expression: {err}") from err
+    return value
+
+
+def template(kind: str) -> Any:
+    """A Sonarr-style naming template that renders to a safe relative path."""
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise vol.Invalid("must be a template string")
+        try:
+            validate_template(value, kind)
+        except ValidationError as err:
+            raise vol.Invalid(err.message) from err
+        return value
+
+    return check
+
+
+def absolute_path(value: Any) -> str:
+    """An absolute file-system path without NUL bytes."""
+    if not isinstance(value, str) or not value.startswith("/") or "\x00" in value:
+        raise vol.Invalid("must be an absolute path")
+    return value.rstrip("/") or "/"
+
+
+def unique_languages(value: list[str]) -> list[str]:
+    """Each language at most once: the list is an order of preference."""
+    if len(set(value)) != len(value):
+        raise vol.Invalid("each language may appear only once")
+    return value
+
+
+def strict_int(value: Any) -> int:
+    """An integer; JSON true/false must not pass as 1/0."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise vol.Invalid("expected an integer")
+    return value
+
+
+_INT = strict_int
+
+SETTINGS_SCHEMA: Final = vol.Schema(
+    {
+        vol.Required("version"): vol.All(int, vol.In([CONFIG_VERSION])),
+        vol.Required("providers"): {
+            vol.Required("aniworld"): {
+                vol.Required("url"): http_url,
+                vol.Required("enabled"): bool,
+            },
+            vol.Required("sto"): {vol.Required("url"): http_url, vol.Required("enabled"): bool},
+            vol.Required("ytdlp"): {vol.Required("enabled"): bool},
+        },
+        vol.Required("languages"): vol.All(
+            [vol.In(LANGUAGES)], vol.Length(min=1), unique_languages
+        ),
+        vol.Required("downloads"): {
+            vol.Required("max_concurrent"): vol.All(_INT, vol.Range(min=1, max=10)),
+            vol.Required("max_retries"): vol.All(_INT, vol.Range(min=0, max=20)),
+            vol.Required("retry_backoff_s"): vol.All(
+                [vol.All(_INT, vol.Range(min=0, max=86400))], vol.Length(min=1, max=20)
+            ),
+            vol.Required("series_folder"): template("series_folder"),
+            vol.Required("episode_path"): template("episode_path"),
+            vol.Required("min_free_space_mb"): vol.All(_INT, vol.Range(min=0)),
+            vol.Required("verify"): bool,
+        },
+        vol.Required("scheduler"): {
+            vol.Required("rescan_interval_h"): vol.All(_INT, vol.Range(min=0, max=24 * 30)),
+            vol.Required("rescan_cron"): cron,
+            vol.Required("new_episodes_interval_min"): vol.All(_INT, vol.Range(min=0, max=10080)),
+            vol.Required("auto_download"): bool,
+        },
+        vol.Required("mqtt"): {
+            vol.Required("enabled"): bool,
+            vol.Required("topic_prefix"): topic,
+            vol.Required("discovery_prefix"): topic,
+        },
+        vol.Required("notifications"): {
+            vol.Required("webhooks"): vol.All([http_url], vol.Length(max=20)),
+        },
+        vol.Required("auth"): {
+            vol.Required("session_hours"): vol.All(_INT, vol.Range(min=1, max=24 * 365)),
+        },
+        vol.Optional("library_path", default=None): vol.Any(None, absolute_path),
+    }
+)
+
+
+def invalid_details(err: vol.Invalid) -> list[dict[str, str]]:
+    """Turn voluptuous errors into [{"path": "a.b", "message": ...}] for the JSON error."""
+    errors = err.errors if isinstance(err, vol.MultipleInvalid) else [err]
+    return [{"path": ".".join(str(p) for p in e.path), "message": _message(e)} for e in errors]
+
+
+def _message(err: vol.Invalid) -> str:
+    return "unknown setting" if err.msg == "extra keys not allowed" else err.msg
+
+
+def defaults() -> dict[str, Any]:
+    """A fresh copy of the default settings."""
+    return copy.deepcopy(DEFAULT_CONFIG)

@@ -1,0 +1,172 @@
+"""/api/config: settings, validation, backups, export, reset and the library directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import voluptuous as vol
+from aiohttp import web
+
+from ... import keys
+from ...errors import ValidationError
+from ...settings import deep_merge, validate_settings
+from ...settings_schema import CONFIG_VERSION, absolute_path
+from ..routing import ApiDoc, ApiRoutes, json_response, read_json
+from ..schemas import ANY_OBJECT, BOOL, NUM, OK, STR, array, obj
+
+routes = ApiRoutes()
+TAG = "config"
+
+PATCH_SCHEMA = vol.Schema(dict)
+DIRECTORY_SCHEMA = vol.Schema(
+    {vol.Required("path"): absolute_path, vol.Optional("create", default=True): bool}
+)
+BACKUP = obj({"name": STR, "created_at": NUM, "size": {"type": "integer"}})
+VALIDATION = obj({"valid": BOOL, "errors": array(obj({"path": STR, "message": STR}))})
+
+
+@routes.api("GET", "/api/config", ApiDoc("The current settings", TAG, None, ANY_OBJECT))
+async def get_config(request: web.Request) -> web.Response:
+    """The whole config.json document."""
+    return json_response(request.app[keys.SETTINGS].get())
+
+
+@routes.api(
+    "PUT",
+    "/api/config",
+    ApiDoc(
+        "Deep-merge a partial settings document, validate the whole, save",
+        TAG,
+        ANY_OBJECT,
+        ANY_OBJECT,
+    ),
+)
+async def put_config(request: web.Request) -> web.Response:
+    """Partial update; 400 with every problem when the result is invalid."""
+    patch = await read_json(request, PATCH_SCHEMA)
+    return json_response(await request.app[keys.SETTINGS].update(patch))
+
+
+@routes.api(
+    "POST",
+    "/api/config/validate",
+    ApiDoc("Check a partial settings document without saving it", TAG, ANY_OBJECT, VALIDATION),
+)
+async def validate(request: web.Request) -> web.Response:
+    """{valid, errors} for the current settings merged with the body."""
+    patch = await read_json(request, PATCH_SCHEMA)
+    candidate = deep_merge(request.app[keys.SETTINGS].get(), patch)
+    candidate["version"] = CONFIG_VERSION
+    try:
+        validate_settings(candidate)
+    except ValidationError as err:
+        return json_response({"valid": False, "errors": err.details})
+    return json_response({"valid": True, "errors": []})
+
+
+@routes.api("GET", "/api/config/backups", ApiDoc("Backups, newest first", TAG, None, array(BACKUP)))
+async def list_backups(request: web.Request) -> web.Response:
+    """Files in config_backups/."""
+    backups = await request.app[keys.SETTINGS].list_backups()
+    return json_response([b.to_dict() for b in backups])
+
+
+@routes.api(
+    "POST",
+    "/api/config/backups",
+    ApiDoc("Back up the current settings now", TAG, None, BACKUP, status=201),
+)
+async def create_backup(request: web.Request) -> web.Response:
+    """A manual backup."""
+    backup = await request.app[keys.SETTINGS].create_backup()
+    return json_response(backup.to_dict(), status=201)
+
+
+@routes.api(
+    "POST",
+    "/api/config/backups/{name}/restore",
+    ApiDoc("Restore a backup (the current settings are backed up first)", TAG, None, ANY_OBJECT),
+)
+async def restore_backup(request: web.Request) -> web.Response:
+    """Make a backup current."""
+    restored = await request.app[keys.SETTINGS].restore_backup(request.match_info["name"])
+    return json_response(restored)
+
+
+@routes.api("DELETE", "/api/config/backups/{name}", ApiDoc("Delete a backup", TAG, None, OK))
+async def delete_backup(request: web.Request) -> web.Response:
+    """Remove one backup file."""
+    await request.app[keys.SETTINGS].delete_backup(request.match_info["name"])
+    return json_response({"ok": True})
+
+
+@routes.api(
+    "POST",
+    "/api/config/export",
+    ApiDoc("Download the settings as a JSON file", TAG, None, ANY_OBJECT),
+)
+async def export(request: web.Request) -> web.Response:
+    """The settings as an attachment named with the date."""
+    response = json_response(request.app[keys.SETTINGS].get())
+    response.headers["Content-Disposition"] = 'attachment; filename="aniworld-config.json"'
+    return response
+
+
+@routes.api(
+    "POST",
+    "/api/config/reset",
+    ApiDoc("Reset every setting to its default (backed up first)", TAG, None, ANY_OBJECT),
+)
+async def reset(request: web.Request) -> web.Response:
+    """Defaults, after a backup."""
+    return json_response(await request.app[keys.SETTINGS].reset())
+
+
+DIRECTORY_RESULT = obj({"path": STR, "writable": BOOL, "free_mb": NUM, "config": ANY_OBJECT})
+
+
+@routes.api(
+    "POST",
+    "/api/config/directory",
+    ApiDoc(
+        "Set the library directory (created if missing; must be writable)",
+        TAG,
+        DIRECTORY_SCHEMA,
+        DIRECTORY_RESULT,
+    ),
+)
+async def set_directory(request: web.Request) -> web.Response:
+    """Check the folder, then store it as library_path in the settings."""
+    body = await read_json(request, DIRECTORY_SCHEMA)
+    path = Path(body["path"])
+    free_mb = await asyncio.to_thread(_prepare_directory, path, body["create"])
+    config = await request.app[keys.SETTINGS].update({"library_path": str(path)})
+    result: dict[str, Any] = {
+        "path": str(path),
+        "writable": True,
+        "free_mb": free_mb,
+        "config": config,
+    }
+    return json_response(result)
+
+
+def _prepare_directory(path: Path, create: bool) -> float:
+    """Create if asked, prove it is a writable directory, return free space in MiB."""
+    problem = [{"path": "path", "message": ""}]
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():
+            problem[0]["message"] = "not an existing directory"
+            raise ValidationError(f"{path} is not a directory", details=problem)
+        if not os.access(path, os.W_OK | os.X_OK):
+            problem[0]["message"] = "not writable"
+            raise ValidationError(f"{path} is not writable by the add-on", details=problem)
+        return shutil.disk_usage(path).free / 2**20
+    except OSError as err:
+        problem[0]["message"] = err.strerror or str(err)
+        raise ValidationError(f"{path} cannot be used: {err.strerror}", details=problem) from err

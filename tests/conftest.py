@@ -1,0 +1,108 @@
+"""Shared fixtures: the real app on a tmp data dir, and checks that nothing is left running."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from aniworld_addon.app import create_app
+from aniworld_addon.options import Options
+
+pytest_plugins = ["tests.site.plugin"]
+
+PASSWORD = "correct horse battery"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> str:
+    """The path of a real component; fail in CI, skip with a reason elsewhere."""
+    found = shutil.which(name) or (
+        f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None
+    )
+    if found:
+        return found
+    message = f"{name} is not installed (make test installs it when run as root)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def verify_threads() -> Iterator[None]:
+    """Fail a test that leaves a thread running (paho loops, executors, log listeners)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [
+        t
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and not t.name.startswith(("asyncio_", "waitpid"))
+    ]
+    assert not leaked, f"threads left running: {[t.name for t in leaked]}"
+
+
+@pytest.fixture(autouse=True)
+async def verify_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves asyncio tasks behind after its app was torn down."""
+    yield
+    current = asyncio.current_task()
+    leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    assert not leftover, f"tasks left running: {[t.get_name() for t in leftover]}"
+
+
+@pytest.fixture
+def options(tmp_path: Path) -> Options:
+    """Options for a test service: tmp paths, cheap bcrypt, no broker."""
+    return Options(
+        data_path=tmp_path / "data",
+        library_path=tmp_path / "library",
+        host="127.0.0.1",
+        port=0,
+        bcrypt_rounds=4,
+    )
+
+
+@pytest.fixture
+def app(options: Options) -> web.Application:
+    """The real application."""
+    return create_app(options)
+
+
+AiohttpClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, app: web.Application) -> TestClient[Any, Any]:
+    """An HTTP client for the real app, not logged in."""
+    return await aiohttp_client(app)
+
+
+@dataclass
+class Authed:
+    """A client plus the bearer header of a session made through the real setup endpoint."""
+
+    client: TestClient[Any, Any]
+    token: str
+    csrf_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+async def authed(client: TestClient[Any, Any]) -> Authed:
+    """A client after first-run setup, holding the returned access token."""
+    response = await client.post("/api/auth/setup", json={"master_password": PASSWORD})
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    return Authed(client, body["access_token"], body["csrf_token"])

@@ -1,0 +1,176 @@
+"""config.json: round trip, validation, backups, restore, reset, export, corruption, migration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aniworld_addon.app import create_app
+from aniworld_addon.const import CONFIG_BACKUPS_KEPT
+from aniworld_addon.options import Options
+from aniworld_addon.settings_schema import DEFAULT_CONFIG
+
+from .conftest import AiohttpClient, Authed
+
+
+async def test_defaults_written_on_first_start(authed: Authed, options: Options) -> None:
+    on_disk = json.loads((options.data_path / "config.json").read_text())
+    assert on_disk == DEFAULT_CONFIG
+    served = await (await authed.client.get("/api/config", headers=authed.headers)).json()
+    assert served == DEFAULT_CONFIG
+
+
+async def test_put_deep_merges_and_persists(authed: Authed, options: Options) -> None:
+    client = authed.client
+    response = await client.put(
+        "/api/config",
+        json={"downloads": {"max_concurrent": 4}, "languages": ["German Sub"]},
+        headers=authed.headers,
+    )
+    assert response.status == 200
+    body = await response.json()
+    assert body["downloads"]["max_concurrent"] == 4
+    assert body["downloads"]["max_retries"] == 3  # untouched sibling kept
+    assert body["languages"] == ["German Sub"]  # lists replace
+    on_disk = json.loads((options.data_path / "config.json").read_text())
+    assert on_disk == body
+
+
+async def test_invalid_update_is_refused_with_every_problem(
+    authed: Authed, options: Options
+) -> None:
+    before = (options.data_path / "config.json").read_text()
+    response = await authed.client.put(
+        "/api/config",
+        json={
+            "downloads": {"max_concurrent": 0, "verify": "yes"},
+            "languages": ["Klingon"],
+            "surprise": 1,
+            "providers": {"aniworld": {"url": "ftp://x"}},
+        },
+        headers=authed.headers,
+    )
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["code"] == "validation_error"
+    paths = {d["path"] for d in error["details"]}
+    assert {
+        "downloads.max_concurrent",
+        "downloads.verify",
+        "surprise",
+        "providers.aniworld.url",
+    } <= paths
+    assert any(p.startswith("languages") for p in paths)
+    assert (options.data_path / "config.json").read_text() == before
+
+
+async def test_template_escaping_the_library_is_refused(authed: Authed) -> None:
+    response = await authed.client.put(
+        "/api/config",
+        json={"downloads": {"episode_path": "../../etc/{Series Title}"}},
+        headers=authed.headers,
+    )
+    assert response.status == 400
+    details = (await response.json())["error"]["details"]
+    assert details[0]["path"] == "downloads.episode_path"
+
+
+async def test_validate_does_not_save(authed: Authed, options: Options) -> None:
+    client = authed.client
+    ok = await client.post(
+        "/api/config/validate", json={"auth": {"session_hours": 2}}, headers=authed.headers
+    )
+    assert await ok.json() == {"valid": True, "errors": []}
+    bad = await client.post(
+        "/api/config/validate", json={"auth": {"session_hours": True}}, headers=authed.headers
+    )
+    result = await bad.json()
+    assert result["valid"] is False and result["errors"][0]["path"] == "auth.session_hours"
+    assert (
+        json.loads((options.data_path / "config.json").read_text())["auth"]["session_hours"] == 24
+    )
+
+
+async def test_every_change_is_backed_up_and_ten_are_kept(authed: Authed) -> None:
+    client = authed.client
+    for n in range(CONFIG_BACKUPS_KEPT + 3):
+        response = await client.put(
+            "/api/config", json={"downloads": {"max_retries": n}}, headers=authed.headers
+        )
+        assert response.status == 200
+    backups = await (await client.get("/api/config/backups", headers=authed.headers)).json()
+    assert len(backups) == CONFIG_BACKUPS_KEPT
+    assert backups == sorted(backups, key=lambda b: b["name"], reverse=True)
+
+
+async def test_restore_delete_reset_export(authed: Authed) -> None:
+    client = authed.client
+    h = authed.headers
+    await client.put("/api/config", json={"downloads": {"max_concurrent": 5}}, headers=h)
+    manual = await (await client.post("/api/config/backups", headers=h)).json()
+    await client.put("/api/config", json={"downloads": {"max_concurrent": 7}}, headers=h)
+    restored = await client.post(f"/api/config/backups/{manual['name']}/restore", headers=h)
+    assert (await restored.json())["downloads"]["max_concurrent"] == 5
+    exported = await client.post("/api/config/export", headers=h)
+    assert "attachment" in exported.headers["Content-Disposition"]
+    assert (await exported.json())["downloads"]["max_concurrent"] == 5
+    reset = await (await client.post("/api/config/reset", headers=h)).json()
+    assert reset == DEFAULT_CONFIG
+    assert (await client.delete(f"/api/config/backups/{manual['name']}", headers=h)).status == 200
+    missing = await client.post(f"/api/config/backups/{manual['name']}/restore", headers=h)
+    assert missing.status == 404
+    traversal = await client.delete("/api/config/backups/..%2Fconfig.json", headers=h)
+    assert traversal.status == 404
+
+
+async def test_directory_is_checked_and_stored(authed: Authed, tmp_path: Path) -> None:
+    client = authed.client
+    target = tmp_path / "anime"
+    response = await client.post(
+        "/api/config/directory", json={"path": str(target)}, headers=authed.headers
+    )
+    assert response.status == 200
+    assert target.is_dir()
+    assert (await response.json())["config"]["library_path"] == str(target)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    refused = await client.post(
+        "/api/config/directory", json={"path": str(blocker)}, headers=authed.headers
+    )
+    assert refused.status == 400
+    relative = await client.post(
+        "/api/config/directory", json={"path": "relative/dir"}, headers=authed.headers
+    )
+    assert relative.status == 400
+
+
+async def test_corrupt_config_is_moved_aside_and_defaults_used(
+    aiohttp_client: AiohttpClient, options: Options, caplog: Any
+) -> None:
+    options.data_path.mkdir(parents=True)
+    (options.data_path / "config.json").write_text('{"version": 1, "languages": [')
+    client = await aiohttp_client(create_app(options))
+    status = await (await client.get("/health")).json()
+    assert status["status"] in ("healthy", "degraded")
+    aside = list(options.data_path.glob("config.json.corrupt-*"))
+    assert len(aside) == 1
+    assert aside[0].read_text() == '{"version": 1, "languages": ['
+    assert json.loads((options.data_path / "config.json").read_text()) == DEFAULT_CONFIG
+    assert any("config.json was unusable" in r.getMessage() for r in caplog.records)
+
+
+async def test_unversioned_config_is_migrated_with_a_backup(
+    aiohttp_client: AiohttpClient, options: Options
+) -> None:
+    options.data_path.mkdir(parents=True)
+    (options.data_path / "config.json").write_text(
+        json.dumps({"max_concurrent_downloads": 3, "languages": ["English Sub"]})
+    )
+    await aiohttp_client(create_app(options))
+    migrated = json.loads((options.data_path / "config.json").read_text())
+    assert migrated["version"] == 1
+    assert migrated["downloads"]["max_concurrent"] == 3
+    assert migrated["languages"] == ["English Sub"]
+    backups = list((options.data_path / "config_backups").glob("config-*-v0.json"))
+    assert len(backups) == 1

@@ -1,0 +1,91 @@
+"""/health, /api/system/status, /api/system/logs and /api/operations."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from aniworld_addon import keys
+from aniworld_addon.errors import ValidationError
+from aniworld_addon.operations import Operation
+
+from .conftest import Authed
+
+
+async def test_health_reports_real_and_unknown_checks(client: TestClient[Any, Any]) -> None:
+    body = await (await client.get("/health")).json()
+    assert set(body) == {"status", "version", "uptime_s", "checks"}
+    checks = body["checks"]
+    assert set(checks) == {"database", "library", "provider", "mqtt", "scheduler", "disk"}
+    assert checks["database"]["status"] == "ok"
+    assert checks["library"]["status"] == "ok"
+    assert checks["disk"]["status"] in ("ok", "error")
+    for name in ("provider", "mqtt", "scheduler"):
+        assert checks[name]["status"] == "unknown"
+
+
+async def test_health_degrades_when_the_library_disappears(
+    client: TestClient[Any, Any], options: Any
+) -> None:
+    options.library_path.rmdir()
+    body = await (await client.get("/health")).json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["library"]["status"] == "error"
+    assert str(options.library_path) in body["checks"]["library"]["message"]
+
+
+async def test_health_degrades_below_min_free_space(authed: Authed) -> None:
+    client = authed.client
+    await client.put(
+        "/api/config", json={"downloads": {"min_free_space_mb": 10**12}}, headers=authed.headers
+    )
+    body = await (await client.get("/health")).json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["disk"]["status"] == "error"
+
+
+async def test_system_status_and_logs(authed: Authed) -> None:
+    client = authed.client
+    status = await (await client.get("/api/system/status", headers=authed.headers)).json()
+    assert status["versions"]["python"]
+    assert status["paths"]["library"].endswith("library")
+    assert status["disk"]["data"]["free_mb"] >= 0
+    marker = "a line only this test writes"
+    logging.getLogger("aniworld_addon.test").error(marker)
+    file_logging = client.app[keys.FILE_LOGGING]
+    file_logging.stop()  # joins the writer thread: every queued line is on disk afterwards
+    file_logging.start()
+    logs = await (await client.get("/api/system/logs?lines=50", headers=authed.headers)).json()
+    assert any(marker in line for line in logs["lines"])
+    errors = await (await client.get("/api/system/logs?file=error", headers=authed.headers)).json()
+    assert any(marker in line for line in errors["lines"])
+    bad = await client.get("/api/system/logs?lines=0", headers=authed.headers)
+    assert bad.status == 400
+
+
+async def test_operations_are_tracked_to_completion(authed: Authed) -> None:
+    client = authed.client
+    operations = client.app[keys.OPERATIONS]
+
+    async def work(op: Operation) -> dict[str, int]:
+        op.progress = 0.5
+        return {"found": 3}
+
+    async def failing(op: Operation) -> None:
+        raise ValidationError("nothing to do")
+
+    done = operations.start("test", work)
+    failed = operations.start("test", failing)
+    running = await client.get(f"/api/operations/{done.id}", headers=authed.headers)
+    assert (await running.json())["kind"] == "test"
+    await operations.wait(done.id)
+    await operations.wait(failed.id)
+    finished = await (await client.get(f"/api/operations/{done.id}", headers=authed.headers)).json()
+    assert finished["status"] == "completed" and finished["result"] == {"found": 3}
+    assert finished["progress"] == 1.0
+    error = await (await client.get(f"/api/operations/{failed.id}", headers=authed.headers)).json()
+    assert error["status"] == "failed" and error["error"]["code"] == "validation_error"
+    missing = await client.get("/api/operations/nope", headers=authed.headers)
+    assert missing.status == 404

@@ -1,0 +1,198 @@
+"""Every auth rule of SPEC §5/§8 against the real app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from aniworld_addon import keys
+from aniworld_addon.const import CSRF_HEADER
+from aniworld_addon.web.ratelimit import LOCKOUT_S
+
+from ..conftest import PASSWORD, Authed
+
+
+async def test_setup_only_once_then_conflict(client: TestClient[Any, Any]) -> None:
+    status = await (await client.get("/api/auth/status")).json()
+    assert status == {"configured": False, "authenticated": False}
+    first = await client.post("/api/auth/setup", json={"master_password": PASSWORD})
+    assert first.status == 200
+    again = await client.post("/api/auth/setup", json={"master_password": "another password"})
+    assert again.status == 409
+    assert (await again.json())["error"]["code"] == "conflict"
+
+
+async def test_setup_rejects_short_password(client: TestClient[Any, Any]) -> None:
+    response = await client.post("/api/auth/setup", json={"master_password": "short"})
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "validation_error"
+    assert (await (await client.get("/api/auth/status")).json())["configured"] is False
+
+
+async def test_protected_routes_need_credentials(client: TestClient[Any, Any]) -> None:
+    for path in ("/api/config", "/api/system/status", "/ws/status", "/api/auth/tokens"):
+        response = await client.get(path)
+        assert response.status == 401, path
+        assert (await response.json())["error"]["code"] == "unauthorized"
+    assert (await client.get("/health")).status == 200
+    assert (await client.get("/api/openapi.json")).status == 200
+
+
+async def test_login_returns_token_and_cookie(authed: Authed) -> None:
+    client = authed.client
+    response = await client.post("/api/auth/login", json={"password": PASSWORD})
+    assert response.status == 200
+    body = await response.json()
+    assert body["token_type"] == "bearer"
+    assert len(body["access_token"]) >= 43  # 256 bits in urlsafe base64
+    cookie = response.headers.getall("Set-Cookie")
+    session = next(c for c in cookie if c.startswith("aniworld_session="))
+    assert "HttpOnly" in session and "SameSite=Strict" in session
+
+
+async def test_wrong_password_is_401(authed: Authed) -> None:
+    response = await authed.client.post("/api/auth/login", json={"password": "wrong password!"})
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "invalid_credentials"
+
+
+@pytest.mark.parametrize("form", ["bearer", "x-api-key", "query", "cookie"])
+async def test_every_credential_form_is_accepted(authed: Authed, form: str) -> None:
+    client = authed.client
+    created = await client.post("/api/auth/tokens", json={"name": "script"}, headers=authed.headers)
+    assert created.status == 201
+    token = (await created.json())["token"]
+    client.session.cookie_jar.clear()
+    headers: dict[str, str] = {}
+    params: dict[str, str] = {}
+    if form == "bearer":
+        headers["Authorization"] = f"Bearer {token}"
+    elif form == "x-api-key":
+        headers["X-Api-Key"] = token
+    elif form == "query":
+        params["apikey"] = token
+    else:
+        login = await client.post("/api/auth/login", json={"password": PASSWORD})
+        assert login.status == 200
+    response = await client.get("/api/config", headers=headers, params=params)
+    assert response.status == 200, form
+    status = await (await client.get("/api/auth/status", headers=headers, params=params)).json()
+    assert status["authenticated"] is True
+
+
+async def test_unknown_token_is_401(client: TestClient[Any, Any]) -> None:
+    for headers in ({"Authorization": "Bearer aw_nope"}, {"X-Api-Key": "garbage"}):
+        assert (await client.get("/api/config", headers=headers)).status == 401
+
+
+async def test_tokens_are_stored_hashed_and_listed_without_value(authed: Authed) -> None:
+    client = authed.client
+    created = await (
+        await client.post("/api/auth/tokens", json={"name": "ha"}, headers=authed.headers)
+    ).json()
+    db = client.app[keys.DB]
+    async with db.execute("SELECT token_hash FROM auth_tokens") as cursor:
+        stored = [row[0] for row in await cursor.fetchall()]
+    assert created["token"] not in stored and authed.token not in stored
+    listed = await (await client.get("/api/auth/tokens", headers=authed.headers)).json()
+    assert [t["name"] for t in listed] == ["ha"]
+    assert "token" not in listed[0]
+
+
+async def test_deleted_token_stops_working(authed: Authed) -> None:
+    client = authed.client
+    created = await (
+        await client.post("/api/auth/tokens", json={"name": "x"}, headers=authed.headers)
+    ).json()
+    api_headers = {"X-Api-Key": created["token"]}
+    client.session.cookie_jar.clear()
+    assert (await client.get("/api/config", headers=api_headers)).status == 200
+    deleted = await client.delete(f"/api/auth/tokens/{created['id']}", headers=authed.headers)
+    assert deleted.status == 200
+    assert (await client.get("/api/config", headers=api_headers)).status == 401
+    again = await client.delete(f"/api/auth/tokens/{created['id']}", headers=authed.headers)
+    assert again.status == 404
+
+
+async def test_logout_revokes_the_session(authed: Authed) -> None:
+    client = authed.client
+    client.session.cookie_jar.clear()
+    assert (await client.get("/api/config", headers=authed.headers)).status == 200
+    assert (await client.post("/api/auth/logout", headers=authed.headers)).status == 200
+    assert (await client.get("/api/config", headers=authed.headers)).status == 401
+
+
+async def test_session_expires_after_session_hours(authed: Authed) -> None:
+    client = authed.client
+    client.session.cookie_jar.clear()
+    auth = client.app[keys.AUTH]
+    real_clock = auth.clock
+    auth.clock = lambda: real_clock() + 24 * 3600 + 1
+    assert (await client.get("/api/config", headers=authed.headers)).status == 401
+
+
+async def test_cookie_writes_need_the_csrf_token(authed: Authed) -> None:
+    client = authed.client
+    login = await client.post("/api/auth/login", json={"password": PASSWORD})
+    csrf = (await login.json())["csrf_token"]
+    # Reads with the cookie alone are fine.
+    assert (await client.get("/api/config")).status == 200
+    refused = await client.post("/api/config/backups")
+    assert refused.status == 403
+    assert (await refused.json())["error"]["code"] == "csrf_failed"
+    wrong = await client.post("/api/config/backups", headers={CSRF_HEADER: "x" * 43})
+    assert wrong.status == 403
+    accepted = await client.post("/api/config/backups", headers={CSRF_HEADER: csrf})
+    assert accepted.status == 201
+    # A header credential needs no CSRF token: no browser attaches it on its own.
+    client.session.cookie_jar.clear()
+    assert (await client.post("/api/config/backups", headers=authed.headers)).status == 201
+
+
+async def test_login_rate_limit_is_five_a_minute(authed: Authed) -> None:
+    client = authed.client
+    limiter = client.app[keys.LOGIN_LIMITER]
+    now = [1000.0]
+    limiter.clock = lambda: now[0]
+    for _ in range(5):
+        response = await client.post("/api/auth/login", json={"password": "wrong password"})
+        assert response.status == 401
+    limited = await client.post("/api/auth/login", json={"password": PASSWORD})
+    assert limited.status == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert (await limited.json())["error"]["code"] == "rate_limited"
+    now[0] += 61
+    assert (await client.post("/api/auth/login", json={"password": PASSWORD})).status == 200
+
+
+async def test_ten_failures_in_a_row_lock_out_for_fifteen_minutes(authed: Authed) -> None:
+    client = authed.client
+    limiter = client.app[keys.LOGIN_LIMITER]
+    now = [1000.0]
+    limiter.clock = lambda: now[0]
+    for attempt in range(10):
+        response = await client.post("/api/auth/login", json={"password": "wrong password"})
+        assert response.status == 401, attempt
+        if attempt == 4:
+            now[0] += 61  # stay under the per-minute limit so only the streak counts
+    locked = await client.post("/api/auth/login", json={"password": PASSWORD})
+    assert locked.status == 429
+    assert (await locked.json())["error"]["details"]["reason"] == "locked_out"
+    now[0] += LOCKOUT_S - 5
+    assert (await client.post("/api/auth/login", json={"password": PASSWORD})).status == 429
+    now[0] += 10
+    assert (await client.post("/api/auth/login", json={"password": PASSWORD})).status == 200
+
+
+async def test_websocket_upgrade_needs_credentials(
+    client: TestClient[Any, Any], authed: Authed
+) -> None:
+    client.session.cookie_jar.clear()
+    refused = await client.get("/ws/connect")
+    assert refused.status == 401
+    ws = await client.ws_connect("/ws/connect", headers=authed.headers)
+    hello = await ws.receive_json()
+    assert hello["type"] == "connected"
+    await ws.close()
