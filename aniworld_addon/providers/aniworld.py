@@ -1,0 +1,153 @@
+"""The aniworld.to / old s.to engine as a Provider; the path prefix tells the two apart."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Final
+from urllib.parse import quote, urlsplit
+
+from ..errors import ProviderNotFoundError, ProviderParseError
+from .aniworld_pages import (
+    ANIWORLD_PREFIX,
+    SLUG_RE,
+    STO_PREFIX,
+    classify_language,
+    parse_episode_page,
+    parse_new_episodes,
+    parse_search_alt_json,
+    parse_search_json,
+    parse_season_page,
+    parse_series_page,
+)
+from .base import (
+    EpisodeInfo,
+    EpisodeLinks,
+    HosterLink,
+    NewEpisode,
+    Provider,
+    SearchResult,
+    SeriesInfo,
+)
+from .http import Page, ProviderHttp
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS: Final = 100
+_XHR: Final = {"X-Requested-With": "XMLHttpRequest"}
+
+
+class AniworldProvider(Provider):
+    """aniworld.to (`/anime/stream`) or an old-layout s.to mirror (`/serie/stream`)."""
+
+    supports_new_episodes = True
+
+    def __init__(
+        self, name: str, base_url: str, http: ProviderHttp, path_prefix: str = ANIWORLD_PREFIX
+    ) -> None:
+        if base_url.rstrip("/") != http.base_url:
+            raise ValueError(f"ProviderHttp is for {http.base_url}, not {base_url}")
+        self.name = name
+        self.base_url = http.base_url
+        self.path_prefix = "/" + path_prefix.strip("/")
+        self._http = http
+
+    def __repr__(self) -> str:
+        return f"AniworldProvider({self.name!r}, {self.base_url!r}, {self.path_prefix!r})"
+
+    async def search(self, query: str) -> list[SearchResult]:
+        """Series matching `query`: the JSON search, else the alternative POST search."""
+        keyword = " ".join(query.split())[:MAX_QUERY_CHARS]
+        if not keyword:
+            return []
+        try:
+            page = await self._http.get(f"/ajax/seriesSearch?keyword={quote(keyword, safe='')}")
+            return parse_search_json(page.text, page.url, provider=self.name)
+        except (ProviderNotFoundError, ProviderParseError) as err:
+            # older mirrors only answer the POST search
+            _LOGGER.debug("%s: seriesSearch unusable (%s); trying /ajax/search", self.name, err)
+        page = await self._http.post_form("/ajax/search", {"keyword": keyword}, headers=_XHR)
+        return parse_search_alt_json(
+            page.text, page.url, provider=self.name, path_prefix=self.path_prefix
+        )
+
+    async def series(self, key: str) -> SeriesInfo:
+        """The series page of `key` (cached)."""
+        path = self._series_path(key)
+        page = await self._page(path, cache=True)
+        with self._uncache_on_parse_error(path):
+            return parse_series_page(page.text, page.url, provider=self.name)
+
+    async def episodes(self, key: str, season: int) -> list[EpisodeInfo]:
+        """One season page (cached); season 0 is the films overview."""
+        path = self._season_path(key, season)
+        page = await self._page(path, cache=True)
+        with self._uncache_on_parse_error(path):
+            return parse_season_page(page.text, page.url, season)
+
+    @contextlib.contextmanager
+    def _uncache_on_parse_error(self, path: str) -> Iterator[None]:
+        # A page we could not read (a maintenance page, a half answer) must not be served
+        # from the cache for hours: the next rescan fetches it again.
+        try:
+            yield
+        except ProviderParseError:
+            self._http.invalidate(path)
+            raise
+
+    async def episode_links(self, key: str, season: int, episode: int) -> EpisodeLinks:
+        """The episode page, always fresh: languages and hosters change."""
+        if episode < 1:
+            raise ProviderNotFoundError(f"{self.name}: no episode {episode}")
+        path = self._season_path(key, season)
+        path += f"/film-{episode}" if season == 0 else f"/episode-{episode}"
+        page = await self._page(path, cache=False)
+        return parse_episode_page(page.text, page.url)
+
+    async def resolve_redirect(self, link: HosterLink) -> str:
+        """Where the site's `/redirect/<id>` sends us (the hoster embed page)."""
+        return await self._http.resolve_redirect(link.redirect_url)
+
+    async def new_episodes(self) -> list[NewEpisode]:
+        """The `/neue-episoden` list."""
+        page = await self._http.get("/neue-episoden")
+        return parse_new_episodes(page.text, page.url, path_prefix=self.path_prefix)
+
+    def invalidate(self, key: str | None = None) -> None:
+        """Forget the cached pages of one series, or of the whole site."""
+        self._http.invalidate(None if key is None else self._series_path(key))
+
+    def _series_path(self, key: str) -> str:
+        if not isinstance(key, str) or not SLUG_RE.match(key):
+            raise ProviderNotFoundError(f"{self.name}: {key!r} is not a series key")
+        return f"{self.path_prefix}/{key}"
+
+    def _season_path(self, key: str, season: int) -> str:
+        if season < 0:
+            raise ProviderNotFoundError(f"{self.name}: no season {season}")
+        base = self._series_path(key)
+        return f"{base}/filme" if season == 0 else f"{base}/staffel-{season}"
+
+    async def _page(self, path: str, *, cache: bool) -> Page:
+        page = await self._http.get(path, cache=cache)
+        # the site sends unknown series/episodes elsewhere (often the start page) instead of 404
+        if urlsplit(page.url).path.rstrip("/") != path:
+            raise ProviderNotFoundError(
+                f"{self.name}: {path} redirected to {page.url}", details={"path": path}
+            )
+        return page
+
+
+__all__ = [
+    "ANIWORLD_PREFIX",
+    "STO_PREFIX",
+    "AniworldProvider",
+    "classify_language",
+    "parse_episode_page",
+    "parse_new_episodes",
+    "parse_search_alt_json",
+    "parse_search_json",
+    "parse_season_page",
+    "parse_series_page",
+]

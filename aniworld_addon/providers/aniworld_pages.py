@@ -1,0 +1,378 @@
+"""Pure parsers for the aniworld.to / old s.to pages; every failure is a ProviderParseError."""
+
+from __future__ import annotations
+
+import html as html_lib
+import json
+import re
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+from urllib.parse import urljoin, urlsplit
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from ..errors import ProviderParseError
+from .base import (
+    EpisodeInfo,
+    EpisodeLinks,
+    HosterLink,
+    Language,
+    NewEpisode,
+    SearchResult,
+    SeriesInfo,
+)
+
+T = TypeVar("T")
+
+ANIWORLD_PREFIX: Final = "/anime/stream"
+STO_PREFIX: Final = "/serie/stream"
+SLUG_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,199}$")
+_SLUG_IN_PATH: Final = re.compile(r"/stream/([a-z0-9][a-z0-9-]*)")
+_EPISODE_PART: Final = r"(?:staffel-(\d{1,4})/episode-(\d{1,5})|filme/film-(\d{1,5}))/?$"
+_EPISODE_IN_PATH: Final = re.compile("/" + _EPISODE_PART)
+_SEASON_IN_HREF: Final = re.compile(r"/(?:staffel-(\d{1,4})|(filme))/?$")
+_YEAR: Final = re.compile(r"\b(\d{4})\b")
+_EM_TAG: Final = re.compile(r"</?em\b[^>]*>", re.IGNORECASE)
+_SPACE: Final = re.compile(r"\s+")
+_MAX_NUMBER: Final = 100_000
+
+
+def _clean(value: str | None) -> str | None:
+    """Entities decoded (again for HTML text: `&amp;#039;` occurs), whitespace collapsed."""
+    if value is None:
+        return None
+    text = _SPACE.sub(" ", html_lib.unescape(value)).strip()
+    return text or None
+
+
+def _strip_em(value: str | None) -> str | None:
+    """The search's highlight tags removed, before entities are decoded."""
+    return None if value is None else _clean(_EM_TAG.sub("", value))
+
+
+def _number(value: str | None) -> int | None:
+    text = (value or "").strip()
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is true, int("²") fails
+        return None
+    number = int(text)
+    return number if 0 <= number < _MAX_NUMBER else None
+
+
+def _year(value: str | None) -> int | None:
+    match = _YEAR.search(value or "")
+    return int(match.group(1)) if match else None
+
+
+def _site_url(url: str, ref: str | None) -> str | None:
+    """`ref` made absolute against the site root (site paths are root-relative)."""
+    if not ref or not ref.strip():
+        return None
+    parts = urlsplit(url)
+    return urljoin(f"{parts.scheme}://{parts.netloc}/", ref.strip())
+
+
+def _text(node: LexborNode | None) -> str | None:
+    return None if node is None else _clean(node.text(deep=True))
+
+
+def _attr(node: LexborNode | None, name: str) -> str | None:
+    return None if node is None else node.attributes.get(name)
+
+
+def _parse(html: str | bytes, url: str, kind: str) -> LexborHTMLParser:
+    if isinstance(html, bytes):
+        html = html.decode("utf-8", errors="replace")
+    try:
+        return LexborHTMLParser(html.replace("\x00", ""))
+    except (ValueError, RuntimeError) as err:
+        raise ProviderParseError(f"cannot parse {kind} {url}: {err}", details={"url": url}) from err
+
+
+def _guard(kind: str, url: str, parse: Callable[[], T]) -> T:
+    """Run a parser; any structural surprise becomes a ProviderParseError naming the page."""
+    try:
+        return parse()
+    except ProviderParseError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError) as err:
+        message = f"unexpected {kind} at {url}: {err}"
+        raise ProviderParseError(message, details={"url": url}) from err
+
+
+def _missing(kind: str, url: str, what: str) -> ProviderParseError:
+    return ProviderParseError(f"{kind} {url} has no {what}", details={"url": url, "page": kind})
+
+
+def slug_from_url(url: str) -> str:
+    """The series key inside a `/…/stream/<slug>` URL."""
+    match = _SLUG_IN_PATH.search(urlsplit(url).path)
+    if match is None:
+        raise ProviderParseError(f"no series key in {url}", details={"url": url})
+    return match.group(1)
+
+
+def episode_from_url(url: str) -> tuple[int, int]:
+    """(season, episode) of an episode or film URL; films are season 0."""
+    match = _EPISODE_IN_PATH.search(urlsplit(url).path)
+    if match is None:
+        raise ProviderParseError(f"no episode number in {url}", details={"url": url})
+    season, episode, film = match.groups()
+    return (0, int(film)) if film else (int(season), int(episode))
+
+
+def parse_series_page(html: str | bytes, url: str, *, provider: str = "aniworld") -> SeriesInfo:
+    """A series page (title, years, description, cover, genres, IMDb id, seasons)."""
+    doc = _parse(html, url, "series page")
+
+    def parse() -> SeriesInfo:
+        header = doc.css_first("div.series-title")
+        name = _text(doc.css_first("div.series-title h1[itemprop=name] span"))
+        name = name or _text(header.css_first("h1") if header else None)
+        if not name:
+            raise _missing("series page", url, "title")
+        stream = doc.css_first("div#stream")
+        if stream is None:
+            raise _missing("series page", url, "season list (div#stream)")
+        seasons: set[int] = set()
+        season_list = stream.css_first("ul")
+        for link in season_list.css("li a") if season_list else []:
+            label = (_text(link) or "").lower()
+            href = _SEASON_IN_HREF.search(_attr(link, "href") or "")
+            if label in ("filme", "films") or (href and href.group(2)):
+                seasons.add(0)
+            elif (number := _number(label)) is not None or (
+                href and (number := _number(href.group(1))) is not None
+            ):
+                seasons.add(number)
+        description_node = doc.css_first("p.seri_des")
+        description = _clean(_attr(description_node, "data-full-description")) or _text(
+            description_node
+        )
+        cover = doc.css_first("div.seriesCoverBox img")
+        genres = dict.fromkeys(
+            g for node in doc.css("div.genres a.genreButton") if (g := _text(node))
+        )
+        # scoped: the footer carries its own itemprop=startDate
+        start_node = header.css_first("span[itemprop=startDate]") if header else None
+        end_node = header.css_first("span[itemprop=endDate]") if header else None
+        return SeriesInfo(
+            provider=provider,
+            key=slug_from_url(url),
+            name=name,
+            year=_year(_text(start_node)),
+            end_year=_year(_text(end_node)),
+            description=description,
+            cover_url=_site_url(url, _attr(cover, "data-src") or _attr(cover, "src")),
+            genres=tuple(genres),
+            imdb_id=_clean(_attr(doc.css_first("a.imdb-link"), "data-imdb")),
+            seasons=tuple(sorted(seasons)),
+        )
+
+    return _guard("series page", url, parse)
+
+
+def parse_season_page(html: str | bytes, url: str, season: int) -> list[EpisodeInfo]:
+    """The episode rows of a season page (or `/filme` for season 0), ordered by number."""
+    doc = _parse(html, url, "season page")
+
+    def parse() -> list[EpisodeInfo]:
+        table = doc.css_first("table.seasonEpisodesList")
+        if table is None:
+            raise _missing("season page", url, "episode table (table.seasonEpisodesList)")
+        body = table.css_first(f"tbody#season{season}") or table
+        episodes: dict[int, EpisodeInfo] = {}
+        for row in body.css("tr[itemprop=episode]"):
+            href = _attr(row.css_first("a[itemprop=url]"), "href") or ""
+            match = _EPISODE_IN_PATH.search(urlsplit(href).path)
+            number = _number(match.group(2) or match.group(3)) if match else None
+            if number is None:
+                number = _number(_attr(row.css_first("meta[itemprop=episodeNumber]"), "content"))
+            if number is None or number in episodes:
+                continue
+            cell = row.css_first("td.seasonEpisodeTitle")
+            german = _text(cell.css_first("strong")) if cell else None
+            english = _text(cell.css_first("span")) if cell else None
+            if season == 0 and not german:
+                # the films overview fills only the span: that is the film's one title
+                german, english = english, None
+            episodes[number] = EpisodeInfo(season, number, german, english)
+        return [episodes[n] for n in sorted(episodes)]
+
+    return _guard("season page", url, parse)
+
+
+def classify_language(flag_src: str | None, title: str | None) -> Language | None:
+    """The language a flag stands for, by its file name first and its title second."""
+    flag = (flag_src or "").rsplit("/", 1)[-1].split("?", 1)[0].lower()
+    by_flag = {
+        "japanese-german.svg": Language.GERMAN_SUB,
+        "japanese-english.svg": Language.ENGLISH_SUB,
+        "english-german.svg": Language.GERMAN_SUB,  # old s.to: English audio, German subtitles
+        "german.svg": Language.GERMAN_DUB,
+        "english.svg": Language.ENGLISH_DUB,
+    }
+    if flag in by_flag:
+        return by_flag[flag]
+    label = (title or "").lower()
+    subtitled = "untertitel" in label or "sub" in label
+    if "deutsch" in label or "german" in label:
+        return Language.GERMAN_SUB if subtitled else Language.GERMAN_DUB
+    if "englisch" in label or "english" in label:
+        return Language.ENGLISH_SUB if subtitled else Language.ENGLISH_DUB
+    return None
+
+
+def parse_episode_page(html: str | bytes, url: str) -> EpisodeLinks:
+    """An episode page: its title, the languages offered and every hoster per language."""
+    doc = _parse(html, url, "episode page")
+
+    def parse() -> EpisodeLinks:
+        season, episode = episode_from_url(url)
+        box = doc.css_first("div.hosterSiteVideo")
+        if box is None:
+            raise _missing("episode page", url, "hoster list (div.hosterSiteVideo)")
+        by_key: dict[str, Language] = {}
+        for flag in doc.css("div.changeLanguageBox img[data-lang-key]"):
+            language = classify_language(_attr(flag, "src"), _attr(flag, "title"))
+            key = (_attr(flag, "data-lang-key") or "").strip()
+            if language is not None and key:
+                by_key.setdefault(key, language)
+        hosters: dict[tuple[Language, str], HosterLink] = {}
+        for item in box.css("li[class*=episodeLink]"):
+            language_or_none = by_key.get((_attr(item, "data-lang-key") or "").strip())
+            hoster = _text(item.css_first("h4"))
+            target = _attr(item, "data-link-target") or _attr(
+                item.css_first("a.watchEpisode"), "href"
+            )
+            redirect = _site_url(url, target)
+            if language_or_none is None or not hoster or redirect is None:
+                continue
+            hosters.setdefault(
+                (language_or_none, hoster.lower()),
+                HosterLink(
+                    language=language_or_none,
+                    hoster=hoster,
+                    link_id=(_attr(item, "data-link-id") or "").strip(),
+                    redirect_url=redirect,
+                ),
+            )
+        german = _text(doc.css_first("span.episodeGermanTitle"))
+        english = _text(doc.css_first("small.episodeEnglishTitle"))
+        return EpisodeLinks(
+            season=season,
+            episode=episode,
+            title=german or english,
+            languages=tuple(dict.fromkeys(by_key.values())),
+            hosters=tuple(hosters.values()),
+        )
+
+    return _guard("episode page", url, parse)
+
+
+def _json_list(text: str | bytes, url: str, kind: str) -> list[Any]:
+    try:
+        data = json.loads(text) if text.strip() else []
+    except (ValueError, RecursionError) as err:
+        raise ProviderParseError(f"{kind} {url} is not JSON: {err}", details={"url": url}) from err
+    if not isinstance(data, list):
+        raise ProviderParseError(f"{kind} {url} is not a JSON array", details={"url": url})
+    return data
+
+
+def parse_search_json(
+    text: str | bytes, url: str, *, provider: str = "aniworld"
+) -> list[SearchResult]:
+    """`GET /ajax/seriesSearch` results: `{name, link (a bare slug), description, cover, ...}`."""
+    items = _json_list(text, url, "search result")
+
+    def parse() -> list[SearchResult]:
+        results: dict[str, SearchResult] = {}
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            link, name = item.get("link"), item.get("name")
+            if not isinstance(link, str) or not isinstance(name, str):
+                continue
+            key = link.strip().strip("/")
+            name_clean = _clean(name)
+            if not SLUG_RE.match(key) or not name_clean:
+                continue
+            description, cover = item.get("description"), item.get("cover")
+            year = item.get("productionYear")
+            results.setdefault(
+                key,
+                SearchResult(
+                    provider=provider,
+                    key=key,
+                    name=name_clean,
+                    year=_year(year) if isinstance(year, str) else None,
+                    description=_clean(description) if isinstance(description, str) else None,
+                    cover_url=_site_url(url, cover) if isinstance(cover, str) else None,
+                ),
+            )
+        return list(results.values())
+
+    return _guard("search result", url, parse)
+
+
+def parse_search_alt_json(
+    text: str | bytes, url: str, *, provider: str = "aniworld", path_prefix: str = ANIWORLD_PREFIX
+) -> list[SearchResult]:
+    """`POST /ajax/search` results: `{title (with <em>), description, link (path)}`, series only."""
+    items = _json_list(text, url, "search result")
+    series_link = re.compile(rf"^{re.escape(path_prefix)}/([a-z0-9-]+)/?$")
+
+    def parse() -> list[SearchResult]:
+        results: dict[str, SearchResult] = {}
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            link, title = item.get("link"), item.get("title")
+            if not isinstance(link, str) or not isinstance(title, str):
+                continue
+            match = series_link.match(link.strip())
+            name = _strip_em(title)
+            if match is None or not SLUG_RE.match(match.group(1)) or not name:
+                continue
+            description = item.get("description")
+            results.setdefault(
+                match.group(1),
+                SearchResult(
+                    provider=provider,
+                    key=match.group(1),
+                    name=name,
+                    year=None,
+                    description=_strip_em(description) if isinstance(description, str) else None,
+                    cover_url=None,
+                ),
+            )
+        return list(results.values())
+
+    return _guard("search result", url, parse)
+
+
+def parse_new_episodes(
+    html: str | bytes, url: str, *, path_prefix: str = ANIWORLD_PREFIX
+) -> list[NewEpisode]:
+    """The `/neue-episoden` rows as (key, season, episode), in page order."""
+    doc = _parse(html, url, "new-episodes page")
+    row_link = re.compile(rf"^{re.escape(path_prefix)}/([a-z0-9-]+)/" + _EPISODE_PART)
+
+    def parse() -> list[NewEpisode]:
+        lists = doc.css(".newEpisodeList")
+        if not lists:
+            raise _missing("new-episodes page", url, "list (.newEpisodeList)")
+        found: dict[NewEpisode, None] = {}
+        for block in lists:
+            for link in block.css("a[href]"):
+                match = row_link.match(urlsplit(_attr(link, "href") or "").path)
+                if match is None or not SLUG_RE.match(match.group(1)):
+                    continue
+                key, season, episode, film = match.groups()
+                if film:
+                    found[NewEpisode(key, 0, int(film))] = None
+                else:
+                    found[NewEpisode(key, int(season), int(episode))] = None
+        return list(found)
+
+    return _guard("new-episodes page", url, parse)

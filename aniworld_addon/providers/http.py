@@ -1,0 +1,335 @@
+"""The one way provider code talks to a site: capped, paced, cached, coalesced, fault-mapped."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Final
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from ..const import VERSION
+from ..errors import (
+    ProviderBlockedError,
+    ProviderError,
+    ProviderNotFoundError,
+    ProviderParseError,
+    ProviderRateLimitedError,
+    ProviderUnavailableError,
+)
+from .cache import Clock, Coalescer, TtlCache
+
+_LOGGER = logging.getLogger(__name__)
+
+PROJECT_URL: Final = "https://github.com/aniworld-addon/aniworld-addon"
+DEFAULT_USER_AGENT: Final = f"AniWorldAddon/{VERSION} (+{PROJECT_URL}; Home Assistant add-on)"
+_REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(slots=True, frozen=True)
+class HttpOptions:
+    """How politely a ProviderHttp talks to its site."""
+
+    user_agent: str = DEFAULT_USER_AGENT
+    concurrency: int = 4
+    #: minimum gap between two request starts; real pages take longer than this anyway
+    min_interval_s: float = 0.05
+    cache_ttl_s: float = 6 * 3600
+    cache_max_entries: int = 2048
+    #: extra attempts for 5xx, timeouts and connection errors (never for 403/429/challenges)
+    retries: int = 2
+    backoff_s: float = 1.0
+    backoff_max_s: float = 10.0
+    timeout_s: float | None = 20.0
+    max_body_bytes: int = 8 * 1024 * 1024
+    #: a whole response body must arrive within this, however slowly it trickles
+    read_deadline_s: float = 60.0
+
+
+@dataclass(slots=True)
+class HttpStats:
+    """Counters for health pages and benchmarks."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    coalesced: int = 0
+    retries: int = 0
+    errors: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Page:
+    """A fetched response body with the URL it finally came from."""
+
+    url: str
+    status: int
+    text: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def detect_challenge(status: int, headers: Mapping[str, str], text: str) -> str | None:
+    """The name of the anti-bot wall a response shows, if any."""
+    if "cf-mitigated" in headers:
+        return "Cloudflare"
+    head = text[:8192].lower()
+    if "<title>just a moment...</title>" in head or ("cf-chl" in head and status >= 400):
+        return "Cloudflare"
+    if "<title>ddos-guard</title>" in head:
+        return "DDoS-Guard"
+    # an error page is small; a real page may mention ddos-guard in a script URL
+    if status >= 400 and ("ddos-guard" in head or "ddos-guard" in headers.get("server", "")):
+        return "DDoS-Guard"
+    if status >= 400 and "just a moment" in head:
+        return "Cloudflare"
+    return None
+
+
+def raise_for_page(page: Page) -> None:
+    """Turn a non-success response or a challenge page into the matching ProviderError."""
+    details = {"url": page.url, "status": page.status}
+    retry_after = parse_retry_after(page.headers.get("retry-after"))
+    wall = detect_challenge(page.status, page.headers, page.text)
+    if wall is not None:
+        raise ProviderBlockedError(
+            f"{wall} challenge at {page.url} (HTTP {page.status}); retry later",
+            retry_after=retry_after,
+            details=details,
+        )
+    status = page.status
+    if status < 400:
+        return
+    if status in (404, 410):
+        raise ProviderNotFoundError(f"not found: {page.url}", details=details)
+    if status == 429:
+        raise ProviderRateLimitedError(
+            f"rate limited by {page.url}", retry_after=retry_after, details=details
+        )
+    if status == 403:
+        raise ProviderBlockedError(
+            f"access denied by {page.url} (HTTP 403)", retry_after=retry_after, details=details
+        )
+    if status >= 500:
+        raise ProviderUnavailableError(
+            f"{page.url} answered HTTP {status}", retry_after=retry_after, details=details
+        )
+    raise ProviderError(f"{page.url} answered HTTP {status}", details=details)
+
+
+class ProviderHttp:
+    """Requests to one site through a shared httpx client the caller owns and closes."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        options: HttpOptions | None = None,
+        *,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.options = options or HttpOptions()
+        self.base_url = base_url.rstrip("/")
+        self.stats = HttpStats()
+        self._client = client
+        self._semaphore = asyncio.Semaphore(max(1, self.options.concurrency))
+        self._pace_lock = asyncio.Lock()
+        self._next_start = 0.0
+        self._cache: TtlCache[str, Page] = TtlCache(
+            self.options.cache_ttl_s, self.options.cache_max_entries, clock
+        )
+        self._inflight: Coalescer[str, Page] = Coalescer()
+        self._headers = {
+            "User-Agent": self.options.user_agent,
+            "Referer": f"{self.base_url}/",
+            "Accept": "text/html,application/json;q=0.9,*/*;q=0.8",
+        }
+
+    def url(self, path: str) -> str:
+        """The absolute URL of a site path (absolute URLs on this site pass through)."""
+        absolute = urljoin(f"{self.base_url}/", path)
+        if urlsplit(absolute).netloc != urlsplit(self.base_url).netloc:
+            raise ProviderError(f"refusing to fetch {absolute!r}: not on {self.base_url}")
+        return absolute
+
+    async def get(self, path: str, *, cache: bool = False) -> Page:
+        """GET a page (following redirects); `cache` keeps it for the cache lifetime."""
+        url = self.url(path)
+        if cache and (hit := self._cache.get(url)) is not None:
+            self.stats.cache_hits += 1
+            return hit
+        page, shared = await self._inflight.run(url, lambda: self._request("GET", url))
+        if shared:
+            self.stats.coalesced += 1
+        if cache:
+            self._cache.put(url, page)
+        return page
+
+    async def post_form(
+        self, path: str, data: Mapping[str, str], *, headers: Mapping[str, str] | None = None
+    ) -> Page:
+        """POST a form (never cached, never coalesced)."""
+        return await self._request("POST", self.url(path), data=data, headers=headers)
+
+    async def resolve_redirect(self, path: str) -> str:
+        """The Location a site redirect points at, without following it off the site."""
+        url = self.url(path)
+        page = await self._request("GET", url, follow_redirects=False)
+        location = page.headers.get("location")
+        if page.status not in _REDIRECT_STATUSES or not location:
+            raise ProviderParseError(f"redirect page {url} did not redirect (HTTP {page.status})")
+        return urljoin(url, location)
+
+    def invalidate(self, path: str | None = None) -> None:
+        """Drop every cached page at or below `path`, or the whole cache."""
+        if path is None:
+            self._cache.invalidate()
+        else:
+            url = self.url(path).rstrip("/")
+            self._cache.invalidate(url)
+            self._cache.invalidate_prefix(url + "/")
+
+    @property
+    def cached_pages(self) -> int:
+        """How many pages the cache holds."""
+        return len(self._cache)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        follow_redirects: bool = True,
+    ) -> Page:
+        options = self.options
+        attempt = 0
+        while True:
+            try:
+                page = await self._send(method, url, data, headers, follow_redirects)
+                raise_for_page(page)
+            except ProviderUnavailableError as err:
+                delay = err.retry_after
+                if delay is None:
+                    delay = options.backoff_s * 2**attempt
+                if attempt >= options.retries or delay > options.backoff_max_s:
+                    self.stats.errors += 1
+                    raise
+                attempt += 1
+                self.stats.retries += 1
+                _LOGGER.debug("retrying %s in %.1f s: %s", url, delay, err.message)
+                await asyncio.sleep(delay)
+            except (ProviderError, ProviderNotFoundError):
+                self.stats.errors += 1
+                raise
+            else:
+                return page
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        data: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        follow_redirects: bool,
+    ) -> Page:
+        request_headers = {**self._headers, **(headers or {})}
+        timeout = (
+            self._client.timeout
+            if self.options.timeout_s is None
+            else httpx.Timeout(self.options.timeout_s)
+        )
+        async with self._semaphore:
+            await self._pace()
+            self.stats.requests += 1
+            self.stats.in_flight += 1
+            self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
+            try:
+                async with self._client.stream(
+                    method,
+                    url,
+                    data=data,
+                    headers=request_headers,
+                    follow_redirects=follow_redirects,
+                    timeout=timeout,
+                ) as response:
+                    body = await self._read_capped(response, url)
+                    return Page(
+                        url=str(response.url),
+                        status=response.status_code,
+                        text=_decode(body, response.charset_encoding),
+                        headers={k.lower(): v for k, v in response.headers.items()},
+                    )
+            except (httpx.TimeoutException, TimeoutError) as err:
+                raise ProviderUnavailableError(
+                    f"timed out reading {url}", details={"url": url}
+                ) from err
+            except (httpx.HTTPError, httpx.InvalidURL) as err:
+                raise ProviderUnavailableError(
+                    f"cannot reach {url}: {type(err).__name__}: {err}", details={"url": url}
+                ) from err
+            finally:
+                self.stats.in_flight -= 1
+
+    async def _read_capped(self, response: httpx.Response, url: str) -> bytes:
+        cap = self.options.max_body_bytes
+        declared = response.headers.get("content-length", "")
+        too_big = ProviderParseError(f"{url} is larger than {cap} bytes", details={"url": url})
+        if declared.isascii() and declared.isdigit() and int(declared) > cap:
+            raise too_big
+        chunks: list[bytes] = []
+        size = 0
+        # drained rather than abandoned: leaving httpx's nested stream generators suspended
+        # hands their cleanup to the loop's finaliser; the deadline bounds an endless body
+        async with asyncio.timeout(self.options.read_deadline_s):
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size <= cap:
+                    chunks.append(chunk)
+        if size > cap:
+            raise too_big
+        return b"".join(chunks)
+
+    async def _pace(self) -> None:
+        interval = self.options.min_interval_s
+        if interval <= 0:
+            return
+        async with self._pace_lock:
+            loop = asyncio.get_running_loop()
+            wait = self._next_start - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._next_start = max(loop.time(), self._next_start) + interval
+
+
+def _decode(body: bytes, charset: str | None) -> str:
+    encoding = "utf-8"
+    if charset:
+        try:
+            encoding = codecs.lookup(charset).name
+        except LookupError:
+            encoding = "utf-8"
+    return body.decode(encoding, errors="replace")

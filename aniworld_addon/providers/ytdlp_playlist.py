@@ -1,0 +1,279 @@
+"""Provider `ytdlp`: any playlist yt-dlp can read is a series; its entries are season 1."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import yt_dlp
+from yt_dlp.utils import YoutubeDLError, unsmuggle_url
+
+from ..errors import (
+    ProviderBlockedError,
+    ProviderError,
+    ProviderNotFoundError,
+    ProviderParseError,
+    ProviderRateLimitedError,
+    ProviderUnavailableError,
+)
+from .base import (
+    EpisodeInfo,
+    EpisodeLinks,
+    HosterLink,
+    Language,
+    Provider,
+    SearchResult,
+    SeriesInfo,
+)
+from .cache import Coalescer, TtlCache
+
+_LOGGER = logging.getLogger(__name__)
+
+Extractor = Callable[[str], Mapping[str, Any]]
+
+HOSTER: Final = "yt-dlp"
+MAX_URL_CHARS: Final = 2048
+_NUMBER_PATTERNS: Final = (
+    re.compile(r"\bS\d{1,3}\s*E(\d{1,4})\b", re.IGNORECASE),
+    re.compile(r"\b(?:episode|folge|ep\.?)\s*#?\s*(\d{1,4})\b", re.IGNORECASE),
+)
+
+
+def title_number(title: str | None) -> int | None:
+    """The episode number a title states (`S01E02`, `Episode 12`, `Folge 3`), if any."""
+    for pattern in _NUMBER_PATTERNS:
+        match = pattern.search(title or "")
+        if match and int(match.group(1)) > 0:
+            return int(match.group(1))
+    return None
+
+
+def number_entries(titles: Sequence[str | None]) -> list[int]:
+    """Distinct episode numbers: from the title where it states a free one, else playlist order."""
+    numbers: list[int | None] = [None] * len(titles)
+    taken: set[int] = set()
+    for index, title in enumerate(titles):
+        number = title_number(title)
+        if number is not None and number not in taken:
+            numbers[index] = number
+            taken.add(number)
+    for index in range(len(titles)):
+        if numbers[index] is None:
+            # playlist position when free, else the next number nobody claims
+            number = index + 1
+            while number in taken:
+                number = max(taken) + 1
+            numbers[index] = number
+            taken.add(number)
+    return [n for n in numbers if n is not None]
+
+
+def _entry_url(entry: Mapping[str, Any]) -> str | None:
+    url = entry.get("url") or entry.get("webpage_url")
+    if not isinstance(url, str) or not url:
+        return None
+    plain, _ = unsmuggle_url(url)
+    return str(plain)
+
+
+def playlist_entries(info: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
+    """(episode number, entry) for every usable entry of a flat playlist result."""
+    raw = info.get("entries")
+    if info.get("_type") not in ("playlist", "multi_video") or not isinstance(raw, list | tuple):
+        raise ProviderNotFoundError(f"{info.get('webpage_url') or 'the URL'} is not a playlist")
+    entries = [e for e in raw if isinstance(e, Mapping) and _entry_url(e)]
+    numbers = number_entries([_title(entry) for entry in entries])
+    return sorted(zip(numbers, entries, strict=True), key=lambda pair: pair[0])
+
+
+def _error_from(url: str, err: YoutubeDLError | OSError) -> ProviderError | ProviderNotFoundError:
+    message = str(err)
+    details = {"url": url}
+    if "HTTP Error 404" in message or "Unsupported URL" in message:
+        return ProviderNotFoundError(
+            f"yt-dlp found no playlist at {url}: {message}", details=details
+        )
+    if "HTTP Error 429" in message:
+        return ProviderRateLimitedError(f"yt-dlp was rate limited by {url}", details=details)
+    if "HTTP Error 403" in message:
+        return ProviderBlockedError(f"yt-dlp was refused by {url}", details=details)
+    return ProviderUnavailableError(f"yt-dlp cannot read {url}: {message}", details=details)
+
+
+def _release(err: BaseException) -> None:
+    """Close HTTP responses yt-dlp keeps on its errors; their sockets would linger until GC."""
+    stack: list[BaseException | None] = [err]
+    seen: set[int] = set()
+    while stack:
+        error = stack.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        close = getattr(getattr(error, "response", None), "close", None)
+        if callable(close):
+            close()
+        exc_info = getattr(error, "exc_info", None)
+        if (
+            isinstance(exc_info, tuple)
+            and len(exc_info) > 1
+            and isinstance(exc_info[1], BaseException)
+        ):
+            stack.append(exc_info[1])
+        stack.extend((error.__cause__, error.__context__))
+
+
+class _YtdlpLogger:
+    """Routes yt-dlp's messages to logging instead of the process's stderr."""
+
+    def debug(self, message: str) -> None:
+        _LOGGER.debug("yt-dlp: %s", message)
+
+    def info(self, message: str) -> None:
+        _LOGGER.debug("yt-dlp: %s", message)
+
+    def warning(self, message: str) -> None:
+        _LOGGER.debug("yt-dlp warning: %s", message)
+
+    def error(self, message: str) -> None:
+        # the failure is raised as a ProviderError; logging it here too would say it twice
+        _LOGGER.debug("yt-dlp error: %s", message)
+
+
+class YtdlpPlaylistProvider(Provider):
+    """A yt-dlp playlist URL (the series key) read with a flat extraction in a worker thread."""
+
+    name = "ytdlp"
+
+    def __init__(
+        self,
+        *,
+        language: Language = Language.GERMAN_DUB,
+        cache_ttl_s: float = 6 * 3600,
+        clock: Callable[[], float] = time.monotonic,
+        socket_timeout_s: float = 20.0,
+        max_entries: int = 5000,
+        extractor: Extractor | None = None,
+    ) -> None:
+        self.language = language
+        self._socket_timeout_s = socket_timeout_s
+        self._max_entries = max_entries
+        self._extractor = extractor or self._extract_blocking
+        self._cache: TtlCache[str, Mapping[str, Any]] = TtlCache(cache_ttl_s, 256, clock)
+        self._inflight: Coalescer[str, Mapping[str, Any]] = Coalescer()
+
+    def handles_query(self, query: str) -> bool:
+        """Only a pasted playlist URL: yt-dlp cannot search a site by words."""
+        return _is_url(query.strip())
+
+    async def search(self, query: str) -> list[SearchResult]:
+        """A playlist URL pasted as the query is its own hit; words find nothing here."""
+        query = query.strip()
+        if not _is_url(query):
+            return []
+        info = await self.series(query)
+        return [
+            SearchResult(
+                provider=self.name,
+                key=info.key,
+                name=info.name,
+                year=info.year,
+                description=info.description,
+                cover_url=info.cover_url,
+            )
+        ]
+
+    async def series(self, key: str) -> SeriesInfo:
+        """The playlist's title, description and thumbnail; one season when it has entries."""
+        info = await self._playlist(key)
+        thumbnails = info.get("thumbnails")
+        cover = thumbnails[-1].get("url") if isinstance(thumbnails, list) and thumbnails else None
+        title = info.get("title")
+        description = info.get("description")
+        return SeriesInfo(
+            provider=self.name,
+            key=key,
+            name=title if isinstance(title, str) and title.strip() else key,
+            year=None,
+            end_year=None,
+            description=description if isinstance(description, str) else None,
+            cover_url=cover if isinstance(cover, str) else None,
+            genres=(),
+            imdb_id=None,
+            seasons=(1,) if playlist_entries(info) else (),
+        )
+
+    async def episodes(self, key: str, season: int) -> list[EpisodeInfo]:
+        """Season 1 is the playlist; other seasons do not exist."""
+        if season != 1:
+            raise ProviderNotFoundError(f"a playlist has only season 1, not {season}")
+        info = await self._playlist(key)
+        return [
+            EpisodeInfo(season=1, episode=number, title=_title(entry), title_en=None)
+            for number, entry in playlist_entries(info)
+        ]
+
+    async def all_episodes(self, key: str) -> dict[int, list[EpisodeInfo]]:
+        """The one season, from a single extraction."""
+        return {1: await self.episodes(key, 1)}
+
+    async def episode_links(self, key: str, season: int, episode: int) -> EpisodeLinks:
+        """One link: the entry's own URL, for yt-dlp to download."""
+        if season == 1:
+            for number, entry in playlist_entries(await self._playlist(key)):
+                if number == episode:
+                    url = _entry_url(entry) or ""
+                    entry_id = entry.get("id")
+                    link = HosterLink(
+                        language=self.language,
+                        hoster=HOSTER,
+                        link_id=str(entry_id) if entry_id is not None else str(number),
+                        redirect_url=url,
+                    )
+                    return EpisodeLinks(1, number, _title(entry), (self.language,), (link,))
+        raise ProviderNotFoundError(f"{key} has no S{season:02}E{episode:02}")
+
+    async def _playlist(self, url: str) -> Mapping[str, Any]:
+        if not _is_url(url):
+            raise ProviderNotFoundError(f"{url!r} is not an http(s) playlist URL")
+        if (hit := self._cache.get(url)) is not None:
+            return hit
+        info, _ = await self._inflight.run(url, lambda: asyncio.to_thread(self._extractor, url))
+        if not isinstance(info, Mapping):
+            raise ProviderParseError(f"yt-dlp returned nothing for {url}")
+        self._cache.put(url, info)
+        return info
+
+    def _extract_blocking(self, url: str) -> Mapping[str, Any]:
+        options = {
+            "extract_flat": "in_playlist",
+            "quiet": True,
+            "no_warnings": True,
+            "noprogress": True,
+            "skip_download": True,
+            "cachedir": False,
+            "logger": _YtdlpLogger(),
+            "socket_timeout": self._socket_timeout_s,
+            "playlistend": self._max_entries,
+        }
+        try:
+            with yt_dlp.YoutubeDL(options) as ydl:
+                info = ydl.extract_info(url, download=False)
+                return dict(ydl.sanitize_info(info)) if info else {}
+        except (YoutubeDLError, OSError) as err:
+            _release(err)
+            raise _error_from(url, err) from err
+
+
+def _is_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return len(value) <= MAX_URL_CHARS and parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _title(entry: Mapping[str, Any]) -> str | None:
+    title = entry.get("title")
+    return title.strip() or None if isinstance(title, str) else None

@@ -1,0 +1,415 @@
+"""ProviderHttp: politeness (headers, cap, pacing), cache, coalescing and fault mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aniworld_addon.errors import (
+    ProviderBlockedError,
+    ProviderError,
+    ProviderNotFoundError,
+    ProviderParseError,
+    ProviderRateLimitedError,
+    ProviderUnavailableError,
+)
+from aniworld_addon.providers.cache import TtlCache
+from aniworld_addon.providers.http import (
+    DEFAULT_USER_AGENT,
+    HttpOptions,
+    ProviderHttp,
+    parse_retry_after,
+)
+from tests.providers.conftest import make_http
+from tests.site.control import Fault
+from tests.site.plugin import RunningSite
+
+SERIES = "/anime/stream/kaiju-academy"
+
+
+class Probe:
+    """A tiny server that records what reaches it and how many requests overlap."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.starts: list[float] = []
+        self.headers: list[dict[str, str]] = []
+        self.base_url = ""
+
+    async def page(self, request: web.Request) -> web.Response:
+        self.starts.append(time.monotonic())
+        self.headers.append(dict(request.headers))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self.in_flight -= 1
+        return web.Response(text=f"<p>{request.path}</p>", content_type="text/html")
+
+    async def challenge(self, request: web.Request) -> web.Response:
+        body = "<html><head><title>Just a moment...</title></head><body></body></html>"
+        return web.Response(text=body, content_type="text/html")
+
+    async def big(self, request: web.Request) -> web.Response:
+        return web.Response(text="x" * 10_000, content_type="text/html")
+
+    async def chunked(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(10):
+            await response.write(b"y" * 1000)
+        await response.write_eof()
+        return response
+
+    async def trickle(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(100):
+            await response.write(b"z")
+            await asyncio.sleep(0.05)
+        return response
+
+    async def throttled(self, request: web.Request) -> web.Response:
+        return web.Response(status=503, headers={"Retry-After": "120"}, text="busy")
+
+
+@pytest.fixture
+async def probe(aiohttp_server: Any) -> Probe:
+    state = Probe()
+    app = web.Application()
+    app.router.add_get("/challenge", state.challenge)
+    app.router.add_get("/big", state.big)
+    app.router.add_get("/chunked", state.chunked)
+    app.router.add_get("/trickle", state.trickle)
+    app.router.add_get("/throttled", state.throttled)
+    app.router.add_get("/{tail:.*}", state.page)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    state.base_url = str(server.make_url("")).rstrip("/")
+    return state
+
+
+def probe_http(probe: Probe, client: httpx.AsyncClient, **options: Any) -> ProviderHttp:
+    fields: dict[str, Any] = {"min_interval_s": 0.0, "backoff_s": 0.01, "timeout_s": 5.0}
+    return ProviderHttp(client, probe.base_url, HttpOptions(**{**fields, **options}))
+
+
+async def test_requests_carry_an_honest_user_agent_and_the_site_referer(
+    probe: Probe, client: httpx.AsyncClient
+) -> None:
+    await probe_http(probe, client).get("/x")
+    await probe_http(probe, client, user_agent="MyAgent/1").get("/y")
+
+    assert probe.headers[0]["User-Agent"] == DEFAULT_USER_AGENT
+    assert DEFAULT_USER_AGENT.startswith("AniWorldAddon/")
+    assert probe.headers[0]["Referer"] == f"{probe.base_url}/"
+    assert probe.headers[1]["User-Agent"] == "MyAgent/1"
+
+
+async def test_concurrency_cap_is_honoured_at_the_server(
+    probe: Probe, client: httpx.AsyncClient
+) -> None:
+    probe.delay_s = 0.05
+    http = probe_http(probe, client, concurrency=3)
+
+    await asyncio.gather(*(http.get(f"/page-{i}") for i in range(15)))
+
+    assert probe.max_in_flight == 3
+    assert http.stats.max_in_flight == 3
+
+
+async def test_concurrency_cap_against_the_test_site(
+    provider_site: RunningSite, client: httpx.AsyncClient
+) -> None:
+    provider_site.control.latency_s = 0.1
+    http = make_http(provider_site, client, concurrency=2)
+    paths = [f"{SERIES}/staffel-1", f"{SERIES}/staffel-2", f"{SERIES}/filme", SERIES]
+    paths += ["/anime/stream/sky-lantern", "/anime/stream/der-letzte-sommer"]
+
+    started = time.monotonic()
+    await asyncio.gather(*(http.get(p) for p in paths))
+
+    # 6 pages, 2 at a time, 0.1 s each: three waves
+    assert time.monotonic() - started >= 0.29
+    assert provider_site.control.count("season") + provider_site.control.count("series") == 6
+
+
+async def test_request_starts_are_paced(probe: Probe, client: httpx.AsyncClient) -> None:
+    http = probe_http(probe, client, min_interval_s=0.05, concurrency=4)
+
+    await asyncio.gather(*(http.get(f"/p{i}") for i in range(5)))
+
+    gaps = [b - a for a, b in zip(probe.starts, probe.starts[1:], strict=False)]
+    assert min(gaps) >= 0.04
+
+
+async def test_concurrent_gets_of_one_url_fetch_once(
+    provider_site: RunningSite, client: httpx.AsyncClient
+) -> None:
+    provider_site.control.latency_s = 0.1
+    http = make_http(provider_site, client)
+
+    texts = await asyncio.gather(*(http.get(SERIES) for _ in range(8)))
+
+    assert provider_site.control.count("series") == 1
+    assert len({page.text for page in texts}) == 1
+    assert http.stats.coalesced == 7
+
+
+async def test_a_cancelled_leader_hands_the_fetch_to_a_waiter(
+    provider_site: RunningSite, client: httpx.AsyncClient
+) -> None:
+    provider_site.control.latency_s = 0.2
+    http = make_http(provider_site, client)
+
+    leader = asyncio.create_task(http.get(SERIES))
+    await asyncio.sleep(0.05)
+    waiter = asyncio.create_task(http.get(SERIES))
+    await asyncio.sleep(0.05)
+    leader.cancel()
+
+    page = await waiter
+    assert "Kaiju Academy" in page.text
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+
+
+async def test_waiters_share_the_leaders_error(
+    provider_site: RunningSite, client: httpx.AsyncClient
+) -> None:
+    provider_site.control.latency_s = 0.1
+    provider_site.control.set_fault("kaiju", Fault.CHALLENGE_DDOS_GUARD)
+    http = make_http(provider_site, client)
+
+    outcomes = await asyncio.gather(*(http.get(SERIES) for _ in range(3)), return_exceptions=True)
+
+    assert all(isinstance(o, ProviderBlockedError) for o in outcomes)
+    assert provider_site.control.count("series") == 1
+
+
+async def test_cached_pages_expire_after_the_ttl(
+    provider_site: RunningSite, client: httpx.AsyncClient
+) -> None:
+    now = [1000.0]
+    http = make_http(provider_site, client, cache_ttl_s=60.0, clock=lambda: now[0])
+
+    await http.get(SERIES, cache=True)
+    now[0] += 59.0
+    await http.get(SERIES, cache=True)
+    assert provider_site.control.count("series") == 1
+    assert http.stats.cache_hits == 1
+
+    now[0] += 1.0
+    await http.get(SERIES, cache=True)
+    assert provider_site.control.count("series") == 2
+
+    await http.get(SERIES)  # uncached reads always go to the site
+    assert provider_site.control.count("series") == 3
+
+
+async def test_cache_evicts_the_least_recently_used_page(
+    provider_site: RunningSite, client: httpx.AsyncClient
+) -> None:
+    http = make_http(provider_site, client, cache_max_entries=2)
+    first, second, third = SERIES, f"{SERIES}/staffel-1", f"{SERIES}/staffel-2"
+
+    for path in (first, second, first, third):  # `second` is now the oldest
+        await http.get(path, cache=True)
+    provider_site.control.reset()
+    await http.get(first, cache=True)
+    await http.get(second, cache=True)
+
+    assert http.cached_pages == 2
+    assert provider_site.control.requests == {second: 1}
+
+
+async def test_invalidate_drops_a_series_and_its_seasons_only(
+    provider_site: RunningSite, client: httpx.AsyncClient
+) -> None:
+    http = make_http(provider_site, client)
+    for path in (SERIES, f"{SERIES}/staffel-1", "/anime/stream/sky-lantern"):
+        await http.get(path, cache=True)
+
+    http.invalidate(SERIES)
+
+    assert http.cached_pages == 1
+
+
+def test_ttl_cache_unit() -> None:
+    now = [0.0]
+    cache: TtlCache[str, int] = TtlCache(10.0, 2, lambda: now[0])
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1
+    cache.put("c", 3)  # evicts b, the least recently used
+    assert (cache.get("b"), cache.get("a"), cache.get("c")) == (None, 1, 3)
+    now[0] = 10.0
+    assert cache.get("a") is None
+    assert len(cache) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "retry_after"),
+    [
+        (Fault.CHALLENGE_DDOS_GUARD, ProviderBlockedError, None),
+        (Fault.CHALLENGE_CLOUDFLARE, ProviderBlockedError, None),
+        (Fault.RATE_LIMITED, ProviderRateLimitedError, 30.0),
+        (Fault.SERVER_ERROR, ProviderUnavailableError, None),
+        (Fault.NOT_FOUND, ProviderNotFoundError, None),
+    ],
+)
+async def test_site_faults_become_provider_errors(
+    provider_site: RunningSite,
+    client: httpx.AsyncClient,
+    fault: Fault,
+    error: type[Exception],
+    retry_after: float | None,
+) -> None:
+    provider_site.control.set_fault("^/anime/stream/", fault)
+    http = make_http(provider_site, client, retries=0)
+
+    with pytest.raises(error) as caught:
+        await http.get(SERIES, cache=True)
+
+    assert getattr(caught.value, "retry_after", None) == retry_after
+    assert http.cached_pages == 0
+    assert http.stats.errors == 1
+
+
+async def test_a_hanging_site_is_a_timeout(
+    provider_site: RunningSite, client: httpx.AsyncClient
+) -> None:
+    provider_site.control.set_fault("^/anime/stream/", Fault.TIMEOUT)
+    http = make_http(provider_site, client, timeout_s=0.3, retries=1)
+
+    started = time.monotonic()
+    with pytest.raises(ProviderUnavailableError, match="timed out"):
+        await http.get(SERIES)
+
+    assert time.monotonic() - started < 2.0
+    assert provider_site.control.count("series") == 2  # one retry
+
+
+@pytest.mark.parametrize(
+    ("fault", "requests"),
+    [
+        (Fault.SERVER_ERROR, 3),
+        (Fault.CHALLENGE_DDOS_GUARD, 1),
+        (Fault.CHALLENGE_CLOUDFLARE, 1),
+        (Fault.RATE_LIMITED, 1),
+    ],
+)
+async def test_only_server_errors_are_retried(
+    provider_site: RunningSite, client: httpx.AsyncClient, fault: Fault, requests: int
+) -> None:
+    provider_site.control.set_fault("^/anime/stream/", fault)
+    http = make_http(provider_site, client, retries=2, backoff_s=0.01)
+
+    with pytest.raises(ProviderError):
+        await http.get(SERIES)
+
+    assert provider_site.control.count("series") == requests
+
+
+async def test_a_long_retry_after_is_reported_not_slept(
+    probe: Probe, client: httpx.AsyncClient
+) -> None:
+    http = probe_http(probe, client, retries=3)
+    started = time.monotonic()
+    with pytest.raises(ProviderUnavailableError) as caught:
+        await http.get("/throttled")
+    assert caught.value.retry_after == 120.0
+    assert time.monotonic() - started < 1.0
+
+
+async def test_a_challenge_served_with_200_is_blocked(
+    probe: Probe, client: httpx.AsyncClient
+) -> None:
+    with pytest.raises(ProviderBlockedError, match="Cloudflare"):
+        await probe_http(probe, client).get("/challenge")
+
+
+@pytest.mark.parametrize("path", ["/big", "/chunked"])
+async def test_an_oversized_page_is_refused(
+    probe: Probe, client: httpx.AsyncClient, path: str
+) -> None:
+    with pytest.raises(ProviderParseError, match="larger than"):
+        await probe_http(probe, client, max_body_bytes=1000).get(path)
+
+
+async def test_a_body_that_never_ends_hits_the_read_deadline(
+    probe: Probe, client: httpx.AsyncClient
+) -> None:
+    http = probe_http(probe, client, read_deadline_s=0.3, retries=0)
+    with pytest.raises(ProviderUnavailableError, match="timed out"):
+        await http.get("/trickle")
+
+
+async def test_a_closed_port_is_unavailable(
+    unused_tcp_port: int, client: httpx.AsyncClient
+) -> None:
+    http = ProviderHttp(
+        client, f"http://127.0.0.1:{unused_tcp_port}", HttpOptions(retries=1, backoff_s=0.01)
+    )
+    with pytest.raises(ProviderUnavailableError, match="cannot reach"):
+        await http.get("/")
+
+
+async def test_only_the_configured_site_is_fetched(
+    provider_site: RunningSite, client: httpx.AsyncClient
+) -> None:
+    http = make_http(provider_site, client)
+    with pytest.raises(ProviderError, match="refusing"):
+        await http.get("https://elsewhere.example/anime/stream/x")
+    with pytest.raises(ProviderError, match="refusing"):
+        await http.get("//elsewhere.example/x")
+
+
+async def test_redirects_are_resolved_without_following_them(
+    provider_site: RunningSite, client: httpx.AsyncClient
+) -> None:
+    http = make_http(provider_site, client)
+    link_id = next(iter(provider_site.catalogue.hosters())).link_id
+
+    target = await http.resolve_redirect(f"/redirect/{link_id}")
+
+    assert target.startswith(f"{provider_site.base_url}/embed/")
+    assert provider_site.control.count("embed") == 0
+    with pytest.raises(ProviderParseError, match="did not redirect"):
+        await http.resolve_redirect(SERIES)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("30", 30.0),
+        (" 7 ", 7.0),
+        ("soon", None),
+        ("\u00b2", None),
+        (None, None),
+        ("Wed, 21 Oct 2015 07:28:00", None),
+    ],
+)
+def test_retry_after_values(header: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(header) == seconds
+
+
+def test_retry_after_http_date_in_the_past_is_zero() -> None:
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+@given(st.one_of(st.none(), st.text(max_size=40)))
+def test_any_retry_after_header_gives_seconds_or_none(header: str | None) -> None:
+    seconds = parse_retry_after(header)
+    assert seconds is None or seconds >= 0

@@ -1,0 +1,166 @@
+"""The ytdlp provider against a playlist yt-dlp reads offline: an RSS feed on a local server."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aniworld_addon.errors import ProviderNotFoundError, ProviderUnavailableError
+from aniworld_addon.providers.base import Language
+from aniworld_addon.providers.ytdlp_playlist import (
+    YtdlpPlaylistProvider,
+    number_entries,
+    title_number,
+)
+
+FEED = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel>
+<title>Kaiju Academy &amp; Friends (official)</title><description>Official uploads</description>
+<item><title>Kaiju Academy Folge 2 – Prüfungsangst</title><link>{base}/v/2.mp4</link></item>
+<item><title>Trailer</title>
+  <enclosure url="{base}/v/trailer.mp4" type="video/mp4" length="1"/></item>
+<item><title>Kaiju Academy S01E01 The First Day</title>
+  <enclosure url="{base}/v/1.mp4" type="video/mp4" length="1"/><guid>ep-1</guid></item>
+<item><title>Kaiju Academy Episode 12</title><link>{base}/v/12.mp4</link></item>
+</channel></rss>"""
+
+
+class FeedServer:
+    """A local server for one RSS playlist that counts its fetches."""
+
+    def __init__(self) -> None:
+        self.fetches = 0
+        self.base_url = ""
+
+    async def feed(self, request: web.Request) -> web.Response:
+        self.fetches += 1
+        return web.Response(
+            text=FEED.format(base=self.base_url), content_type="application/rss+xml"
+        )
+
+
+@pytest.fixture
+async def feed_server(aiohttp_server: Any) -> FeedServer:
+    state = FeedServer()
+    app = web.Application()
+    app.router.add_get("/feed.xml", state.feed)
+    server = await aiohttp_server(app)
+    state.base_url = str(server.make_url("")).rstrip("/")
+    return state
+
+
+async def test_playlist_entries_become_season_one_numbered_from_titles(
+    feed_server: FeedServer,
+) -> None:
+    provider = YtdlpPlaylistProvider()
+    url = f"{feed_server.base_url}/feed.xml"
+
+    info = await provider.series(url)
+    episodes = await provider.all_episodes(url)
+
+    assert info.name == "Kaiju Academy & Friends (official)"
+    assert info.seasons == (1,)
+    assert info.key == url
+    numbers = {e.episode: e.title for e in episodes[1]}
+    assert numbers == {
+        1: "Kaiju Academy S01E01 The First Day",
+        2: "Kaiju Academy Folge 2 – Prüfungsangst",
+        # the trailer's playlist position (2) is claimed by "Folge 2": next free number
+        13: "Trailer",
+        12: "Kaiju Academy Episode 12",
+    }
+    assert [e.episode for e in episodes[1]] == [1, 2, 12, 13]
+
+
+async def test_second_read_within_cache_lifetime_does_not_refetch(feed_server: FeedServer) -> None:
+    now = [0.0]
+    provider = YtdlpPlaylistProvider(cache_ttl_s=60, clock=lambda: now[0])
+    url = f"{feed_server.base_url}/feed.xml"
+
+    await provider.all_episodes(url)
+    await provider.series(url)
+    assert feed_server.fetches == 1
+    now[0] = 61.0
+    await provider.series(url)
+    assert feed_server.fetches == 2
+
+
+async def test_episode_links_point_at_the_entry_url(feed_server: FeedServer) -> None:
+    provider = YtdlpPlaylistProvider(language=Language.GERMAN_SUB)
+    url = f"{feed_server.base_url}/feed.xml"
+
+    links = await provider.episode_links(url, 1, 1)
+
+    assert links.languages == (Language.GERMAN_SUB,)
+    (link,) = links.hosters
+    assert link.hoster == "yt-dlp"
+    # the guid yt-dlp smuggles into the URL is not part of the link
+    assert link.redirect_url == f"{feed_server.base_url}/v/1.mp4"
+    assert await provider.resolve_redirect(link) == link.redirect_url
+    with pytest.raises(ProviderNotFoundError):
+        await provider.episode_links(url, 1, 99)
+    with pytest.raises(ProviderNotFoundError):
+        await provider.episodes(url, 2)
+
+
+async def test_search_takes_a_playlist_url_and_ignores_words(feed_server: FeedServer) -> None:
+    provider = YtdlpPlaylistProvider()
+    url = f"{feed_server.base_url}/feed.xml"
+
+    assert await provider.search("kaiju academy") == []
+    (hit,) = await provider.search(f"  {url} ")
+    assert hit.to_dict()["key"] == url
+    assert hit.name == "Kaiju Academy & Friends (official)"
+
+
+async def test_missing_playlist_is_not_found(feed_server: FeedServer) -> None:
+    provider = YtdlpPlaylistProvider()
+    with pytest.raises(ProviderNotFoundError):
+        await provider.series(f"{feed_server.base_url}/nothing-here.xml")
+    with pytest.raises(ProviderNotFoundError):
+        await provider.series("file:///etc/passwd")
+
+
+async def test_unreachable_host_is_unavailable(unused_tcp_port: int) -> None:
+    provider = YtdlpPlaylistProvider(socket_timeout_s=2)
+    with pytest.raises(ProviderUnavailableError):
+        await provider.series(f"http://127.0.0.1:{unused_tcp_port}/feed.xml")
+
+
+async def test_single_video_is_not_a_series() -> None:
+    def extractor(url: str) -> Mapping[str, Any]:
+        return {"_type": "video", "id": "x", "title": "One clip", "url": url}
+
+    provider = YtdlpPlaylistProvider(extractor=extractor)
+    with pytest.raises(ProviderNotFoundError):
+        await provider.series("https://example.invalid/watch?v=x")
+
+
+@pytest.mark.parametrize(
+    ("title", "number"),
+    [
+        ("Show S01E02 Title", 2),
+        ("show s2e7", 7),
+        ("Episode 12: The End", 12),
+        ("Folge 3 - Anfang", 3),
+        ("Ep. 4", 4),
+        ("Making-of", None),
+        ("Episode 0", None),
+        (None, None),
+    ],
+)
+def test_title_number(title: str | None, number: int | None) -> None:
+    assert title_number(title) == number
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=30)), max_size=40))
+def test_entry_numbers_are_distinct_and_positive(titles: list[str | None]) -> None:
+    numbers = number_entries(titles)
+    assert len(numbers) == len(titles)
+    assert len(set(numbers)) == len(numbers)
+    assert all(n > 0 for n in numbers)
