@@ -105,6 +105,10 @@ def _is_temp(tail: str) -> bool:
     return any(part in _TEMP_PARTS or _FORMAT_PART.fullmatch(part) for part in parts)
 
 
+# Parsing rules where SPEC §4 is silent: the first tag in a name counts; "S01E01E02" lists
+# episodes and "S01E01-E03" / "S01E01-03" is a range (at most MAX_RANGE long); E00 is no episode
+# (providers count from 1); a dotted part such as ".part", ".temp" or ".f137" between the tag and
+# the extension marks an unfinished download; names starting with "." are hidden or partial.
 def parse_episodes(filename: str) -> tuple[EpisodeNumber, ...]:
     """Every episode a video file's name claims (first tag only); () for others and temp files."""
     if not filename or filename[0] == ".":
@@ -362,7 +366,7 @@ def validate_template(template: str, kind: str) -> None:
 # --- paths inside the library -----------------------------------------------------------------
 
 
-def confine(root: Path, relative: str | os.PathLike[str]) -> Path:
+def confine(root: Path | str, relative: str | os.PathLike[str]) -> Path:
     """root/relative with symlinks resolved; raises unless it lies strictly inside root."""
     rel = os.fspath(relative)
     if "\0" in rel:
@@ -394,7 +398,7 @@ def _extension(ext: str) -> str:
 
 
 def final_episode_path(
-    library_root: Path,
+    library_root: Path | str,
     series_folder: str,
     episode_template: str,
     *,
@@ -446,7 +450,7 @@ class RenamePlan:
 
 
 def rename_preview(
-    library_root: Path,
+    library_root: Path | str,
     series_folder: str,
     template: str,
     files: Iterable[LocalFile],

@@ -34,7 +34,9 @@ IGNORED_FOLDERS: Final = frozenset(
     {"@eaDir", "#recycle", "#snapshot", "lost+found", "$RECYCLE.BIN", "System Volume Information"}
 )
 _PROVIDER = re.compile(r"[a-z][a-z0-9_]{0,31}", re.A)
-_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", re.A)  # a URL path segment, never '/'
+# Keys are the provider's business (an aniworld slug, a yt-dlp playlist URL): one printable line.
+_KEY = re.compile(r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,2046}[^\x00-\x20\x7f])?")
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,199}", re.A)  # what a plain key file may hold
 
 Progress = Callable[[int, int], None]
 
@@ -176,11 +178,10 @@ class _Walk:
     """One scan: reads through the old cache, writes a fresh one (the old one stays valid)."""
 
     def __init__(self, root: str, old: ScanCache | None, with_sizes: bool) -> None:
-        self.old: ScanCache
         self.root = root
         self.with_sizes = with_sizes
         usable = old is not None and old.root == root and old.with_sizes == with_sizes
-        self.old = old if usable and old is not None else ScanCache(root, with_sizes)
+        self.old = old if old is not None and usable else ScanCache(root, with_sizes)
         self.new = ScanCache(root, with_sizes)
         self.racy_before = time.time_ns() - RACY_WINDOW_NS
         self.directories = self.listed = 0
@@ -189,11 +190,11 @@ class _Walk:
         """The listing of a directory and whether it was listed anew (else from the cache)."""
         self.directories += 1
         stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-        listing = self.old.listings.get(path)
-        fresh = listing is None or not listing.trusted or listing.stamp != stamp
-        if fresh:
-            listing = self._list(path, stamp, rel)
-        assert listing is not None
+        cached = self.old.listings.get(path)
+        if cached is not None and cached.trusted and cached.stamp == stamp:
+            listing, fresh = cached, False
+        else:
+            listing, fresh = self._list(path, stamp, rel), True
         self.new.listings[path] = listing
         return listing, fresh
 
@@ -244,13 +245,13 @@ class _Walk:
             return _Identity(None, False, None, f"cannot read {name}: {err.strerror}"), True
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         cached = self.old.identities.get(path)
-        fresh = cached is None or not cached.trusted or cached.stamp != stamp
-        if fresh:
+        if cached is not None and cached.trusted and cached.stamp == stamp:
+            known, fresh = cached, False
+        else:
             trusted = max(st.st_mtime_ns, st.st_ctime_ns) < self.racy_before
-            cached = _Identity(stamp, trusted, *_read_identity(file, name))
-        assert cached is not None
-        self.new.identities[path] = cached
-        return cached, fresh
+            known, fresh = _Identity(stamp, trusted, *_read_identity(file, name)), True
+        self.new.identities[path] = known
+        return known, fresh
 
     def series(self, name: str) -> LocalSeries | None:
         """One series folder, walked depth first without following symlinked folders."""
@@ -265,14 +266,14 @@ class _Walk:
             try:
                 st = os.lstat(directory)
                 if not stat.S_ISDIR(st.st_mode):
-                    continue  # replaced by a file or a symlink since its parent was listed
+                    raise FileNotFoundError(directory)  # now a file or symlink: not a folder
                 listing, fresh = self.directory(directory, st, rel)
             except FileNotFoundError:
                 if depth == 0:
                     return None  # the series folder went away during the scan
                 continue
             except OSError as err:
-                errors.append(f"cannot read {rel or '.'}: {err.strerror}")
+                errors.append(f"cannot read {rel or 'the folder'}: {err.strerror}")
                 continue
             changed |= fresh
             if depth == 0:
@@ -322,7 +323,10 @@ def _read_identity(file: str, name: str) -> tuple[SeriesIdentity | None, str | N
         return None, f"{name} is larger than {SIDECAR_MAX_BYTES // 1024} KiB"
     try:
         if name == KEY_FILE_NAME:
-            return SeriesIdentity("aniworld", raw.decode("utf-8").strip()), None
+            slug = raw.decode("utf-8").strip()
+            if not _SLUG.fullmatch(slug):
+                return None, f"{name} must hold only an aniworld series slug, not {slug[:80]!r}"
+            return SeriesIdentity("aniworld", slug), None
         return SeriesIdentity.from_dict(json.loads(raw)), None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         return None, f"{name} is not valid: {err}"
@@ -343,14 +347,17 @@ def _episodes(files: list[LocalFile]) -> dict[EpisodeNumber, LocalFile]:
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """No cyclic GC while a scan creates a value per file: it re-traversed the growing heap and
-    cost a sixth of a full scan. Nothing a scan creates is cyclic, so nothing is left behind."""
+    """Pause the cyclic GC while a scan creates a value per file.
+
+    Each collection re-traversed the growing heap: a sixth of a full scan. A scan creates no
+    cycles, so nothing is left for the collector; it runs again as soon as the scan ends.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if enabled:  # a concurrent scan that saw it disabled must not switch it back on early
+        if enabled:  # whoever found it disabled leaves it to whoever disabled it
             gc.enable()
 
 

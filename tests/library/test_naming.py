@@ -1,0 +1,513 @@
+"""naming.py: episode tags, sanitising, templates and the library confinement (SPEC §4)."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from aniworld_addon.errors import PathOutsideLibraryError, ValidationError
+from aniworld_addon.library.naming import (
+    COMPONENT_MAX_BYTES,
+    MAX_EPISODE,
+    MAX_SEASON,
+    EpisodeNumber,
+    confine,
+    final_episode_path,
+    parse_episode,
+    parse_episodes,
+    rename_preview,
+    render_episode_path,
+    render_series_folder,
+    sanitize_component,
+    validate_template,
+)
+from aniworld_addon.library.scanner import LocalFile
+
+DEFAULT_EPISODE = "Season {season:00}/{Series Title} - S{season:00}E{episode:00} - {Episode Title}"
+TEMPLATES = [
+    DEFAULT_EPISODE,
+    "{Series TitleYear}/Season {season}/{Series Title} S{season:00}E{episode:000} {Language}",
+    "{Episode Title} S{season}E{episode} {Series Title}",
+    "{Language}/{Series Title}.s{season:00}e{episode:00}.{Episode Title}",
+]
+HYPOTHESIS = settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def ep(season: int, episode: int) -> EpisodeNumber:
+    return EpisodeNumber(season, episode)
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Show - S01E02 - Title.mkv", (ep(1, 2),)),
+        ("S1E2.mkv", (ep(1, 2),)),
+        ("show.s01e002.MP4", (ep(1, 2),)),
+        ("Show S0001E0002.webm", (ep(1, 2),)),
+        ("Show S00E05 Film.mkv", (ep(0, 5),)),
+        ("Show_S02E10_[1080p].avi", (ep(2, 10),)),
+        ("[Group] Show - S03E100.ts", (ep(3, 100),)),
+        ("進撃の巨人 S02E03.mkv", (ep(2, 3),)),
+        ("Dr. Stone S01E01 - Dr. Fone.mkv", (ep(1, 1),)),
+        ("Show S01E01E02.mkv", (ep(1, 1), ep(1, 2))),
+        ("Show S01E01-E03.mkv", (ep(1, 1), ep(1, 2), ep(1, 3))),
+        ("Show S01E01-03.mkv", (ep(1, 1), ep(1, 2), ep(1, 3))),
+        ("Show S01E05-1080p.mkv", (ep(1, 5),)),  # a resolution, not a range
+        ("Show S01E05-E200.mkv", (ep(1, 5),)),  # a range longer than MAX_RANGE is ignored
+        ("Show S01E05 then S01E06.mkv", (ep(1, 5),)),  # the first tag counts
+    ],
+)
+def test_episode_tags_are_read_from_video_names(name: str, expected: tuple[EpisodeNumber]) -> None:
+    assert parse_episodes(name) == expected
+    assert parse_episode(name) == expected[0]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Show S01E02.mkv.part",
+        "Show S01E02.part",
+        "Show S01E02.mkv.ytdl",
+        "Show S01E02.mkv.tmp",
+        "Show S01E02.temp.mkv",
+        "Show S01E02.part.mp4",
+        "Show S01E02.f137.mp4",
+        "Show S01E02.fhls-1080p.mp4",
+        "Show S01E02.mkv.part-Frag12",
+        ".Show S01E02.mkv",
+        "._Show S01E02.mkv",
+        "Show S01E02.srt",
+        "Show S01E02.nfo",
+        "Show S01E02",
+        "ShowS01E02.mkv",  # no word boundary before the tag
+        "Show S01E00.mkv",  # no provider numbers an episode 0
+        "Show 1x02.mkv",
+        "Show ſ01E02.mkv",  # a long s is not an S
+        "",
+    ],
+)
+def test_partial_hidden_and_other_files_are_no_episodes(name: str) -> None:
+    assert parse_episodes(name) == ()
+    assert parse_episode(name) is None
+
+
+def test_episode_numbers_order_and_hash_like_values() -> None:
+    assert ep(1, 2) == EpisodeNumber(1, 2) and hash(ep(1, 2)) == hash(EpisodeNumber(1, 2))
+    assert sorted([ep(2, 1), ep(0, 3), ep(1, 10), ep(1, 2)]) == [
+        ep(0, 3),
+        ep(1, 2),
+        ep(1, 10),
+        ep(2, 1),
+    ]
+    assert {ep(1, 2): "a"}[EpisodeNumber(1, 2)] == "a"
+    assert ep(0, 7).tag == "S00E07" and ep(1, 2).to_dict() == {"season": 1, "episode": 2}
+    for season, episode in ((-1, 1), (1, 0), (MAX_SEASON + 1, 1), (1, MAX_EPISODE + 1)):
+        with pytest.raises(ValueError, match="no such episode"):
+            EpisodeNumber(season, episode)
+
+
+# --- sanitising --------------------------------------------------------------------------------
+
+RESERVED = ["CON", "con", "Prn", "AUX", "NUL", "COM1", "com9", "LPT1", "lpt9", "COM0", "COM¹"]
+
+
+@pytest.mark.parametrize("name", RESERVED)
+@pytest.mark.parametrize("suffix", ["", ".txt", ".mkv", ".tar.gz", " .txt"])
+def test_windows_reserved_names_are_defused(name: str, suffix: str) -> None:
+    result = sanitize_component(name + suffix)
+    assert result.split(".")[0].strip().upper() not in {r.upper() for r in RESERVED}
+    assert result.startswith("_")
+
+
+@pytest.mark.parametrize("name", ["CONSOLE", "COM10", "LPT", "nullable.mkv", "_CON", "Aux Tales"])
+def test_names_that_only_look_reserved_are_kept(name: str) -> None:
+    assert sanitize_component(name) == name
+
+
+def test_truncation_that_would_leave_a_reserved_name_is_defused() -> None:
+    assert sanitize_component("CONSOLE", max_bytes=3) == "_CO"
+    assert sanitize_component("nul.x", max_bytes=4) == "_nul"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "_"),
+        (".", "_"),
+        ("..", "_"),
+        (" . . ", "_"),
+        ("\x00\x01", "_"),
+        ("???", "_"),
+        (".hidden", "hidden"),
+        ("..secret..", "secret"),
+        ("name. . ", "name"),
+        ("Re:Zero", "Re-Zero"),
+        ("Title: Subtitle", "Title - Subtitle"),
+        ("Fate/Zero", "Fate-Zero"),
+        ("a\\b", "a-b"),
+        ('What? <"Really"> | *', "What Really"),
+        ("tab\tand\nnewline", "tabandnewline"),
+        ("many    spaces", "many spaces"),
+        ("zero\u200bwidth", "zerowidth"),
+        ("e\u0301", "é"),  # NFC
+    ],
+)
+def test_sanitize_examples(text: str, expected: str) -> None:
+    assert sanitize_component(text) == expected
+
+
+def test_sanitize_caps_utf8_bytes_without_cutting_a_character() -> None:
+    result = sanitize_component("日本" * 100, max_bytes=200)
+    assert len(result.encode("utf-8")) == 198  # 66 three-byte characters: 200 would split one
+    assert result == "日本" * 33
+    assert len(sanitize_component("a" * 300).encode()) == COMPONENT_MAX_BYTES
+
+
+FORBIDDEN = set('/\\<>:"|?*\x00')
+
+
+@HYPOTHESIS
+@given(text=st.text(), max_bytes=st.integers(1, 255))
+@example(text="CON", max_bytes=3)
+@example(text="e\u200b\u0301", max_bytes=255)
+@example(text="a" * 10 + " .", max_bytes=11)
+def test_sanitized_components_are_always_safe(text: str, max_bytes: int) -> None:
+    result = sanitize_component(text, max_bytes)
+    assert result and result not in (".", "..")
+    assert not FORBIDDEN & set(result)
+    assert all(unicodedata.category(ch) not in ("Cc", "Cf", "Cs") for ch in result)
+    assert len(result.encode("utf-8")) <= max_bytes
+    assert not result.startswith(".") and not result.endswith((".", " "))
+    assert result.split(".")[0].rstrip(" ").upper() not in {"CON", "PRN", "AUX", "NUL"}
+    assert sanitize_component(result, max_bytes) == result
+
+
+# --- templates ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "kind", "message"),
+    [
+        ("", "series_folder", "empty"),
+        ("   ", "episode_path", "empty"),
+        ("{Series Title", "series_folder", "unbalanced"),
+        ("Series Title}", "series_folder", "unbalanced"),
+        ("{{Series Title}}", "series_folder", "unbalanced"),
+        ("{Series/Title}", "episode_path", "unbalanced"),
+        ("{Series Title} {Quality}", "series_folder", "unknown token {Quality}"),
+        ("{season} {Series Title}", "series_folder", "unknown token {season}"),
+        ("S{season:00}E{episode:00} {Year}", "episode_path", "unknown token {Year}"),
+        ("Anime", "series_folder", "needs {Series Title}"),
+        ("{Series Title}/x", "series_folder", "one folder"),
+        ("/abs/S{season}E{episode}", "episode_path", "relative"),
+        ("../S{season}E{episode}", "episode_path", "'..'"),
+        ("a/../S{season}E{episode}", "episode_path", "'..'"),
+        ("./S{season}E{episode}", "episode_path", "'..'"),
+        ("a//S{season}E{episode}", "episode_path", "empty"),
+        ("S{season}E{episode}/", "episode_path", "empty"),
+        ("a\\S{season}E{episode}", "episode_path", "'/'"),
+        ("S{season}E{episode}\x00", "episode_path", "control"),
+        ("{Series Title}", "episode_path", "S{season:00}E{episode:00}"),
+        ("S{season}/E{episode}", "episode_path", "S{season:00}E{episode:00}"),
+        ("S{season:00}x{episode:00}", "episode_path", "S{season:00}E{episode:00}"),
+        ("Show{Series Title}S{season}E{episode}", "episode_path", "S{season:00}E{episode:00}"),
+        ("{Episode Title}/S{season:00}E{episode:00}", "episode_path", "empty name"),
+    ],
+)
+def test_invalid_templates_are_refused_with_a_reason(
+    template: str, kind: str, message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message.replace("{", r"\{").replace("?", r"\?")):
+        validate_template(template, kind)
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_useful_episode_templates_are_accepted(template: str) -> None:
+    validate_template(template, "episode_path")
+
+
+@pytest.mark.parametrize(
+    "template", ["{Series TitleYear}", "{Series Title}", "Anime {series title}"]
+)
+def test_series_folder_templates_are_accepted(template: str) -> None:
+    validate_template(template, "series_folder")
+
+
+def test_unknown_template_kind_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        validate_template("{Series Title}", "folder")
+
+
+def test_series_folder_rendering() -> None:
+    assert render_series_folder("{Series TitleYear}", "Attack on Titan", 2013) == (
+        "Attack on Titan (2013)"
+    )
+    assert render_series_folder("{Series TitleYear}", "Attack on Titan", None) == "Attack on Titan"
+    assert render_series_folder("{Series TitleYear}", "Dune (2021)", 2021) == "Dune (2021)"
+    assert (
+        render_series_folder("{Series Title}", "Fate/Zero: Part 2?", 2011) == "Fate-Zero - Part 2"
+    )
+    for useless in ("???", "..", " . ", ""):
+        with pytest.raises(ValidationError, match="nothing usable"):
+            render_series_folder("{Series TitleYear}", useless, 2020)
+
+
+def test_episode_path_rendering_follows_the_tokens() -> None:
+    path = render_episode_path(
+        DEFAULT_EPISODE,
+        series_title="Fate/Zero",
+        year=2011,
+        season=1,
+        episode=2,
+        episode_title="The Knights' Feast",
+    )
+    assert str(path) == "Season 01/Fate-Zero - S01E02 - The Knights' Feast"
+    path = render_episode_path(
+        "{Series TitleYear}/S{season}E{episode:000} {Language}",
+        series_title="Show",
+        year=2020,
+        season=0,
+        episode=5,
+        language="German Dub",
+    )
+    assert str(path) == "Show (2020)/S0E005 German Dub"
+    empty_title = render_episode_path(
+        DEFAULT_EPISODE, series_title="Show", year=None, season=2, episode=3
+    )
+    assert empty_title.name == "Show - S02E03 -"
+
+
+def test_a_tag_inside_a_title_cannot_mislead_the_scanner() -> None:
+    path = render_episode_path(
+        "{Series Title} {Episode Title} - S{season:00}E{episode:00}",
+        series_title="Show S09E09",
+        year=None,
+        season=1,
+        episode=2,
+        episode_title="recap of s01e01",
+    )
+    assert parse_episode(path.name + ".mkv") == ep(1, 2)
+
+
+def test_long_titles_are_shortened_before_the_tag_is_lost() -> None:
+    path = render_episode_path(
+        "{Episode Title} {Series Title} S{season:00}E{episode:00} {Episode Title}",
+        series_title="T" * 300,
+        year=None,
+        season=1,
+        episode=2,
+        episode_title="日本" * 200,
+    )
+    assert len(path.name.encode()) <= COMPONENT_MAX_BYTES - 16
+    assert parse_episode(path.name + ".mkv") == ep(1, 2)
+
+
+@HYPOTHESIS
+@given(
+    template=st.sampled_from(TEMPLATES),
+    season=st.integers(0, MAX_SEASON),
+    episode=st.integers(1, MAX_EPISODE),
+    title=st.text(min_size=1).filter(lambda t: sanitize_component(t) != "_"),
+    episode_title=st.text(),
+    language=st.sampled_from(["German Dub", "English Sub", "x/../..", "S01E01"]),
+    year=st.none() | st.integers(1900, 2100),
+)
+@example(DEFAULT_EPISODE, 0, 1, "S12E34", "S56E78", "German Dub", None)
+def test_any_rendered_episode_path_parses_back_to_its_numbers(
+    template: str,
+    season: int,
+    episode: int,
+    title: str,
+    episode_title: str,
+    language: str,
+    year: int | None,
+) -> None:
+    path = render_episode_path(
+        template,
+        series_title=title,
+        year=year,
+        season=season,
+        episode=episode,
+        episode_title=episode_title,
+        language=language,
+    )
+    assert not path.is_absolute()
+    assert all(part not in (".", "..") and part == sanitize_component(part) for part in path.parts)
+    assert parse_episode(path.name + ".mkv") == EpisodeNumber(season, episode)
+
+
+# --- confinement -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A library root with symlinks that point inside, outside and in circles."""
+    base = tmp_path_factory.mktemp("confine")
+    root, outside = base / "library", base / "outside"
+    (root / "Show" / "Season 01").mkdir(parents=True)
+    (outside / "Season 02").mkdir(parents=True)
+    (root / "Show" / "Season 02").symlink_to(outside / "Season 02")
+    (root / "Show" / "Season 03").symlink_to("Season 01")
+    (root / "Show" / "loop").symlink_to("loop")
+    (root / "escape").symlink_to(outside)
+    (root / "up").symlink_to("..")
+    (root / "slash").symlink_to("/")
+    (root / "self").symlink_to(".")
+    return root
+
+
+def test_confine_accepts_paths_inside_the_library(library: Path) -> None:
+    real = library.resolve()
+    assert confine(library, "Show/Season 01/x.mkv") == real / "Show/Season 01/x.mkv"
+    assert confine(library, "Show/Season 03/x.mkv") == real / "Show/Season 01/x.mkv"
+    assert confine(library, "new/a/../b.mkv") == real / "new/b.mkv"
+    assert confine(library, "self/Show") == real / "Show"
+    assert confine(library, "up/library/Show") == real / "Show"  # out and back in
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "",
+        ".",
+        "Show/..",
+        "../x",
+        "Show/../../x",
+        "/etc/passwd",
+        "escape/x",
+        "Show/Season 02/x.mkv",
+        "up/outside/x",
+        "slash/etc/passwd",
+        "self",
+        "a\x00b",
+    ],
+)
+def test_confine_refuses_the_root_itself_and_everything_outside(
+    library: Path, relative: str
+) -> None:
+    with pytest.raises(PathOutsideLibraryError):
+        confine(library, relative)
+
+
+PIECES = ["..", ".", "Show", "Season 01", "Season 02", "Season 03", "loop", "escape", "up", "self"]
+
+
+@HYPOTHESIS
+@given(
+    parts=st.lists(st.sampled_from(PIECES) | st.text(max_size=8), max_size=6),
+    leading_slash=st.booleans(),
+)
+def test_confine_never_returns_a_path_outside_the_library(
+    library: Path, parts: list[str], leading_slash: bool
+) -> None:
+    relative = ("/" if leading_slash else "") + "/".join(parts)
+    try:
+        result = confine(library, relative)
+    except PathOutsideLibraryError:
+        return
+    real = os.path.realpath(library)
+    assert str(result).startswith(real + os.sep)
+    # An independent check: walking up from the result through real directories reaches root.
+    assert Path(real) in result.parents
+
+
+@HYPOTHESIS
+@given(
+    folder=st.sampled_from(["Show", "escape", "up", "..", ".", "", ".hidden", "a/b"]) | st.text(),
+    season=st.integers(0, 4),
+    episode=st.integers(1, 2000),
+    title=st.text(),
+    episode_title=st.text(),
+    template=st.sampled_from([*TEMPLATES, "Season {season:00}/S{season:00}E{episode:00}"]),
+)
+def test_no_generated_name_yields_a_path_outside_the_library(
+    library: Path,
+    folder: str,
+    season: int,
+    episode: int,
+    title: str,
+    episode_title: str,
+    template: str,
+) -> None:
+    try:
+        path = final_episode_path(
+            library,
+            folder,
+            template,
+            series_title=title,
+            year=None,
+            season=season,
+            episode=episode,
+            episode_title=episode_title,
+            language="German Dub",
+            ext="mkv",
+        )
+    except ValidationError:  # PathOutsideLibraryError included
+        return
+    assert Path(os.path.realpath(library)) in path.parents
+    assert path.suffix == ".mkv" and parse_episode(path.name) == EpisodeNumber(season, episode)
+
+
+def test_a_season_folder_symlinked_outside_is_refused(library: Path) -> None:
+    def place(season: int) -> Path:
+        return final_episode_path(
+            library, "Show", DEFAULT_EPISODE, series_title="Show", year=None, season=season,
+            episode=1, ext=".mkv",
+        )  # fmt: skip
+
+    assert place(1).parent == library.resolve() / "Show" / "Season 01"
+    assert place(3).parent == library.resolve() / "Show" / "Season 01"  # a symlink inside
+    with pytest.raises(PathOutsideLibraryError):
+        place(2)
+
+
+@pytest.mark.parametrize("ext", ["srt", "part", "", "mkv.part", "../mkv"])
+def test_only_video_extensions_are_written(library: Path, ext: str) -> None:
+    with pytest.raises(ValidationError, match="video"):
+        final_episode_path(
+            library, "Show", DEFAULT_EPISODE, series_title="Show", year=None, season=1,
+            episode=1, ext=ext,
+        )  # fmt: skip
+
+
+# --- rename preview ----------------------------------------------------------------------------
+
+
+def test_rename_preview_proposes_template_names_without_touching_files(tmp_path: Path) -> None:
+    series = tmp_path / "Show"
+    (series / "Season 01").mkdir(parents=True)
+    names = ["Season 01/Show - S01E01 - Pilot.mkv", "show.s01e02.mp4", "Show S01E03.mkv"]
+    names += ["Show S01E03 copy.mkv", "Show S01E04E05.mkv"]
+    for name in names:
+        (series / name).touch()
+    before = sorted(p.name for p in series.rglob("*"))
+    files = [LocalFile(name, parse_episodes(name.rpartition("/")[2])) for name in names]
+    plans = rename_preview(
+        tmp_path,
+        "Show",
+        DEFAULT_EPISODE,
+        files,
+        series_title="Show",
+        episode_titles={ep(1, 1): "Pilot", ep(1, 2): "Second"},
+    )
+    real = series.resolve()
+    by_name = {plan.current.name: plan for plan in plans}
+    pilot = by_name["Show - S01E01 - Pilot.mkv"]
+    assert not pilot.changed and pilot.problem is None
+    second = by_name["show.s01e02.mp4"]
+    assert second.changed and second.problem is None
+    assert second.proposed == real / "Season 01" / "Show - S01E02 - Second.mp4"
+    for clash in ("Show S01E03.mkv", "Show S01E03 copy.mkv"):
+        assert by_name[clash].problem == "2 files would get this name"
+    double = by_name["Show S01E04E05.mkv"]
+    assert double.proposed is None and "2 episodes" in (double.problem or "")
+    assert double.to_dict()["changed"] is False
+    assert sorted(p.name for p in series.rglob("*")) == before
