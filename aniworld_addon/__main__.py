@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +27,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=VERSION)
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", parents=[common], help="run the service (default)")
+    commands.add_parser("scan", parents=[common], help="rescan the library and the providers")
+    search = commands.add_parser("search", parents=[common], help="search the providers")
+    search.add_argument("query")
+    download = commands.add_parser("download", parents=[common], help="download episodes")
+    download.add_argument("key", help="the series key (slug) of a series in the library")
+    which = download.add_mutually_exclusive_group(required=True)
+    which.add_argument("--missing", action="store_true", help="every missing episode")
+    which.add_argument("--season", type=int, help="with --episode: one episode")
+    download.add_argument("--episode", type=int)
+    commands.add_parser("queue", parents=[common], help="show the download queue")
     return parser
 
 
@@ -32,19 +44,23 @@ def serve(options: Options) -> None:
     """Run the web service until SIGINT/SIGTERM, then shut down gracefully."""
     app = create_app(options)
     shown_host = "localhost" if options.host in ("0.0.0.0", "::") else options.host  # noqa: S104
-    _LOGGER.info(
-        "%s %s listening on http://%s:%d/ (data %s, library %s)",
-        APP_NAME,
-        VERSION,
-        shown_host,
-        options.port,
-        options.data_path,
-        options.library_path,
-    )
+    # In the add-on, `port` is Home Assistant's ingress listener and `direct_port` the one a
+    # user may map; elsewhere there is just `port`.
+    ports = [options.port, options.direct_port] if options.addon else [options.port]
+    sockets = [socket.create_server((options.host, port)) for port in ports]
+    for port in ports:
+        _LOGGER.info(
+            "%s %s listening on http://%s:%d/ (data %s, library %s)",
+            APP_NAME,
+            VERSION,
+            shown_host,
+            port,
+            options.data_path,
+            options.library_path,
+        )
     web.run_app(
         app,
-        host=options.host,
-        port=options.port,
+        sock=sockets,
         print=None,
         shutdown_timeout=10,
         access_log=logging.getLogger("aiohttp.access"),
@@ -63,7 +79,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command or "serve"
     if command == "serve":
         serve(options)
-    return 0
+        return 0
+    from . import cli
+
+    if command == "scan":
+        return asyncio.run(cli.scan(options))
+    if command == "search":
+        return asyncio.run(cli.search(options, args.query))
+    if command == "download":
+        if not args.missing and args.episode is None:
+            print("aniworld_addon: --season needs --episode", file=sys.stderr)
+            return 2
+        return asyncio.run(
+            cli.download(
+                options, args.key, season=args.season, episode=args.episode, missing=args.missing
+            )
+        )
+    if command == "queue":
+        return asyncio.run(cli.show_queue(options))
+    return 2
 
 
 if __name__ == "__main__":

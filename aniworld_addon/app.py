@@ -10,29 +10,48 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp_jinja2
+import httpx
 import jinja2
 from aiohttp import web
 
 from . import keys
 from .const import DB_FILENAME, MAX_BODY_BYTES
 from .db import open_database
+from .downloads.blocklist import Blocklist
+from .downloads.queue import DownloadQueue
+from .downloads.queue_store import QueueStore
+from .downloads.resolver import Resolver
 from .events import EventBus
 from .health import CheckResult, HealthChecks
 from .integrations.websocket import WebSocketHub
+from .library.service import LibraryService
+from .library.store import LibraryStore
 from .logging_setup import FileLogging
 from .operations import Operations
 from .options import Options
+from .providers.http import HttpOptions
+from .providers.live import LiveProviders
 from .settings import Settings
 from .web import pages
+from .web.api import anime as anime_api
 from .web.api import auth as auth_api
 from .web.api import config as config_api
+from .web.api import queue as queue_api
 from .web.api import system as system_api
 from .web.auth import AuthService
+from .web.ingress import ingress_middleware
 from .web.middlewares import auth_middleware, body_limit_middleware, error_middleware
 from .web.openapi import routes as openapi_routes
 from .web.ratelimit import LoginLimiter
 
-API_TABLES = (auth_api.routes, config_api.routes, system_api.routes, openapi_routes)
+API_TABLES = (
+    auth_api.routes,
+    config_api.routes,
+    system_api.routes,
+    queue_api.routes,
+    anime_api.routes,
+    openapi_routes,
+)
 
 
 def library_root(app: web.Application) -> Path:
@@ -100,6 +119,54 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
+    # One client for every provider: connection reuse and one place that is closed.
+    async with httpx.AsyncClient(follow_redirects=False, timeout=20.0) as client:
+        app[keys.HTTP_CLIENT] = client
+        live = LiveProviders(client, HttpOptions())
+        settings = app[keys.SETTINGS]
+        live.rebuild(settings.get())
+        app[keys.PROVIDERS] = live
+        remove = settings.add_listener(live.on_settings_change)
+        yield
+        remove()
+
+
+async def _library_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[keys.LIBRARY] = LibraryService(
+        LibraryStore(app[keys.DB]),
+        app[keys.PROVIDERS],
+        app[keys.SETTINGS],
+        app[keys.BUS],
+        app[keys.OPERATIONS],
+        lambda: library_root(app),
+        clock=app[keys.CLOCK],
+    )
+    yield
+
+
+async def _queue_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    queue = DownloadQueue(
+        QueueStore(app[keys.DB]),
+        app[keys.LIBRARY].store,
+        app[keys.PROVIDERS],
+        Resolver(app[keys.HTTP_CLIENT]),
+        Blocklist(app[keys.DB]),
+        settings,
+        app[keys.BUS],
+        lambda: library_root(app),
+        clock=app[keys.CLOCK],
+    )
+    await queue.start_up()
+    app[keys.QUEUE] = queue
+    remove = settings.add_listener(queue.on_settings_change)
+    yield
+    remove()
+    # Before the database closes: running downloads are cancelled and left pending.
+    await queue.close()
+
+
 async def _library_checks_ctx(app: web.Application) -> AsyncIterator[None]:
     health = app[keys.HEALTH]
 
@@ -136,7 +203,12 @@ async def _close_websockets(app: web.Application) -> None:
 def create_app(options: Options, *, clock: Callable[[], float] = time.time) -> web.Application:
     """Build the application; nothing touches the network or blocks the loop until startup."""
     app = web.Application(
-        middlewares=[error_middleware, body_limit_middleware, auth_middleware],
+        middlewares=[
+            error_middleware,
+            body_limit_middleware,
+            ingress_middleware,
+            auth_middleware,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[keys.OPTIONS] = options
@@ -164,6 +236,9 @@ def create_app(options: Options, *, clock: Callable[[], float] = time.time) -> w
             _database_ctx,
             _bus_ctx,
             _auth_ctx,
+            _providers_ctx,
+            _library_ctx,
+            _queue_ctx,
             _library_checks_ctx,
         ]
     )

@@ -37,6 +37,99 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         )""",
         "CREATE INDEX auth_tokens_expiry ON auth_tokens (expires_at)",
     ),
+    # 2: the library (series folders and their episodes, local and on the provider)
+    (
+        """CREATE TABLE series (
+            id INTEGER PRIMARY KEY,
+            folder TEXT NOT NULL UNIQUE,
+            provider TEXT,
+            key TEXT,
+            name TEXT NOT NULL,
+            year INTEGER,
+            description TEXT,
+            cover_url TEXT,
+            languages TEXT,
+            error TEXT,
+            refreshed_at REAL,
+            added_at REAL NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX series_identity ON series (provider, key) WHERE key IS NOT NULL",
+        """CREATE TABLE episodes (
+            series_id INTEGER NOT NULL REFERENCES series (id) ON DELETE CASCADE,
+            season INTEGER NOT NULL,
+            episode INTEGER NOT NULL,
+            title TEXT,
+            title_en TEXT,
+            on_provider INTEGER NOT NULL DEFAULT 0,
+            local_path TEXT,
+            PRIMARY KEY (series_id, season, episode)
+        ) WITHOUT ROWID""",
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+    # 3: the download queue
+    (
+        # AUTOINCREMENT: an id is never reused, so a client holding an old id cannot end up
+        # acting on a different episode.
+        """CREATE TABLE queue (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            provider TEXT NOT NULL,
+            series_key TEXT NOT NULL,
+            season INTEGER NOT NULL,
+            episode INTEGER NOT NULL,
+            language TEXT,
+            status TEXT NOT NULL CHECK (status IN
+                ('pending', 'downloading', 'completed', 'failed', 'cancelled')),
+            priority INTEGER NOT NULL DEFAULT 1,
+            position INTEGER NOT NULL,
+            retry_count INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL,
+            error TEXT,
+            attempts TEXT NOT NULL DEFAULT '[]',
+            file_path TEXT,
+            part_base TEXT,
+            size_mb REAL,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            completed_at REAL
+        )""",
+        # The same episode is never queued twice while it is waiting or downloading.
+        """CREATE UNIQUE INDEX queue_active_episode ON queue (provider, series_key, season, episode)
+            WHERE status IN ('pending', 'downloading')""",
+        "CREATE INDEX queue_order ON queue (status, priority DESC, position)",
+    ),
+    # 4: history and the hoster-link blocklist
+    (
+        """CREATE TABLE history (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            event TEXT NOT NULL,
+            provider TEXT,
+            series_key TEXT,
+            season INTEGER,
+            episode INTEGER,
+            language TEXT,
+            message TEXT,
+            data TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX history_at ON history (at)",
+        "CREATE INDEX history_series ON history (series_key, at)",
+        """CREATE TABLE blocklist (
+            id INTEGER PRIMARY KEY,
+            provider TEXT NOT NULL,
+            series_key TEXT NOT NULL,
+            season INTEGER NOT NULL,
+            episode INTEGER NOT NULL,
+            hoster TEXT NOT NULL,
+            language TEXT NOT NULL,
+            link TEXT NOT NULL,
+            reason TEXT,
+            failures INTEGER NOT NULL DEFAULT 0,
+            blocked INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (provider, series_key, season, episode, link)
+        )""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -26,6 +26,7 @@ class Room(StrEnum):
 class EventType(StrEnum):
     """The event catalogue: the one list of names services may publish."""
 
+    DOWNLOAD_STARTED = "download_started"
     DOWNLOAD_COMPLETE = "download_complete"
     DOWNLOAD_FAILED = "download_failed"
     DOWNLOAD_PROGRESS = "download_progress"
@@ -42,6 +43,7 @@ class EventType(StrEnum):
     AUTO_DOWNLOAD_QUEUED = "auto_download_queued"
     SCHEDULED_RESCAN_STARTED = "scheduled_rescan_started"
     SCHEDULED_RESCAN_COMPLETE = "scheduled_rescan_complete"
+    EPISODE_FILES_REMOVED = "episode_files_removed"
     CONFIG_CHANGED = "config_changed"
     OPERATION_UPDATED = "operation_updated"
     SYSTEM_STATUS = "system_status"
@@ -53,6 +55,7 @@ class EventType(StrEnum):
 
 
 _ROOMS: Final[dict[EventType, Room]] = {
+    EventType.DOWNLOAD_STARTED: Room.DOWNLOADS,
     EventType.DOWNLOAD_COMPLETE: Room.DOWNLOADS,
     EventType.DOWNLOAD_FAILED: Room.DOWNLOADS,
     EventType.QUEUE_STATUS: Room.DOWNLOADS,
@@ -61,6 +64,7 @@ _ROOMS: Final[dict[EventType, Room]] = {
     EventType.QUEUE_PAUSED: Room.DOWNLOADS,
     EventType.QUEUE_RESUMED: Room.DOWNLOADS,
     EventType.AUTO_DOWNLOAD_QUEUED: Room.DOWNLOADS,
+    EventType.EPISODE_FILES_REMOVED: Room.SCAN_PROGRESS,
     EventType.DOWNLOAD_PROGRESS: Room.DOWNLOAD_PROGRESS,
     EventType.SCAN_STARTED: Room.SCAN_PROGRESS,
     EventType.SCAN_PROGRESS: Room.SCAN_PROGRESS,

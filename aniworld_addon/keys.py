@@ -8,13 +8,18 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    import httpx
+
     from .db import Database
+    from .downloads.queue import DownloadQueue
     from .events import EventBus
     from .health import HealthChecks
     from .integrations.websocket import WebSocketHub
+    from .library.service import LibraryService
     from .logging_setup import FileLogging
     from .operations import Operations
     from .options import Options
+    from .providers.live import LiveProviders
     from .settings import Settings
     from .web.auth import AuthService, Identity
     from .web.ratelimit import LoginLimiter
@@ -33,9 +38,15 @@ HEALTH: web.AppKey[HealthChecks] = web.AppKey("health")
 AUTH: web.AppKey[AuthService] = web.AppKey("auth")
 LOGIN_LIMITER: web.AppKey[LoginLimiter] = web.AppKey("login_limiter")
 WS_HUB: web.AppKey[WebSocketHub] = web.AppKey("ws_hub")
+HTTP_CLIENT: web.AppKey[httpx.AsyncClient] = web.AppKey("http_client")
+PROVIDERS: web.AppKey[LiveProviders] = web.AppKey("providers")
+LIBRARY: web.AppKey[LibraryService] = web.AppKey("library")
+QUEUE: web.AppKey[DownloadQueue] = web.AppKey("queue")
 API_DOCS: web.AppKey[dict[tuple[str, str], ApiDoc]] = web.AppKey("api_docs")
 
 # Per-request state.
 IDENTITY: web.RequestKey[Identity | None] = web.RequestKey("identity")
 # Set by a trusted front door (Home Assistant ingress) before authentication runs.
 TRUSTED_IDENTITY: web.RequestKey[Identity] = web.RequestKey("trusted_identity")
+# The ingress base path (X-Ingress-Path), "" outside ingress.
+BASE_PATH: web.RequestKey[str] = web.RequestKey("base_path")

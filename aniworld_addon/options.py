@@ -45,6 +45,8 @@ OPTIONS_SCHEMA: Final = vol.Schema(
         vol.Required("mqtt_port"): vol.All(vol.Coerce(int), _port),
         vol.Required("mqtt_username"): _optional_str,
         vol.Required("mqtt_password"): _optional_str,
+        vol.Required("direct_port"): vol.All(vol.Coerce(int), _port),
+        vol.Required("ingress_address"): vol.All(str, vol.Length(min=1)),
     }
 )
 
@@ -62,6 +64,10 @@ class Options:
     mqtt_port: int = 1883
     mqtt_username: str | None = None
     mqtt_password: str | None = field(default=None, repr=False)
+    # Add-on mode only: `port` is the ingress listener (the Supervisor alone may connect);
+    # `direct_port` serves everyone else with normal authentication.
+    direct_port: int = 8100
+    ingress_address: str = "172.30.32.2"
     # Not user options: cost of bcrypt (tests lower it) and the add-on flag.
     bcrypt_rounds: int = 12
     addon: bool = False

@@ -6,7 +6,6 @@ import hmac
 import logging
 from typing import Final
 
-import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -24,6 +23,7 @@ from ..errors import (
     ValidationError,
 )
 from .auth import Identity, Via
+from .ingress import render
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -52,9 +52,7 @@ def _error_response(request: web.Request, err: AppError) -> web.StreamResponse:
         headers["Retry-After"] = str(max(1, int(err.retry_after + 0.999)))
     if wants_json(request):
         return web.json_response(err.to_dict(), status=err.status, headers=headers)
-    response = aiohttp_jinja2.render_template(
-        "error.html", request, {"error": err}, status=err.status
-    )
+    response = render("error.html", request, {"error": err}, status=err.status)
     response.headers.update(headers)
     return response
 

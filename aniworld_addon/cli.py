@@ -1,0 +1,225 @@
+"""One-shot CLI commands (scan, search, ...): the same services as the web app, no listener."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TextIO, TypeVar
+
+from aiohttp import web
+
+from . import keys
+from .app import create_app
+from .downloads.queue_store import Priority
+from .events import Event, EventType
+from .options import Options
+
+T = TypeVar("T")
+
+
+async def with_services(options: Options, work: Callable[[web.Application], Awaitable[T]]) -> T:
+    """Start the app's cleanup contexts (database, providers, ...), run work, stop them."""
+    app = create_app(options)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        return await work(app)
+    finally:
+        await runner.cleanup()
+
+
+class ProgressLine:
+    """A progress bar on a terminal; plain lines when the output is a file or a pipe."""
+
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._last = ""
+
+    def update(self, done: int, total: int, label: str) -> None:
+        """Show done/total with a label."""
+        if self._tty:
+            width = max(10, min(40, shutil.get_terminal_size().columns - 40))
+            filled = int(width * done / max(total, 1))
+            text = f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label[:30]:<30}"
+            self._stream.write(text)
+            self._stream.flush()
+            self._last = text
+        else:
+            self._stream.write(f"{done}/{total} {label}\n")
+
+    def finish(self) -> None:
+        """End the bar's line."""
+        if self._tty and self._last:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+async def scan(options: Options, out: TextIO = sys.stdout) -> int:
+    """Rescan and print each series with its local and missing counts."""
+
+    async def work(app: web.Application) -> int:
+        bar = ProgressLine(out)
+
+        async def on_event(event: Event) -> None:
+            if event.type is EventType.SCAN_PROGRESS:
+                data = event.data
+                bar.update(data["done"], data["total"], str(data["folder"]))
+
+        subscription = app[keys.BUS].subscribe(on_event, name="cli-progress")
+        library = app[keys.LIBRARY]
+        operation = library.rescan()
+        await app[keys.OPERATIONS].wait(operation.id)
+        await subscription.cancel()
+        bar.finish()
+        if operation.status != "completed":
+            error = operation.error or {}
+            print(f"scan failed: {error.get('message')}", file=sys.stderr)
+            return 1
+        _, records = await library.store.page(
+            filter_="all",
+            query=None,
+            page=1,
+            page_size=100_000,
+            sort_key="folder",
+            descending=False,
+        )
+        rows = [
+            (
+                r.folder,
+                r.key or "(unmatched)",
+                str(r.local_count),
+                str(r.missing_count),
+                (r.error or {}).get("code", ""),
+            )
+            for r in records
+        ]
+        _table(out, ("folder", "key", "local", "missing", "error"), rows)
+        result: dict[str, Any] = operation.result or {}
+        out.write(
+            f"{result.get('series', 0)} series, {result.get('missing', 0)} missing "
+            f"episodes, {len(result.get('errors', []))} errors\n"
+        )
+        return 0
+
+    return await with_services(options, work)
+
+
+async def search(options: Options, query: str, out: TextIO = sys.stdout) -> int:
+    """Search every enabled provider and print the hits."""
+
+    async def work(app: web.Application) -> int:
+        hits = await app[keys.LIBRARY].search(query, None)
+        rows = [(h["provider"], h["key"], h["name"], str(h["year"] or "")) for h in hits]
+        _table(out, ("provider", "key", "name", "year"), rows)
+        return 0
+
+    return await with_services(options, work)
+
+
+def _table(out: TextIO, header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        out.write("\n")
+
+
+async def download(
+    options: Options,
+    key: str,
+    *,
+    season: int | None,
+    episode: int | None,
+    missing: bool,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Queue episodes of a library series and follow them until each is done or failed."""
+
+    async def work(app: web.Application) -> int:
+        library = app[keys.LIBRARY]
+        queue = app[keys.QUEUE]
+        series = await library.store.by_key(key)
+        assert series.provider is not None and series.key is not None
+        if missing:
+            episodes = await library.store.missing(series.id)
+        else:
+            assert season is not None and episode is not None
+            episodes = [(season, episode)]
+        if not episodes:
+            out.write(f"{series.name}: nothing is missing\n")
+            return 0
+        waiting: set[int] = set()
+        failed: list[str] = []
+        finished = asyncio.Event()
+        bar = ProgressLine(out)
+
+        async def on_event(event: Event) -> None:
+            item_id = event.data.get("item_id")
+            if item_id not in waiting:
+                return
+            label = f"S{event.data['season']:02d}E{event.data['episode']:02d}"
+            if event.type is EventType.DOWNLOAD_PROGRESS:
+                percent = float(event.data["progress"]["percent"] or 0)
+                bar.update(int(percent), 100, label)
+            elif event.type is EventType.DOWNLOAD_COMPLETE:
+                bar.finish()
+                out.write(f"{label}: {event.data['file_path']}\n")
+                waiting.discard(item_id)
+            elif event.type is EventType.DOWNLOAD_FAILED and not event.data["will_retry"]:
+                bar.finish()
+                failed.append(f"{label}: {event.data['error']['message']}")
+                out.write(f"{label}: failed: {event.data['error']['message']}\n")
+                waiting.discard(item_id)
+            if not waiting:
+                finished.set()
+
+        subscription = app[keys.BUS].subscribe(on_event, name="cli-download")
+        try:
+            ids = await queue.add(series.provider, series.key, episodes, Priority.HIGH)
+            waiting.update(ids)
+            out.write(f"queued {len(ids)} episode(s) of {series.name}\n")
+            if not queue.running or queue.paused:
+                out.write("the queue is stopped or paused: start it in the panel or with the API\n")
+                return 0
+            await finished.wait()
+        finally:
+            await subscription.cancel()
+        return 1 if failed else 0
+
+    return await with_services(options, work)
+
+
+async def show_queue(options: Options, out: TextIO = sys.stdout) -> int:
+    """Print the queue: state, then every item with its status and progress."""
+
+    async def work(app: web.Application) -> int:
+        status = await app[keys.QUEUE].status()
+        state = (
+            "paused" if status["is_paused"] else "running" if status["is_running"] else "stopped"
+        )
+        out.write(f"queue {state}: {status['stats']}\n")
+        rows = []
+        for group in (
+            "active_downloads",
+            "pending_queue",
+            "failed_downloads",
+            "completed_downloads",
+        ):
+            for item in status[group]:
+                rows.append(
+                    (
+                        str(item["id"]),
+                        item["series_key"],
+                        f"S{item['season']:02d}E{item['episode']:02d}",
+                        item["status"],
+                        item["priority"],
+                        f"{item['progress']['percent'] or 0:.0f}%",
+                        item["error"] or item["file_path"] or "",
+                    )
+                )
+        _table(out, ("id", "series", "episode", "status", "priority", "done", "detail"), rows)
+        return 0
+
+    return await with_services(options, work)

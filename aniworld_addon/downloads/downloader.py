@@ -1,0 +1,602 @@
+"""yt-dlp embedded in a worker thread: progress, cancellation, `.part` files, verification."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import yt_dlp
+from yt_dlp.networking.exceptions import HTTPError
+from yt_dlp.utils import DownloadCancelled, ExtractorError, UnsupportedError, YoutubeDLError
+
+from ..fsutil import fsync_dir
+from ..library.naming import VIDEO_EXTENSIONS
+from .resolver import (
+    YTDLP,
+    DownloadFailedError,
+    HosterUnavailableError,
+    MediaSource,
+    NoResolverError,
+)
+
+_LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MB: Final = 1024 * 1024
+PART_SUFFIX: Final = ".part"
+FFPROBE_TIMEOUT_S: Final = 120.0
+_thread_ids = itertools.count(1)
+
+
+class VerificationFailedError(DownloadFailedError):
+    """The downloaded file is empty, not a video, or has no duration; it was removed."""
+
+    code = "verification_failed"
+
+
+class InsufficientSpaceError(DownloadFailedError):
+    """Free space on the target file system is below `min_free_space_mb`."""
+
+    code = "insufficient_space"
+    status = 507
+    next_candidate = False  # another hoster would fill the same disk
+
+
+class TargetNotWritableError(DownloadFailedError):
+    """The target folder cannot be created or the finished file cannot be moved into place."""
+
+    code = "target_not_writable"
+    status = 500
+    next_candidate = False
+
+
+@dataclass(slots=True, frozen=True)
+class Progress:
+    """A download's progress in MiB and MiB/s (the SPEC §5 queue item `progress`)."""
+
+    percent: float
+    downloaded_mb: float
+    total_mb: float | None
+    speed_mbps: float | None
+    eta_seconds: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape {percent, downloaded_mb, total_mb, speed_mbps, eta_seconds}."""
+        return asdict(self)
+
+
+#: called on the event loop thread; it must not block
+ProgressCallback = Callable[[Progress], None]
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def progress_from_hook(status: Mapping[str, Any]) -> Progress | None:
+    """A Progress from one of yt-dlp's progress-hook dicts (None without a byte count)."""
+    done = _number(status.get("downloaded_bytes"))
+    if done is None:
+        return None
+    total = _number(status.get("total_bytes")) or _number(status.get("total_bytes_estimate"))
+    count, index = _number(status.get("fragment_count")), _number(status.get("fragment_index"))
+    if total:
+        percent = done * 100 / total
+    elif count and index is not None:
+        percent = index * 100 / count
+    else:
+        percent = 0.0
+    speed, eta = _number(status.get("speed")), _number(status.get("eta"))
+    return Progress(
+        percent=round(min(100.0, max(0.0, percent)), 1),
+        downloaded_mb=round(done / MB, 2),
+        total_mb=round(total / MB, 2) if total else None,
+        speed_mbps=round(speed / MB, 2) if speed is not None else None,
+        eta_seconds=int(eta) if eta is not None else None,
+    )
+
+
+class ProgressThrottle:
+    """Passes a report on >= `min_step` points of change or after `min_interval_s`; never 100 %."""
+
+    def __init__(
+        self,
+        min_step: float = 1.0,
+        min_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._min_step = min_step
+        self._min_interval_s = min_interval_s
+        self._clock = clock
+        self._last: Progress | None = None
+        self._last_at = 0.0
+
+    def offer(self, progress: Progress) -> Progress | None:
+        """The report to send now, or None; percent never goes down between reports."""
+        last, now = self._last, self._clock()
+        if last is not None and progress.percent < last.percent:
+            # HLS totals are estimates that grow as fragments arrive: hold the shown percent.
+            progress = replace(progress, percent=last.percent)
+        if progress.percent >= 100.0:
+            return None  # the downloader reports the final 100 % once the file is in place
+        if last is not None and (
+            progress.percent - last.percent < self._min_step
+            and now - self._last_at < self._min_interval_s
+        ):
+            return None
+        self._last, self._last_at = progress, now
+        return progress
+
+
+def partial_files(final_base: Path) -> list[Path]:
+    """Every temp file a download to `final_base` (no extension) may leave: `<name>.part*`."""
+    prefix = final_base.name + PART_SUFFIX
+    try:
+        names = os.listdir(final_base.parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(
+        final_base.parent / name
+        for name in names
+        if name == prefix or name.startswith((prefix + ".", prefix + "-"))
+    )
+
+
+def cleanup_partials(final_base: Path) -> list[Path]:
+    """Remove the temp files of a download to `final_base` (blocking: call it in a thread)."""
+    removed: list[Path] = []
+    for path in partial_files(final_base):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+class _Cancelled(DownloadCancelled):  # type: ignore[misc]  # yt-dlp is untyped
+    """Raised inside yt-dlp's hooks; yt-dlp lets DownloadCancelled through unwrapped."""
+
+    msg = "download cancelled"
+
+
+@dataclass(slots=True)
+class _Job:
+    """One download's state shared between the loop and its worker thread."""
+
+    source: MediaSource
+    final_base: Path
+    loop: asyncio.AbstractEventLoop
+    on_progress: ProgressCallback | None
+    throttle: ProgressThrottle
+    token: threading.Event = field(default_factory=threading.Event)
+    space_checked: bool = False
+    last: Progress | None = None
+
+    def check_cancelled(self) -> None:
+        """Abort yt-dlp from inside a hook once the awaiting task was cancelled."""
+        if self.token.is_set():
+            raise _Cancelled
+
+
+class _YtdlpLogger:
+    """Routes yt-dlp's messages to logging instead of the process's stdout/stderr."""
+
+    _logger = logging.getLogger("aniworld_addon.downloads")
+
+    def debug(self, message: str) -> None:
+        self._logger.debug("yt-dlp: %s", message)
+
+    def info(self, message: str) -> None:
+        self._logger.debug("yt-dlp: %s", message)
+
+    def warning(self, message: str) -> None:
+        # Said for every hoster page without a dedicated extractor: expected, not a warning here.
+        level = logging.DEBUG if "generic information extractor" in message else logging.WARNING
+        self._logger.log(level, "yt-dlp: %s", message)
+
+    def error(self, message: str) -> None:
+        # The failure is raised as an AppError and logged by whoever handles it.
+        self._logger.debug("yt-dlp: %s", message)
+
+
+class Downloader:
+    """Downloads one MediaSource to `<final_base>.<ext>` atomically, in a thread of its own."""
+
+    def __init__(
+        self,
+        *,
+        min_free_space_mb: float = 1024,
+        verify: bool = True,
+        ffmpeg_location: str | None = None,
+        ffprobe_path: str | None = None,
+        socket_timeout_s: float = 30.0,
+        retries: int = 2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.min_free_space_mb = min_free_space_mb
+        self.verify = verify
+        self.ffmpeg_location = ffmpeg_location
+        #: None: looked up (beside ffmpeg_location, else on PATH) when a download is verified
+        self.ffprobe_path = ffprobe_path
+        #: also bounds how long a cancel waits when a hoster stops sending mid-transfer
+        self.socket_timeout_s = socket_timeout_s
+        self.retries = retries
+        self._clock = clock
+
+    async def download(
+        self,
+        source: MediaSource,
+        final_base: Path,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> Path:
+        """Download `source` to `<final_base>.<ext>` and return that path; cancellable."""
+        loop = asyncio.get_running_loop()
+        throttle = ProgressThrottle(clock=self._clock)
+        job = _Job(source, final_base, loop, on_progress, throttle)
+        final, size = await _in_own_thread(lambda: self._run(job), job.token)
+        if on_progress is not None:
+            speed = job.last.speed_mbps if job.last else None
+            _deliver(
+                on_progress, Progress(100.0, round(size / MB, 2), round(size / MB, 2), speed, 0)
+            )
+        return final
+
+    def _run(self, job: _Job) -> tuple[Path, int]:
+        base = job.final_base
+        cleanup_partials(base)  # leftovers of an attempt that died with the process
+        self._check_space(base.parent, 0)
+        try:
+            base.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _not_writable(base.parent, err) from err
+        try:
+            temp, ext = self._fetch(job)
+            job.check_cancelled()
+            size = self._verify(temp, ext, job.source)
+            job.check_cancelled()
+            final = base.with_name(f"{base.name}.{ext}")
+            try:
+                with temp.open("rb") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(temp, final)
+            except OSError as err:
+                raise _not_writable(final, err) from err
+            fsync_dir(final.parent)
+        except BaseException as err:
+            _close_abandoned(err, base)
+            raise
+        finally:
+            cleanup_partials(base)
+        return final, size
+
+    def _fetch(self, job: _Job) -> tuple[Path, str]:
+        source = job.source
+        with yt_dlp.YoutubeDL(self._options(job)) as ydl:
+            try:
+                info = ydl.extract_info(source.url, download=False, process=False)
+            except _Cancelled:
+                raise
+            except YoutubeDLError as err:
+                raise _convert(err, source, extracting=True) from err
+            job.check_cancelled()
+            if not info:
+                raise NoResolverError(f"no resolver for hoster {source.hoster}: nothing found")
+            try:
+                result = ydl.process_ie_result(info, download=True)
+            except _Cancelled:
+                raise
+            except YoutubeDLError as err:
+                raise _convert(err, source, extracting=False) from err
+            downloaded = _requested_download(ydl.sanitize_info(result))
+        if downloaded is None:
+            raise DownloadFailedError(f"yt-dlp downloaded nothing from hoster {source.hoster}")
+        return Path(downloaded["filepath"]), str(downloaded.get("ext") or "").lower()
+
+    def _options(self, job: _Job) -> dict[str, Any]:
+        # A literal "%" in the library path would otherwise read as a template field.
+        template = str(job.final_base).replace("%", "%%") + PART_SUFFIX + ".%(ext)s"
+        options: dict[str, Any] = {
+            "outtmpl": {"default": template},
+            "quiet": True,
+            "no_warnings": False,
+            "noprogress": True,
+            "color": "no_color",
+            "logger": _YtdlpLogger(),
+            "progress_hooks": [lambda status: self._hook(job, status)],
+            "postprocessor_hooks": [lambda _status: job.check_cancelled()],
+            "http_headers": dict(job.source.headers),
+            "retries": self.retries,
+            "fragment_retries": self.retries,
+            "extractor_retries": self.retries,
+            "file_access_retries": 1,
+            "socket_timeout": self.socket_timeout_s,
+            # One episode per page; a page listing several videos gives its first.
+            "noplaylist": True,
+            "playlist_items": "1",
+            "merge_output_format": "mp4",
+            "concurrent_fragment_downloads": 1,
+            # A retry starts from scratch: a stale .part of another hoster must never be resumed.
+            "continuedl": False,
+            "overwrites": True,
+            "updatetime": False,
+            "cachedir": False,
+            # No faked X-Forwarded-For: geo restrictions are respected, not evaded.
+            "geo_bypass": False,
+            "writethumbnail": False,
+            "writesubtitles": False,
+            "writeinfojson": False,
+        }
+        if self.ffmpeg_location:
+            options["ffmpeg_location"] = self.ffmpeg_location
+        return options
+
+    def _hook(self, job: _Job, status: Mapping[str, Any]) -> None:
+        job.check_cancelled()
+        if status.get("status") != "downloading":
+            return
+        progress = progress_from_hook(status)
+        if progress is None:
+            return
+        total = status.get("total_bytes")
+        if not job.space_checked and isinstance(total, int) and total > 0:
+            job.space_checked = True
+            downloaded = status.get("downloaded_bytes") or 0
+            self._check_space(job.final_base.parent, max(0, total - int(downloaded)))
+        sendable = job.throttle.offer(progress)
+        if sendable is not None:
+            job.last = sendable
+            if job.on_progress is not None:
+                job.loop.call_soon_threadsafe(_deliver, job.on_progress, sendable)
+
+    def _check_space(self, directory: Path, needed_bytes: int) -> None:
+        probe = directory
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+        if (free - needed_bytes) / MB < self.min_free_space_mb:
+            free_mb, needed_mb = free / MB, needed_bytes / MB
+            what = f"{free_mb:.0f} MB free" + (
+                f", {needed_mb:.0f} MB needed" if needed_bytes else ""
+            )
+            raise InsufficientSpaceError(
+                f"not enough space on {probe}: {what}, minimum free is "
+                f"{self.min_free_space_mb:.0f} MB",
+                details={
+                    "path": str(probe),
+                    "free_mb": round(free_mb, 1),
+                    "needed_mb": round(needed_mb, 1),
+                    "min_free_space_mb": self.min_free_space_mb,
+                },
+            )
+
+    def _verify(self, path: Path, ext: str, source: MediaSource) -> int:
+        details = {"hoster": source.hoster, "url": source.url}
+        if ext not in VIDEO_EXTENSIONS:
+            raise VerificationFailedError(
+                f"hoster {source.hoster} gave a .{ext or '?'} file, not a video", details=details
+            )
+        size = path.stat().st_size
+        if size <= 0:
+            raise VerificationFailedError(
+                f"the file from hoster {source.hoster} is empty", details=details
+            )
+        ffprobe = self.ffprobe_path or _find_ffprobe(self.ffmpeg_location)
+        if self.verify and ffprobe:
+            _probe(ffprobe, path, source)
+        return size
+
+
+async def _in_own_thread(work: Callable[[], T], token: threading.Event) -> T:
+    """Run `work` in a new thread; a cancel sets `token` and waits for the thread to end."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    # Marks a failure as seen even when the caller was cancelled and never looks at it.
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def main() -> None:
+        try:
+            result = work()
+        except BaseException as err:  # noqa: BLE001 - handed to the awaiting task, which raises it
+            error = err
+            loop.call_soon_threadsafe(settle, lambda: future.set_exception(error))
+        else:
+            loop.call_soon_threadsafe(settle, lambda: future.set_result(result))
+
+    # Daemon: a process being killed must not wait for a hoster; start-up cleans the .part files.
+    name = f"aniworld-download-{next(_thread_ids)}"
+    thread = threading.Thread(target=main, name=name, daemon=True)
+    thread.start()
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        token.set()
+        await _outlive_cancellation(future)
+        raise
+    finally:
+        # The result arrives a moment before the thread exits; join it off the loop.
+        await _outlive_cancellation(loop.run_in_executor(None, thread.join))
+
+
+async def _outlive_cancellation(future: asyncio.Future[Any]) -> None:
+    """Wait until `future` is done, even through cancellation, which is then passed on."""
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+def _close_abandoned(err: BaseException, final_base: Path) -> None:
+    """Close the files and responses an aborted yt-dlp left open (it has no finally for them)."""
+    # yt-dlp's HTTP and fragment downloaders keep their output stream and HTTP response in a
+    # `ctx` dict beside `tmpfilename`; raising from a hook unwinds past it, so both stay open
+    # until garbage collection (a ResourceWarning, and a socket held meanwhile).
+    prefix = str(final_base) + PART_SUFFIX
+    for error in _chain(err):
+        trace = error.__traceback__
+        while trace is not None:
+            for ctx in trace.tb_frame.f_locals.values():
+                if not isinstance(ctx, dict) or not str(ctx.get("tmpfilename")).startswith(prefix):
+                    continue
+                for key in ("dest_stream", "stream", "data"):
+                    handle = ctx.get(key)
+                    if handle is not None and not getattr(handle, "closed", False):
+                        with contextlib.suppress(OSError, ValueError):
+                            handle.close()
+            trace = trace.tb_next
+
+
+def _not_writable(path: Path, err: OSError) -> TargetNotWritableError:
+    reason = err.strerror or type(err).__name__
+    return TargetNotWritableError(f"cannot write {path}: {reason}", details={"path": str(path)})
+
+
+def _deliver(callback: ProgressCallback, progress: Progress) -> None:
+    try:
+        callback(progress)
+    except Exception:  # a broken listener must not stop the download
+        _LOGGER.exception("progress callback failed")
+
+
+def _find_ffprobe(ffmpeg_location: str | None) -> str | None:
+    if ffmpeg_location:
+        folder = Path(ffmpeg_location)
+        folder = folder if folder.is_dir() else folder.parent
+        candidate = folder / "ffprobe"
+        if candidate.is_file():
+            return str(candidate)
+    return shutil.which("ffprobe")
+
+
+def _probe(ffprobe: str, path: Path, source: MediaSource) -> None:
+    details: dict[str, Any] = {"hoster": source.hoster, "url": source.url}
+    # "file:" keeps a ":" in a library path from being read as a protocol name.
+    command = [ffprobe, "-v", "error", "-show_entries", "stream=codec_type:format=duration"]
+    command += ["-of", "json", f"file:{path}"]
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argument list, no shell
+            command,
+            capture_output=True,
+            text=True,
+            timeout=FFPROBE_TIMEOUT_S,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise VerificationFailedError("ffprobe timed out", details=details) from err
+    try:
+        report = json.loads(done.stdout) if done.returncode == 0 else None
+    except ValueError:
+        report = None
+    if not isinstance(report, dict):
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        details["ffprobe"] = reason
+        raise VerificationFailedError(
+            f"the file from hoster {source.hoster} is not readable media: {reason}",
+            details=details,
+        )
+    streams = report.get("streams") or []
+    if not any(isinstance(s, dict) and s.get("codec_type") == "video" for s in streams):
+        raise VerificationFailedError(
+            f"the file from hoster {source.hoster} has no video stream", details=details
+        )
+    try:
+        duration = float((report.get("format") or {}).get("duration") or 0)
+    except (TypeError, ValueError):
+        duration = 0.0
+    if not math.isfinite(duration) or duration <= 0:
+        raise VerificationFailedError(
+            f"the file from hoster {source.hoster} has no duration", details=details
+        )
+
+
+def _requested_download(info: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The file yt-dlp wrote: a video's last requested download, or a playlist's first."""
+    downloads = info.get("requested_downloads")
+    if isinstance(downloads, list) and downloads and downloads[-1].get("filepath"):
+        return dict(downloads[-1])
+    for entry in info.get("entries") or ():
+        if isinstance(entry, Mapping) and (found := _requested_download(entry)) is not None:
+            return found
+    return None
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """`err` and every exception yt-dlp or Python attached to it."""
+    stack: list[object] = [err]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        exc_info = getattr(item, "exc_info", None)
+        if isinstance(exc_info, tuple) and len(exc_info) > 1:
+            stack.append(exc_info[1])
+        stack.extend((getattr(item, "cause", None), item.__cause__, item.__context__))
+
+
+def _convert(err: YoutubeDLError, source: MediaSource, *, extracting: bool) -> DownloadFailedError:
+    """A yt-dlp failure as the AppError that tells the queue what to do next."""
+    chain = list(_chain(err))
+    for item in chain:
+        # yt-dlp keeps HTTP responses on its errors; close them now, not at garbage collection.
+        response = getattr(item, "response", None)
+        if isinstance(item, HTTPError) and response is not None:
+            response.close()
+    extractor = next((e for e in chain if isinstance(e, ExtractorError)), None)
+    reason = extractor.orig_msg if extractor else str(err).removeprefix("ERROR: ")
+    hoster, url = source.hoster, source.url
+    details: dict[str, Any] = {"hoster": hoster, "url": url, "resolver": source.resolver}
+    if any(isinstance(e, UnsupportedError) for e in chain):
+        if source.resolver == YTDLP:
+            message = f"no resolver for hoster {hoster}: yt-dlp finds no media on {url}"
+            return NoResolverError(message, details=details)
+        message = f"resolver {source.resolver} gave {url}, which yt-dlp cannot download"
+        return HosterUnavailableError(message, details=details)
+    http = next((e for e in chain if isinstance(e, HTTPError)), None)
+    if http is not None and (extracting or 400 <= http.status < 500):
+        details["status"] = http.status
+        message = f"hoster {hoster} answered HTTP {http.status} for {url}"
+        return HosterUnavailableError(message, details=details)
+    if extracting:
+        return HosterUnavailableError(f"hoster {hoster} cannot be read: {reason}", details=details)
+    return DownloadFailedError(f"download from hoster {hoster} failed: {reason}", details=details)
+
+
+__all__ = [
+    "PART_SUFFIX",
+    "Downloader",
+    "InsufficientSpaceError",
+    "Progress",
+    "ProgressCallback",
+    "ProgressThrottle",
+    "TargetNotWritableError",
+    "VerificationFailedError",
+    "cleanup_partials",
+    "partial_files",
+    "progress_from_hook",
+]

@@ -1,0 +1,267 @@
+"""The library service: rescan, missing episodes, add a series, match a folder."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from ..errors import AppError, ConflictError, NotFoundError, ValidationError
+from ..events import EventBus, EventType
+from ..operations import Operation, Operations
+from ..providers.base import Provider, SeriesInfo
+from ..providers.live import LiveProviders
+from ..providers.registry import ProviderRegistry
+from ..settings import Settings
+from .naming import confine, render_series_folder, sanitize_component
+from .scanner import SIDECAR_NAME, ScanCache, SeriesIdentity, scan_library, write_sidecar
+from .store import EpisodeRecord, LibraryStore, SeriesRecord
+
+_LOGGER = logging.getLogger(__name__)
+
+REFRESH_CONCURRENCY: Final = 4
+RESCAN_KIND: Final = "rescan"
+
+
+class LibraryService:
+    """Keeps the library tables in step with the disk and the providers."""
+
+    def __init__(
+        self,
+        store: LibraryStore,
+        providers: LiveProviders,
+        settings: Settings,
+        bus: EventBus,
+        operations: Operations,
+        root: Callable[[], Path],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self._providers = providers
+        self._settings = settings
+        self._bus = bus
+        self._operations = operations
+        self._root = root
+        self._clock = clock
+        self._cache: ScanCache | None = None
+        self._scan_lock = asyncio.Lock()
+
+    @property
+    def providers(self) -> ProviderRegistry:
+        """The providers as configured right now."""
+        return self._providers.registry
+
+    def rescan(self) -> Operation:
+        """Start a full rescan as an operation; a rescan already running is returned instead."""
+        running = self._operations.running(RESCAN_KIND)
+        if running is not None:
+            return running
+        return self._operations.start(RESCAN_KIND, self._rescan)
+
+    async def _rescan(self, op: Operation) -> dict[str, Any]:
+        async with self._scan_lock:
+            started = time.monotonic()
+            self._bus.publish(EventType.SCAN_STARTED, {"operation_id": op.id})
+            try:
+                summary = await self._rescan_locked(op)
+            except AppError as err:
+                self._bus.publish(
+                    EventType.SCAN_FAILED, {"operation_id": op.id, "error": err.to_dict()["error"]}
+                )
+                raise
+            summary["duration_s"] = round(time.monotonic() - started, 3)
+            summary["finished_at"] = self._clock()
+            await self.store.set_meta("last_scan", summary)
+            self._bus.publish(EventType.SCAN_COMPLETE, {"operation_id": op.id, **summary})
+            return summary
+
+    async def _rescan_locked(self, op: Operation) -> dict[str, Any]:
+        await self.sync_disk()
+        op.progress = 0.1
+        matched = await self.store.matched()
+        total = len(matched)
+        done = 0
+        errors: list[dict[str, Any]] = []
+        gate = asyncio.Semaphore(REFRESH_CONCURRENCY)
+
+        async def refresh(series: SeriesRecord) -> None:
+            nonlocal done
+            async with gate:
+                error = await self._refresh_guarded(series)
+            done += 1
+            if error is not None:
+                errors.append({"folder": series.folder, "key": series.key, **error})
+            op.progress = 0.1 + 0.9 * done / max(total, 1)
+            self._bus.publish(
+                EventType.SCAN_PROGRESS,
+                {
+                    "operation_id": op.id,
+                    "done": done,
+                    "total": total,
+                    "series": series.key,
+                    "folder": series.folder,
+                    "error": error,
+                },
+            )
+
+        async with asyncio.TaskGroup() as group:
+            for series in matched:
+                group.create_task(refresh(series))
+        totals = await self.store.totals()
+        return {**totals, "refreshed": total - len(errors), "errors": errors}
+
+    async def sync_disk(self) -> None:
+        """Walk the library (in a thread) and store which folders and files exist."""
+        root = self._root()
+        result = await asyncio.to_thread(scan_library, root, self._cache)
+        self._cache = result.cache
+        found: dict[str, tuple[str | None, str | None, str, dict[tuple[int, int], str]]] = {}
+        for series in result.series:
+            identity = series.identity
+            local = {(n.season, n.episode): f.relative for n, f in series.episodes.items()}
+            name = (identity.name if identity and identity.name else None) or series.folder_name
+            found[series.folder_name] = (
+                identity.provider if identity else None,
+                identity.key if identity else None,
+                name,
+                local,
+            )
+        removed = await self.store.sync_local(found, self._clock())
+        if removed:
+            self._bus.publish(EventType.EPISODE_FILES_REMOVED, {"files": removed})
+
+    async def _refresh_guarded(self, series: SeriesRecord) -> dict[str, Any] | None:
+        """Refresh one series; an error is stored on the series and returned, never raised."""
+        try:
+            await self.refresh(series)
+        except AppError as err:
+            _LOGGER.warning("refresh of %s failed: %s", series.folder, err.message)
+            error = {"code": err.code, "message": err.message}
+            await self.store.set_error(series.id, error)
+            return error
+        return None
+
+    async def refresh(self, series: SeriesRecord) -> None:
+        """Read the series' seasons and episodes from its provider and store them."""
+        assert series.provider is not None and series.key is not None
+        provider = self.providers.get(series.provider)
+        seasons = await provider.all_episodes(series.key)
+        info = await provider.series(series.key)  # cached by the provider: no extra request
+        episodes = [
+            (ep.season, ep.episode, ep.title, ep.title_en)
+            for season in seasons.values()
+            for ep in season
+        ]
+        await self.store.sync_provider(series.id, _info_fields(info), episodes, self._clock())
+
+    async def detail(self, key: str, provider: str | None = None) -> dict[str, Any]:
+        """A series with its episodes and their states."""
+        series = await self.store.by_key(key, provider)
+        return await self._detail(series)
+
+    async def _detail(self, series: SeriesRecord) -> dict[str, Any]:
+        episodes = await self.store.episodes(series.id)
+        return {**series.to_dict(), "episodes": [_episode_dict(e) for e in episodes]}
+
+    async def search(self, query: str, provider: str | None) -> list[dict[str, Any]]:
+        """Search one provider or all of them."""
+        outcome = await self.providers.search_all(query, names=[provider] if provider else None)
+        return outcome.to_list()
+
+    async def add(self, provider_name: str, key: str) -> dict[str, Any]:
+        """Create the folder and sidecar of a provider series and read its episodes."""
+        provider = self.providers.get(provider_name)
+        try:
+            await self.store.by_key(key, provider_name)
+        except NotFoundError:
+            pass
+        else:
+            raise ConflictError(f"{key!r} is already in the library", details={"key": key})
+        info = await provider.series(key)
+        template = self._settings.section("downloads")["series_folder"]
+        folder = sanitize_component(render_series_folder(template, info.name, info.year))
+        await self._claim_folder(folder, provider, info, creating=True)
+        return await self._after_identity_change(folder)
+
+    async def match(self, folder: str, provider_name: str, key: str) -> dict[str, Any]:
+        """Give an existing folder its provider identity (writes the sidecar)."""
+        provider = self.providers.get(provider_name)
+        if await self.store.by_folder(folder) is None:
+            raise NotFoundError(f"no series folder {folder!r} in the library")
+        try:
+            other = await self.store.by_key(key, provider_name)
+        except NotFoundError:
+            pass
+        else:
+            if other.folder != folder:
+                raise ConflictError(
+                    f"{key!r} already belongs to the folder {other.folder!r}",
+                    details={"folder": other.folder},
+                )
+        info = await provider.series(key)
+        await self._claim_folder(folder, provider, info, creating=False)
+        return await self._after_identity_change(folder)
+
+    async def _claim_folder(
+        self, folder: str, provider: Provider, info: SeriesInfo, *, creating: bool
+    ) -> None:
+        root = self._root()
+        path = confine(root, folder)
+        identity = SeriesIdentity(provider.name, info.key, info.name, info.year)
+
+        def write() -> None:
+            if creating:
+                sidecar = path / SIDECAR_NAME
+                if sidecar.exists():
+                    raise ConflictError(
+                        f"the folder {folder!r} already belongs to another series",
+                        details={"folder": folder},
+                    )
+                path.mkdir(parents=True, exist_ok=True)
+            elif not path.is_dir():
+                raise NotFoundError(f"no series folder {folder!r} in the library")
+            write_sidecar(path, identity)
+
+        await asyncio.to_thread(write)
+
+    async def _after_identity_change(self, folder: str) -> dict[str, Any]:
+        await self.sync_disk()
+        series = await self.store.by_folder(folder)
+        if series is None:  # the folder vanished between writing and scanning
+            raise NotFoundError(f"the folder {folder!r} disappeared")
+        await self._refresh_guarded(series)
+        refreshed = await self.store.by_folder(folder)
+        assert refreshed is not None
+        return await self._detail(refreshed)
+
+    async def set_languages(self, key: str, languages: list[str] | None) -> dict[str, Any]:
+        """Store a series' own language order (None: follow the global setting)."""
+        series = await self.store.by_key(key)
+        if languages is not None and not languages:
+            raise ValidationError("give at least one language, or null for the global order")
+        await self.store.set_languages(series.id, languages)
+        return await self.detail(key)
+
+
+def _info_fields(info: SeriesInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "year": info.year,
+        "description": info.description,
+        "cover_url": info.cover_url,
+    }
+
+
+def _episode_dict(episode: EpisodeRecord) -> dict[str, Any]:
+    return {
+        "season": episode.season,
+        "episode": episode.episode,
+        "title": episode.title or episode.title_en,
+        "state": episode.state,
+        "on_provider": episode.on_provider,
+        "file": episode.local_path,
+    }

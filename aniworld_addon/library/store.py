@@ -1,0 +1,398 @@
+"""The library tables: series rows, their episodes, and the queries the API pages through."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import aiosqlite
+
+from ..db import Database
+from ..errors import NotFoundError, ValidationError
+
+Filter = Literal["all", "missing", "unmatched"]
+SORT_KEYS: Final = {
+    "name": "s.name COLLATE NOCASE",
+    "year": "s.year",
+    "folder": "s.folder COLLATE NOCASE",
+    "local_count": "local_count",
+    "missing_count": "missing_count",
+    "key": "s.key",
+}
+
+_COUNTS: Final = """
+    SELECT s.*,
+        COALESCE(SUM(e.local_path IS NOT NULL), 0) AS local_count,
+        COALESCE(SUM(e.on_provider = 1 AND e.local_path IS NULL), 0) AS missing_count
+    FROM series s LEFT JOIN episodes e ON e.series_id = s.id
+"""
+
+
+@dataclass(slots=True, frozen=True)
+class SeriesRecord:
+    """One series as the API lists it."""
+
+    id: int
+    key: str | None
+    provider: str | None
+    name: str
+    year: int | None
+    folder: str
+    local_count: int
+    missing_count: int
+    description: str | None
+    cover_url: str | None
+    languages: tuple[str, ...] | None
+    error: dict[str, Any] | None
+    refreshed_at: float | None
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> SeriesRecord:
+        """Build from a row of the counting query."""
+        return cls(
+            id=row["id"],
+            key=row["key"],
+            provider=row["provider"],
+            name=row["name"],
+            year=row["year"],
+            folder=row["folder"],
+            local_count=row["local_count"],
+            missing_count=row["missing_count"],
+            description=row["description"],
+            cover_url=row["cover_url"],
+            languages=tuple(json.loads(row["languages"])) if row["languages"] else None,
+            error=json.loads(row["error"]) if row["error"] else None,
+            refreshed_at=row["refreshed_at"],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The SPEC §5 record plus what the panel shows beside it."""
+        return {
+            "key": self.key,
+            "provider": self.provider,
+            "name": self.name,
+            "year": self.year,
+            "folder": self.folder,
+            "local_count": self.local_count,
+            "missing_count": self.missing_count,
+            "description": self.description,
+            "cover_url": self.cover_url,
+            "languages": list(self.languages) if self.languages is not None else None,
+            "error": self.error,
+            "refreshed_at": self.refreshed_at,
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class EpisodeRecord:
+    """One episode of a series, local and/or listed by the provider."""
+
+    season: int
+    episode: int
+    title: str | None
+    title_en: str | None
+    on_provider: bool
+    local_path: str | None
+    queue_status: str | None = None
+
+    @property
+    def state(self) -> str:
+        """local, downloading, queued or missing."""
+        if self.local_path:
+            return "local"
+        if self.queue_status == "downloading":
+            return "downloading"
+        return "queued" if self.queue_status == "pending" else "missing"
+
+
+class LibraryStore:
+    """SQL for the library; every method is one short statement or one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def page(
+        self,
+        *,
+        filter_: Filter,
+        query: str | None,
+        page: int,
+        page_size: int,
+        sort_key: str,
+        descending: bool,
+    ) -> tuple[int, list[SeriesRecord]]:
+        """One page of series with counts, and the total matching the filter."""
+        if sort_key not in SORT_KEYS:
+            raise ValidationError(
+                f"sort_key must be one of {', '.join(SORT_KEYS)}",
+                details=[{"path": "sort_key", "message": "unknown sort key"}],
+            )
+        where, having, params = [], [], []
+        if filter_ == "unmatched":
+            where.append("s.key IS NULL")
+        elif filter_ == "missing":
+            having.append("missing_count > 0")
+        if query:
+            where.append(
+                "(s.name LIKE ? ESCAPE '\\' OR s.folder LIKE ? ESCAPE '\\'"
+                " OR s.key LIKE ? ESCAPE '\\')"
+            )
+            like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            params += [like, like, like]
+        sql = _COUNTS
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " GROUP BY s.id"
+        if having:
+            sql += " HAVING " + " AND ".join(having)
+        async with self._db.execute(f"SELECT COUNT(*) FROM ({sql})", params) as cursor:  # noqa: S608 - fixed fragments only
+            row = await cursor.fetchone()
+        total = int(row[0]) if row else 0
+        direction = "DESC" if descending else "ASC"
+        order = f" ORDER BY {SORT_KEYS[sort_key]} {direction}, s.id LIMIT ? OFFSET ?"
+        async with self._db.execute(
+            sql + order, [*params, page_size, (page - 1) * page_size]
+        ) as cur:
+            rows = await cur.fetchall()
+        return total, [SeriesRecord.from_row(r) for r in rows]
+
+    async def by_key(self, key: str, provider: str | None = None) -> SeriesRecord:
+        """The series with this provider key; 404 if none (409 if two providers share it)."""
+        sql = _COUNTS + " WHERE s.key = ?" + (" AND s.provider = ?" if provider else "")
+        params = [key, provider] if provider else [key]
+        async with self._db.execute(sql + " GROUP BY s.id", params) as cursor:
+            rows = await cursor.fetchall()
+        if not rows:
+            raise NotFoundError(f"no series {key!r} in the library", details={"key": key})
+        if len(rows) > 1:
+            raise ValidationError(
+                f"{key!r} exists for several providers; add ?provider=",
+                details={"providers": [r["provider"] for r in rows]},
+            )
+        return SeriesRecord.from_row(rows[0])
+
+    async def by_folder(self, folder: str) -> SeriesRecord | None:
+        """The series row of a folder, if the scan has seen it."""
+        async with self._db.execute(_COUNTS + " WHERE s.folder = ? GROUP BY s.id", [folder]) as c:
+            row = await c.fetchone()
+        return SeriesRecord.from_row(row) if row else None
+
+    async def matched(self) -> list[SeriesRecord]:
+        """Every series with a provider identity."""
+        async with self._db.execute(_COUNTS + " WHERE s.key IS NOT NULL GROUP BY s.id") as cursor:
+            return [SeriesRecord.from_row(r) for r in await cursor.fetchall()]
+
+    async def episodes(self, series_id: int) -> list[EpisodeRecord]:
+        """Every episode row of a series, in order, with its queue state if it is queued."""
+        rows = await self._db.fetchall(
+            "SELECT e.season, e.episode, e.title, e.title_en, e.on_provider, e.local_path,"
+            " (SELECT q.status FROM queue q WHERE q.provider = s.provider"
+            "  AND q.series_key = s.key AND q.season = e.season AND q.episode = e.episode"
+            "  AND q.status IN ('pending', 'downloading')) AS queued"
+            " FROM episodes e JOIN series s ON s.id = e.series_id"
+            " WHERE e.series_id = ? ORDER BY e.season = 0, e.season, e.episode",
+            [series_id],
+        )
+        return [EpisodeRecord(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
+
+    async def missing(self, series_id: int) -> list[tuple[int, int]]:
+        """(season, episode) the provider lists and the disk lacks."""
+        rows = await self._db.fetchall(
+            "SELECT season, episode FROM episodes WHERE series_id = ? AND on_provider = 1"
+            " AND local_path IS NULL ORDER BY season = 0, season, episode",
+            [series_id],
+        )
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    async def episode_title(self, series_id: int, season: int, episode: int) -> str | None:
+        """The title the provider gave an episode (German, else English)."""
+        row = await self._db.fetchone(
+            "SELECT COALESCE(title, title_en) FROM episodes WHERE series_id = ? AND season = ?"
+            " AND episode = ?",
+            [series_id, season, episode],
+        )
+        return row[0] if row else None
+
+    async def mark_local(
+        self, provider: str, key: str, season: int, episode: int, relative: str
+    ) -> None:
+        """A download landed: the episode is local (path relative to the library root)."""
+        series = await self.by_key(key, provider)
+        folder_relative = relative.split("/", 1)[1] if "/" in relative else relative
+        await self._db.write(
+            "INSERT INTO episodes (series_id, season, episode, local_path) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (series_id, season, episode)"
+            " DO UPDATE SET local_path = excluded.local_path",
+            [series.id, season, episode, folder_relative],
+        )
+
+    async def totals(self) -> dict[str, int]:
+        """Counts for MQTT/health: series, unmatched, missing episodes."""
+        async with self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(key IS NULL), 0) FROM series"
+        ) as cursor:
+            series_row = await cursor.fetchone()
+        async with self._db.execute(
+            "SELECT COUNT(*) FROM episodes WHERE on_provider = 1 AND local_path IS NULL"
+        ) as cursor:
+            missing_row = await cursor.fetchone()
+        assert series_row is not None and missing_row is not None
+        return {"series": series_row[0], "unmatched": series_row[1], "missing": missing_row[0]}
+
+    async def sync_local(
+        self,
+        found: Mapping[str, tuple[str | None, str | None, str, dict[tuple[int, int], str]]],
+        now: float,
+    ) -> list[dict[str, Any]]:
+        """Make the table match the disk; return the episode files that disappeared."""
+        removed: list[dict[str, Any]] = []
+        async with self._db.transaction() as conn:
+            async with conn.execute("SELECT id, folder, provider, key FROM series") as cur:
+                existing = {r["folder"]: r for r in await cur.fetchall()}
+            for folder in set(existing) - set(found):
+                old = existing[folder]
+                async with conn.execute(
+                    "SELECT season, episode, local_path FROM episodes WHERE series_id = ?"
+                    " AND local_path IS NOT NULL",
+                    [old["id"]],
+                ) as cur:
+                    gone = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+                removed += [_removed(old["provider"], old["key"], folder, *g) for g in gone]
+                await conn.execute("DELETE FROM series WHERE id = ?", [old["id"]])
+            for folder, (provider, key, name, local) in found.items():
+                row = existing.get(folder)
+                if row is None:
+                    cursor = await conn.execute(
+                        "INSERT INTO series (folder, provider, key, name, added_at)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        [folder, provider, key, name, now],
+                    )
+                    series_id = cursor.lastrowid
+                else:
+                    series_id = row["id"]
+                    if (row["provider"], row["key"]) != (provider, key):
+                        # Identity changed on disk: the old provider's episode list is stale.
+                        await conn.execute(
+                            "UPDATE series SET provider = ?, key = ?, error = NULL,"
+                            " refreshed_at = NULL WHERE id = ?",
+                            [provider, key, series_id],
+                        )
+                        await conn.execute("DELETE FROM episodes WHERE series_id = ?", [series_id])
+                assert series_id is not None
+                gone = await _sync_episodes_local(conn, series_id, local)
+                removed += [_removed(provider, key, folder, *g) for g in gone]
+        return removed
+
+    async def sync_provider(
+        self,
+        series_id: int,
+        info: Mapping[str, Any],
+        episodes: Iterable[tuple[int, int, str | None, str | None]],
+        now: float,
+    ) -> None:
+        """Store what the provider listed: series fields and every (season, episode, titles)."""
+        listed = {(s, e): (t, te) for s, e, t, te in episodes}
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE series SET name = ?, year = ?, description = ?, cover_url = ?,"
+                " error = NULL, refreshed_at = ? WHERE id = ?",
+                [
+                    info["name"],
+                    info["year"],
+                    info["description"],
+                    info["cover_url"],
+                    now,
+                    series_id,
+                ],
+            )
+            await conn.execute(
+                "UPDATE episodes SET on_provider = 0 WHERE series_id = ?", [series_id]
+            )
+            await conn.executemany(
+                "INSERT INTO episodes (series_id, season, episode, title, title_en, on_provider)"
+                " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (series_id, season, episode) DO UPDATE"
+                " SET title = excluded.title, title_en = excluded.title_en, on_provider = 1",
+                [(series_id, s, e, t, te) for (s, e), (t, te) in listed.items()],
+            )
+            await conn.execute(
+                "DELETE FROM episodes WHERE series_id = ? AND on_provider = 0"
+                " AND local_path IS NULL",
+                [series_id],
+            )
+
+    async def set_error(self, series_id: int, error: dict[str, Any] | None) -> None:
+        """Remember why the last refresh of a series failed (None clears it)."""
+        await self._db.write(
+            "UPDATE series SET error = ? WHERE id = ?",
+            [json.dumps(error) if error else None, series_id],
+        )
+
+    async def set_languages(self, series_id: int, languages: list[str] | None) -> None:
+        """The series' own language order (None = the global one)."""
+        await self._db.write(
+            "UPDATE series SET languages = ? WHERE id = ?",
+            [json.dumps(languages) if languages is not None else None, series_id],
+        )
+
+    async def set_meta(self, name: str, value: Any) -> None:
+        """Small facts such as the last scan's time and summary."""
+        await self._db.write(
+            "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
+            " SET value = excluded.value",
+            [name, json.dumps(value)],
+        )
+
+    async def meta(self, name: str) -> Any:
+        """A value stored with set_meta, or None."""
+        async with self._db.execute("SELECT value FROM meta WHERE name = ?", [name]) as cursor:
+            row = await cursor.fetchone()
+        return json.loads(row[0]) if row else None
+
+
+def _removed(
+    provider: str | None, key: str | None, folder: str, season: int, episode: int, path: str
+) -> dict[str, Any]:
+    return {
+        "provider": provider,
+        "series_key": key,
+        "folder": folder,
+        "season": season,
+        "episode": episode,
+        "path": f"{folder}/{path}",
+    }
+
+
+async def _sync_episodes_local(
+    conn: aiosqlite.Connection, series_id: int, local: dict[tuple[int, int], str]
+) -> list[tuple[int, int, str]]:
+    """Update local paths of one series; return (season, episode, old path) of vanished files."""
+    gone: list[tuple[int, int, str]] = []
+    async with conn.execute(
+        "SELECT season, episode, local_path, on_provider FROM episodes WHERE series_id = ?",
+        [series_id],
+    ) as cursor:
+        rows = {(r[0], r[1]): (r[2], r[3]) for r in await cursor.fetchall()}
+    for (season, episode), (path, on_provider) in rows.items():
+        wanted = local.get((season, episode))
+        if wanted == path:
+            continue
+        if wanted is None and path is not None:
+            gone.append((season, episode, path))
+        if wanted is None and not on_provider:
+            await conn.execute(
+                "DELETE FROM episodes WHERE series_id = ? AND season = ? AND episode = ?",
+                [series_id, season, episode],
+            )
+        else:
+            await conn.execute(
+                "UPDATE episodes SET local_path = ? WHERE series_id = ? AND season = ?"
+                " AND episode = ?",
+                [wanted, series_id, season, episode],
+            )
+    await conn.executemany(
+        "INSERT INTO episodes (series_id, season, episode, local_path) VALUES (?, ?, ?, ?)",
+        [(series_id, s, e, p) for (s, e), p in local.items() if (s, e) not in rows],
+    )
+    return gone

@@ -1,0 +1,1 @@
+"""Tests of the resolver and the yt-dlp downloader."""

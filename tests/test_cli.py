@@ -1,0 +1,63 @@
+"""The one-shot commands against a real library and the test site."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from aniworld_addon import cli
+from aniworld_addon.options import Options
+from aniworld_addon.settings_schema import DEFAULT_CONFIG
+from tests.site import MediaSet
+from tests.site.plugin import RunningSite
+
+
+@pytest.fixture
+def configured(options: Options, provider_site: RunningSite) -> Options:
+    """A data dir whose settings point at the test site, and a library with one series."""
+    config = copy.deepcopy(DEFAULT_CONFIG)
+    config["providers"]["aniworld"]["url"] = provider_site.base_url
+    config["providers"]["sto"]["enabled"] = False
+    config["providers"]["ytdlp"]["enabled"] = False
+    config["downloads"]["min_free_space_mb"] = 0
+    options.data_path.mkdir(parents=True)
+    (options.data_path / "config.json").write_text(json.dumps(config))
+    folder = options.library_path / "Sky Lantern"
+    folder.mkdir(parents=True)
+    (folder / "key").write_text("sky-lantern")
+    (folder / "Sky Lantern S01E01.mkv").write_bytes(b"v")
+    return options
+
+
+async def test_scan_prints_each_series(configured: Options) -> None:
+    out = io.StringIO()
+    assert await cli.scan(configured, out) == 0
+    text = out.getvalue()
+    assert "1/1 Sky Lantern" in text  # plain progress lines when not a terminal
+    row = next(line for line in text.splitlines() if line.startswith("Sky Lantern"))
+    assert row.split()[-2:] == ["1", "3"]  # local, missing
+    assert "1 series, 3 missing episodes, 0 errors" in text
+
+
+async def test_search_prints_hits(configured: Options) -> None:
+    out = io.StringIO()
+    assert await cli.search(configured, "kaiju", out) == 0
+    assert "kaiju-academy" in out.getvalue()
+
+
+async def test_download_one_episode_then_queue(configured: Options, media_set: MediaSet) -> None:
+    await cli.scan(configured, io.StringIO())
+    out = io.StringIO()
+    code = await cli.download(
+        configured, "sky-lantern", season=1, episode=2, missing=False, out=out
+    )
+    assert code == 0, out.getvalue()
+    line = next(x for x in out.getvalue().splitlines() if x.startswith("S01E02: "))
+    assert Path(line.split(": ", 1)[1]).read_bytes() == media_set.mp4.read_bytes()
+    listing = io.StringIO()
+    assert await cli.show_queue(configured, listing) == 0
+    assert "completed" in listing.getvalue() and "sky-lantern" in listing.getvalue()

@@ -1,0 +1,254 @@
+"""kill -9 at three moments of a download: nothing half-done at a final path, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.site import Fault, MediaSet
+from tests.site.plugin import RunningSite
+
+from .conftest import PASSWORD, require_tool
+from .test_process import free_port
+
+KEY = "sky-lantern"
+SERIES_DIR = "Sky Lantern (2023)"
+
+
+class ServiceProcess:
+    """`python -m aniworld_addon` in a subprocess, driven over HTTP like a user would."""
+
+    def __init__(self, data: Path, library: Path, env: dict[str, str]) -> None:
+        self.data = data
+        self.library = library
+        self.env = env
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.headers: dict[str, str] = {}
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aniworld_addon",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-path",
+                str(self.data),
+                "--library-path",
+                str(self.library),
+            ],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.session = aiohttp.ClientSession()
+        await self.until(self._healthy, "the service to answer /health")
+
+    async def _healthy(self) -> bool:
+        assert self.proc is not None and self.session is not None
+        if self.proc.poll() is not None:
+            pytest.fail(f"the service exited with {self.proc.returncode}")
+        try:
+            async with self.session.get(self.base + "/health") as response:
+                return response.status == 200
+        except aiohttp.ClientConnectionError:
+            return False
+
+    async def login(self, first: bool) -> None:
+        path, body = (
+            ("/api/auth/setup", {"master_password": PASSWORD})
+            if first
+            else ("/api/auth/login", {"password": PASSWORD})
+        )
+        token = (await self.call("POST", path, json=body))["access_token"]
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        assert self.session is not None
+        async with self.session.request(
+            method, self.base + path, headers=self.headers, **kwargs
+        ) as response:
+            assert response.status < 300, await response.text()
+            return await response.json()
+
+    async def until(self, condition: Callable[[], Any], what: str, limit: float = 30) -> None:
+        """Poll a condition of another process (no event reaches us from there)."""
+        async with asyncio.timeout(limit):
+            while not await condition():
+                await asyncio.sleep(0.02)
+
+    async def item(self) -> dict[str, Any]:
+        status = await self.call("GET", "/api/queue/status")
+        items = [
+            *status["active_downloads"],
+            *status["pending_queue"],
+            *status["completed_downloads"],
+            *status["failed_downloads"],
+        ]
+        assert len(items) == 1, items
+        return dict(items[0])
+
+    async def kill(self) -> None:
+        assert self.proc is not None and self.session is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        await self.session.close()
+
+    async def stop(self) -> None:
+        if self.session is not None and not self.session.closed:
+            await self.session.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
+
+
+@pytest.fixture
+async def service_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of the service process, with a slow ffprobe first on PATH.
+
+    The shim marks when verification starts and takes a second, which opens a window between
+    'the .part file is complete' and 'the rename' that a kill can hit on purpose.
+    """
+    real = require_tool("ffprobe")
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    marker = tmp_path / "verifying"
+    shim = shims / "ffprobe"
+    shim.write_text(f'#!/bin/sh\ntouch "{marker}"\nsleep 1\nexec "{real}" "$@"\n')
+    shim.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANIWORLD_")}
+    env["PATH"] = f"{shims}{os.pathsep}{env.get('PATH', '')}"
+    env["ANIWORLD_TEST_MARKER"] = str(marker)
+    return env
+
+
+@pytest.fixture
+async def running(
+    tmp_path: Path, provider_site: RunningSite, media_set: MediaSet, service_env: dict[str, str]
+) -> AsyncIterator[ServiceProcess]:
+    """A service with Sky Lantern in its library, scanned, queue stopped."""
+    library = tmp_path / "library"
+    (library / SERIES_DIR).mkdir(parents=True)
+    (library / SERIES_DIR / ".aniworld.json").write_text(
+        json.dumps({"provider": "aniworld", "key": KEY})
+    )
+    service = ServiceProcess(tmp_path / "data", library, service_env)
+    await service.start()
+    try:
+        await service.login(first=True)
+        await service.call(
+            "PUT",
+            "/api/config",
+            json={
+                "providers": {
+                    "aniworld": {"url": provider_site.base_url},
+                    "sto": {"enabled": False},
+                    "ytdlp": {"enabled": False},
+                },
+                "downloads": {"min_free_space_mb": 0},
+            },
+        )
+        op = await service.call("POST", "/api/anime/rescan")
+
+        async def scanned() -> bool:
+            result = await service.call("GET", f"/api/operations/{op['operation_id']}")
+            return bool(result["status"] == "completed")
+
+        await service.until(scanned, "the rescan")
+        yield service
+    finally:
+        await service.stop()
+
+
+def final_videos(library: Path) -> list[Path]:
+    return [p for p in library.rglob("*.mp4") if ".part" not in p.name]
+
+
+def part_files(library: Path) -> list[Path]:
+    return [p for p in library.rglob("*") if ".part" in p.name]
+
+
+async def _restart_and_finish(service: ServiceProcess, media_set: MediaSet) -> None:
+    assert final_videos(service.library) == [], "a file appeared at a final path"
+    await service.start()
+    await service.login(first=False)
+    item = await service.item()
+    assert item["status"] in ("pending", "downloading")  # the crashed item was not lost
+
+    async def completed() -> bool:
+        return bool((await service.item())["status"] == "completed")
+
+    await service.until(completed, "the download to complete after the restart", 60)
+    (video,) = final_videos(service.library)
+    assert video.read_bytes() == media_set.mp4.read_bytes()
+    assert part_files(service.library) == []
+
+
+async def test_kill_before_the_first_byte(
+    running: ServiceProcess, provider_site: RunningSite, media_set: MediaSet
+) -> None:
+    control = provider_site.control
+    control.set_fault(r"^/embed/", Fault.TIMEOUT)  # the hoster page never answers
+    await running.call(
+        "POST", f"/api/anime/{KEY}/download", json={"episodes": [{"season": 1, "episode": 1}]}
+    )
+    await control.wait_for("embed")
+    await running.kill()
+    control.clear_faults()
+    await _restart_and_finish(running, media_set)
+
+
+async def test_kill_mid_file(
+    running: ServiceProcess, provider_site: RunningSite, media_set: MediaSet
+) -> None:
+    control = provider_site.control
+    control.media_rate_bps = 50_000  # ~9 s for the sample: plenty of time to land mid-file
+
+    async def half_written() -> bool:
+        parts = part_files(running.library)
+        return bool(parts) and max(p.stat().st_size for p in parts) > 20_000
+
+    await running.call(
+        "POST", f"/api/anime/{KEY}/download", json={"episodes": [{"season": 1, "episode": 1}]}
+    )
+    await running.until(half_written, "a half-written .part file")
+    await running.kill()
+    assert part_files(running.library), "the .part file should still be there after a kill"
+    control.media_rate_bps = None
+    await _restart_and_finish(running, media_set)
+
+
+async def test_kill_during_verify_and_rename(
+    running: ServiceProcess, service_env: dict[str, str], media_set: MediaSet
+) -> None:
+    marker = Path(service_env["ANIWORLD_TEST_MARKER"])
+
+    async def verifying() -> bool:
+        return marker.exists()
+
+    await running.call(
+        "POST", f"/api/anime/{KEY}/download", json={"episodes": [{"season": 1, "episode": 1}]}
+    )
+    await running.until(verifying, "verification of the finished .part file")
+    await running.kill()
+    marker.unlink()
+    await _restart_and_finish(running, media_set)

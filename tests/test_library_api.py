@@ -1,0 +1,293 @@
+"""The library end to end: real folders, the test site over loopback, the REST API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientWebSocketResponse
+
+from aniworld_addon import keys
+from aniworld_addon.options import Options
+from tests.site import Fault
+from tests.site.plugin import RunningSite
+
+from .conftest import Authed
+
+
+def _series_folder(
+    root: Path,
+    name: str,
+    sidecar: dict[str, Any] | None,
+    files: list[str],
+    key_file: str | None = None,
+) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    if sidecar is not None:
+        (folder / ".aniworld.json").write_text(json.dumps(sidecar))
+    if key_file is not None:
+        (folder / "key").write_text(key_file + "\n")
+    for relative in files:
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"video")
+    return folder
+
+
+@pytest.fixture
+async def library(authed: Authed, provider_site: RunningSite, options: Options) -> Authed:
+    """The service pointed at the test site, with a small library on disk."""
+    response = await authed.client.put(
+        "/api/config",
+        json={
+            "providers": {
+                "aniworld": {"url": provider_site.base_url},
+                "sto": {"enabled": False},
+                "ytdlp": {"enabled": False},
+            }
+        },
+        headers=authed.headers,
+    )
+    assert response.status == 200, await response.text()
+    root = options.library_path
+    _series_folder(
+        root,
+        "Kaiju Academy (2012)",
+        {"provider": "aniworld", "key": "kaiju-academy"},
+        [
+            "Season 01/Kaiju Academy - S01E01 - Pilot.mkv",
+            "S00E01.mp4",
+            "Season 01/Kaiju Academy - S01E02.mkv.part",
+            "notes.txt",
+        ],
+    )
+    _series_folder(root, "Sky Lantern", None, ["sky lantern s1e2.MKV"], key_file="sky-lantern")
+    _series_folder(root, "Unknown Show", None, ["Unknown Show S01E01.avi"])
+    return authed
+
+
+async def _rescan(lib: Authed) -> dict[str, Any]:
+    response = await lib.client.post("/api/anime/rescan", headers=lib.headers)
+    assert response.status == 202
+    op_id = (await response.json())["operation_id"]
+    await lib.client.app[keys.OPERATIONS].wait(op_id)
+    result = await (await lib.client.get(f"/api/operations/{op_id}", headers=lib.headers)).json()
+    assert result["status"] == "completed", result
+    return result
+
+
+async def _get(lib: Authed, path: str) -> Any:
+    response = await lib.client.get(path, headers=lib.headers)
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def test_rescan_finds_local_and_missing_episodes(library: Authed) -> None:
+    await _rescan(library)
+    listing = await _get(library, "/api/anime?sort_key=folder")
+    assert listing["total_records"] == 3
+    by_folder = {r["folder"]: r for r in listing["records"]}
+    kaiju = by_folder["Kaiju Academy (2012)"]
+    # Provider: 2 films + 3 + 2 episodes; local: S01E01 and film 1 (the .part never counts).
+    assert (kaiju["key"], kaiju["local_count"], kaiju["missing_count"]) == ("kaiju-academy", 2, 5)
+    assert kaiju["name"] == "Kaiju Academy" and kaiju["year"] == 2012
+    sky = by_folder["Sky Lantern"]
+    assert (sky["key"], sky["local_count"], sky["missing_count"]) == ("sky-lantern", 1, 3)
+    unknown = by_folder["Unknown Show"]
+    assert unknown["key"] is None and unknown["local_count"] == 1
+    assert set(listing["records"][0]) >= {
+        "key",
+        "provider",
+        "name",
+        "year",
+        "folder",
+        "local_count",
+        "missing_count",
+    }
+
+    detail = await _get(library, "/api/anime/kaiju-academy")
+    states = {(e["season"], e["episode"]): e["state"] for e in detail["episodes"]}
+    assert states == {
+        (0, 1): "local",
+        (0, 2): "missing",
+        (1, 1): "local",
+        (1, 2): "missing",
+        (1, 3): "missing",
+        (2, 1): "missing",
+        (2, 2): "missing",
+    }
+
+    missing = await _get(library, "/api/anime?filter=missing")
+    assert {r["folder"] for r in missing["records"]} == {"Kaiju Academy (2012)", "Sky Lantern"}
+    unmatched = await _get(library, "/api/anime?filter=unmatched")
+    assert [r["folder"] for r in unmatched["records"]] == ["Unknown Show"]
+    searched = await _get(library, "/api/anime?q=kaiju")
+    assert searched["total_records"] == 1
+    paged = await _get(library, "/api/anime?page=2&page_size=2&sort_key=folder")
+    assert paged["page"] == 2 and len(paged["records"]) == 1 and paged["total_records"] == 3
+
+
+async def test_rescan_costs_series_plus_season_pages_then_nothing(
+    library: Authed, provider_site: RunningSite
+) -> None:
+    control = provider_site.control
+    control.reset()
+    await _rescan(library)
+    # kaiju-academy: series + films + 2 seasons; sky-lantern: series + 1 season.
+    assert control.count("series") == 2
+    assert control.count("season") == 4
+    assert control.count("episode") == 0
+    control.reset()
+    await _rescan(library)
+    assert sum(control.requests.values()) == 0
+
+
+async def test_a_new_file_on_disk_turns_an_episode_local(library: Authed, options: Options) -> None:
+    await _rescan(library)
+    (options.library_path / "Sky Lantern" / "Sky Lantern S01E04.mkv").write_bytes(b"v")
+    await _rescan(library)
+    sky = await _get(library, "/api/anime/sky-lantern")
+    assert {(e["episode"], e["state"]) for e in sky["episodes"]} == {
+        (1, "missing"),
+        (2, "local"),
+        (3, "missing"),
+        (4, "local"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        (Fault.CHALLENGE_DDOS_GUARD, "provider_blocked"),
+        (Fault.CHALLENGE_CLOUDFLARE, "provider_blocked"),
+        (Fault.RATE_LIMITED, "provider_rate_limited"),
+        (Fault.SERVER_ERROR, "provider_unavailable"),
+        (Fault.MALFORMED, "provider_parse_error"),
+        (Fault.NOT_FOUND, "provider_not_found"),
+    ],
+)
+async def test_a_failing_series_is_marked_and_the_scan_goes_on(
+    library: Authed, provider_site: RunningSite, fault: Fault, code: str
+) -> None:
+    provider_site.control.set_fault(r"^/anime/stream/sky-lantern", fault)
+    result = await _rescan(library)
+    assert [e["key"] for e in result["result"]["errors"]] == ["sky-lantern"]
+    sky = await _get(library, "/api/anime/sky-lantern")
+    assert sky["error"]["code"] == code
+    kaiju = await _get(library, "/api/anime/kaiju-academy")
+    assert kaiju["error"] is None and kaiju["missing_count"] == 5
+    provider_site.control.clear_faults()
+    await _rescan(library)
+    assert (await _get(library, "/api/anime/sky-lantern"))["error"] is None
+
+
+async def test_scan_events_reach_the_scan_room(library: Authed) -> None:
+    ws: ClientWebSocketResponse = await library.client.ws_connect(
+        "/ws/connect", headers=library.headers
+    )
+    assert (await ws.receive_json())["type"] == "connected"
+    await ws.send_json({"action": "join", "room": "scan_progress"})
+    assert (await ws.receive_json())["type"] == "joined"
+    await _rescan(library)
+    seen = []
+    while not seen or seen[-1] != "scan_complete":
+        seen.append((await ws.receive_json(timeout=10))["type"])
+    assert seen[0] == "scan_started"
+    assert seen.count("scan_progress") == 2
+    await ws.close()
+
+
+async def test_search_add_and_match(library: Authed, options: Options) -> None:
+    client, headers = library.client, library.headers
+    await _rescan(library)
+    found = await client.post("/api/anime/search", json={"query": "rock"}, headers=headers)
+    assert found.status == 200
+    hits = await found.json()
+    assert hits[0]["key"] == "rock-roll-heroes-reloaded"
+    assert hits[0]["name"] == 'Rock & Roll "Heroes" <Reloaded>'
+    added = await client.post(
+        "/api/anime",
+        json={"provider": "aniworld", "key": "rock-roll-heroes-reloaded"},
+        headers=headers,
+    )
+    assert added.status == 201, await added.text()
+    detail = await added.json()
+    assert detail["missing_count"] == 2
+    folder = options.library_path / detail["folder"]
+    assert folder.is_dir() and folder.parent == options.library_path
+    assert json.loads((folder / ".aniworld.json").read_text())["key"] == "rock-roll-heroes-reloaded"
+    again = await client.post(
+        "/api/anime",
+        json={"provider": "aniworld", "key": "rock-roll-heroes-reloaded"},
+        headers=headers,
+    )
+    assert again.status == 409
+
+    matched = await client.post(
+        "/api/anime/Unknown Show/match",
+        json={"provider": "aniworld", "key": "der-letzte-sommer"},
+        headers=headers,
+    )
+    assert matched.status == 200, await matched.text()
+    body = await matched.json()
+    assert body["key"] == "der-letzte-sommer" and body["folder"] == "Unknown Show"
+    # The local S01E01 stays listed as local although the provider only has a film.
+    assert {(e["season"], e["episode"], e["state"]) for e in body["episodes"]} == {
+        (0, 1, "missing"),
+        (1, 1, "local"),
+    }
+    unmatched = await _get(library, "/api/anime?filter=unmatched")
+    assert unmatched["total_records"] == 0
+
+
+async def test_bad_library_requests_get_clear_errors(library: Authed) -> None:
+    client, headers = library.client, library.headers
+    await _rescan(library)
+    cases = [
+        (client.get("/api/anime/nope", headers=headers), 404, "not_found"),
+        (client.get("/api/anime?filter=weird", headers=headers), 400, "validation_error"),
+        (client.get("/api/anime?page=0", headers=headers), 400, "validation_error"),
+        (client.get("/api/anime?sort_key=x", headers=headers), 400, "validation_error"),
+        (
+            client.post("/api/anime/search", json={"query": ""}, headers=headers),
+            400,
+            "validation_error",
+        ),
+        (
+            client.post(
+                "/api/anime", json={"provider": "aniworld", "key": "no-such-show"}, headers=headers
+            ),
+            404,
+            "provider_not_found",
+        ),
+        (
+            client.post("/api/anime", json={"provider": "nope", "key": "x"}, headers=headers),
+            404,
+            "unknown_provider",
+        ),
+        (
+            client.post(
+                "/api/anime/No Folder/match",
+                json={"provider": "aniworld", "key": "sky-lantern"},
+                headers=headers,
+            ),
+            404,
+            "not_found",
+        ),
+        (
+            client.post(
+                "/api/anime/Unknown Show/match",
+                json={"provider": "aniworld", "key": "sky-lantern"},
+                headers=headers,
+            ),
+            409,
+            "conflict",
+        ),
+    ]
+    for request, status, code in cases:
+        response = await request
+        assert response.status == status, await response.text()
+        assert (await response.json())["error"]["code"] == code

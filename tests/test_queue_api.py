@@ -1,0 +1,393 @@
+"""The download queue end to end: real downloads from the test site into the library."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from aniworld_addon import keys
+from aniworld_addon.app import create_app
+from aniworld_addon.events import Event, EventType
+from aniworld_addon.options import Options
+from tests.site import Fault, MediaSet
+from tests.site.plugin import RunningSite
+
+from .conftest import PASSWORD, AiohttpClient
+
+KAIJU = "kaiju-academy"
+
+
+class FakeClock:
+    """Time that moves only when the test says so (backoff without waiting)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Service:
+    """The real app, logged in, with its library pointed at the test site."""
+
+    def __init__(
+        self,
+        client: TestClient[Any, Any],
+        token: str,
+        clock: FakeClock,
+        options: Options,
+        site: RunningSite,
+    ) -> None:
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.clock = clock
+        self.options = options
+        self.site = site
+        self.events: list[Event] = []
+        self._changed = asyncio.Condition()
+
+    async def record(self, event: Event) -> None:
+        async with self._changed:
+            self.events.append(event)
+            self._changed.notify_all()
+
+    async def wait_event(self, predicate: Callable[[Event], bool], timeout: float = 30) -> Event:
+        """The first recorded event (past or future) that satisfies predicate."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: any(predicate(e) for e in self.events))
+        return next(e for e in self.events if predicate(e))
+
+    async def wait_item(self, item_id: int, *types: EventType) -> Event:
+        return await self.wait_event(lambda e: e.type in types and e.data.get("item_id") == item_id)
+
+    async def call(self, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
+        response = await self.client.request(method, path, headers=self.headers, **kwargs)
+        assert response.status == status, await response.text()
+        return await response.json()
+
+    async def queue(
+        self, episodes: list[tuple[int, int]], key: str = KAIJU, **extra: Any
+    ) -> list[int]:
+        body = {"episodes": [{"season": s, "episode": e} for s, e in episodes], **extra}
+        result = await self.call("POST", f"/api/anime/{key}/download", json=body)
+        return list(result["item_ids"])
+
+    async def item(self, item_id: int) -> dict[str, Any]:
+        status = await self.call("GET", "/api/queue/status")
+        for group in (
+            "active_downloads",
+            "pending_queue",
+            "completed_downloads",
+            "failed_downloads",
+        ):
+            for item in status[group]:
+                if item["id"] == item_id:
+                    return dict(item)
+        raise AssertionError(f"item {item_id} not in the queue")
+
+
+async def start_service(
+    aiohttp_client: AiohttpClient,
+    options: Options,
+    site: RunningSite,
+    clock: FakeClock,
+    *,
+    setup: bool = True,
+) -> Service:
+    client = await aiohttp_client(create_app(options, clock=clock))
+    path = "/api/auth/setup" if setup else "/api/auth/login"
+    body = {"master_password": PASSWORD} if setup else {"password": PASSWORD}
+    response = await client.post(path, json=body)
+    assert response.status == 200, await response.text()
+    token = (await response.json())["access_token"]
+    service = Service(client, token, clock, options, site)
+    client.app[keys.BUS].subscribe(service.record, name="test-recorder")
+    return service
+
+
+@pytest.fixture
+async def service(
+    aiohttp_client: AiohttpClient, options: Options, provider_site: RunningSite, media_set: MediaSet
+) -> Service:
+    """A logged-in service whose library holds Kaiju Academy, scanned against the site."""
+    folder = options.library_path / "Kaiju Academy (2012)"
+    folder.mkdir(parents=True)
+    (folder / ".aniworld.json").write_text(json.dumps({"provider": "aniworld", "key": KAIJU}))
+    svc = await start_service(aiohttp_client, options, provider_site, FakeClock())
+    await svc.call(
+        "PUT",
+        "/api/config",
+        json={
+            "providers": {
+                "aniworld": {"url": provider_site.base_url},
+                "sto": {"enabled": False},
+                "ytdlp": {"enabled": False},
+            },
+            "downloads": {"min_free_space_mb": 0, "max_retries": 1, "retry_backoff_s": [60]},
+        },
+    )
+    op = await svc.call("POST", "/api/anime/rescan", status=202)
+    await svc.client.app[keys.OPERATIONS].wait(op["operation_id"])
+    return svc
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def final_files(options: Options) -> list[Path]:
+    return sorted(
+        p for p in options.library_path.rglob("*") if p.is_file() and not p.name.startswith(".")
+    )
+
+
+async def test_html5_hoster_download_lands_byte_identical(
+    service: Service, media_set: MediaSet
+) -> None:
+    (item_id,) = await service.queue([(1, 1)])
+    done = await service.wait_item(item_id, EventType.DOWNLOAD_COMPLETE, EventType.DOWNLOAD_FAILED)
+    assert done.type is EventType.DOWNLOAD_COMPLETE, done.data
+    path = Path(done.data["file_path"])
+    expected = (
+        service.options.library_path
+        / "Kaiju Academy (2012)"
+        / "Season 01"
+        / "Kaiju Academy - S01E01 - "
+    )
+    assert path.parent == expected.parent
+    assert path.name.startswith("Kaiju Academy - S01E01 - ") and path.suffix == ".mp4"
+    assert sha256(path) == sha256(media_set.mp4)
+    assert final_files(service.options) == [path]
+    item = await service.item(item_id)
+    assert item["status"] == "completed" and item["language"] == "German Dub"
+    assert item["progress"]["percent"] == 100.0
+    detail = await service.call("GET", f"/api/anime/{KAIJU}")
+    states = {(e["season"], e["episode"]): e["state"] for e in detail["episodes"]}
+    assert states[(1, 1)] == "local"
+    progress = [e for e in service.events if e.type is EventType.DOWNLOAD_PROGRESS]
+    assert progress and progress[-1].data["progress"]["percent"] == 100.0
+
+
+async def test_jwplayer_hls_film_download(service: Service) -> None:
+    (item_id,) = await service.queue([(0, 2)])  # film 2: German Sub, Filemoon JW Player + HLS
+    done = await service.wait_item(item_id, EventType.DOWNLOAD_COMPLETE, EventType.DOWNLOAD_FAILED)
+    assert done.type is EventType.DOWNLOAD_COMPLETE, done.data
+    assert done.data["language"] == "German Sub"
+    assert Path(done.data["file_path"]).stat().st_size > 10_000
+
+
+async def test_failover_to_the_direct_mp4_hoster(service: Service, media_set: MediaSet) -> None:
+    service.site.control.set_fault(r"^/embed/", Fault.SERVER_ERROR)  # VOE and Filemoon die
+    (item_id,) = await service.queue([(1, 1)])
+    done = await service.wait_item(item_id, EventType.DOWNLOAD_COMPLETE, EventType.DOWNLOAD_FAILED)
+    assert done.type is EventType.DOWNLOAD_COMPLETE, done.data
+    assert sha256(Path(done.data["file_path"])) == sha256(media_set.mp4)
+    item = await service.item(item_id)
+    assert [a["hoster"] for a in item["attempts"]] == ["VOE", "Filemoon"]
+
+
+async def test_failover_from_dead_and_unreadable_hosters(service: Service) -> None:
+    (item_id,) = await service.queue([(1, 2)])  # Doodstream 404, Streamtape unreadable, VOE ok
+    done = await service.wait_item(item_id, EventType.DOWNLOAD_COMPLETE, EventType.DOWNLOAD_FAILED)
+    assert done.type is EventType.DOWNLOAD_COMPLETE, done.data
+    item = await service.item(item_id)
+    assert [a["hoster"] for a in item["attempts"]] == ["Doodstream", "Streamtape"]
+    assert all(a["message"] for a in item["attempts"])
+
+
+async def test_next_language_when_the_first_is_not_offered(service: Service) -> None:
+    (item_id,) = await service.queue([(1, 3)])  # no German Dub at all
+    done = await service.wait_item(item_id, EventType.DOWNLOAD_COMPLETE, EventType.DOWNLOAD_FAILED)
+    assert done.type is EventType.DOWNLOAD_COMPLETE, done.data
+    assert done.data["language"] == "German Sub"
+
+
+async def test_retries_with_backoff_then_fails_with_the_reason(service: Service) -> None:
+    (item_id,) = await service.queue([(2, 2)])  # only dead and unreadable hosters
+    first = await service.wait_item(item_id, EventType.DOWNLOAD_FAILED)
+    assert first.data["will_retry"] is True
+    assert first.data["next_attempt_at"] == pytest.approx(service.clock.now + 60)
+    item = await service.item(item_id)
+    assert (item["status"], item["retry_count"]) == ("pending", 1)
+    assert item["error"].startswith("all 2 hosters failed")
+    service.events.clear()
+    service.site.control.reset()
+    service.clock.now += 59  # not yet
+    service.client.app[keys.QUEUE].wake()
+    await asyncio.sleep(0)  # let the dispatcher look once; nothing may start
+    assert service.site.control.count("episode") == 0
+    service.clock.now += 2
+    service.client.app[keys.QUEUE].wake()
+    final = await service.wait_item(item_id, EventType.DOWNLOAD_FAILED)
+    assert final.data["will_retry"] is False
+    item = await service.item(item_id)
+    assert item["status"] == "failed" and "hosters failed" in item["error"]
+    assert len(item["attempts"]) == 4
+    assert final_files(service.options) == []
+
+
+async def test_remove_cancels_a_running_download(service: Service) -> None:
+    control = service.site.control
+    control.media_rate_bps = 20_000
+    (item_id,) = await service.queue([(1, 1)])
+    await control.wait_for("media")
+    await service.call("DELETE", f"/api/queue/{item_id}")
+    assert final_files(service.options) == []
+    leftovers = list(service.options.library_path.rglob("*.part*"))
+    assert leftovers == []
+    await service.call("DELETE", f"/api/queue/{item_id}", status=404)
+
+
+async def test_pause_resume_stop_start(service: Service) -> None:
+    control = service.site.control
+    await service.call("POST", "/api/queue/pause")
+    (item_id,) = await service.queue([(1, 1)])
+    status = await service.call("GET", "/api/queue/status")
+    assert status["is_paused"] is True and [i["id"] for i in status["pending_queue"]] == [item_id]
+    control.media_rate_bps = 20_000
+    await service.call("POST", "/api/queue/resume")
+    await control.wait_for("media")
+    assert (await service.item(item_id))["status"] == "downloading"
+    await service.call("POST", "/api/queue/stop")
+    item = await service.item(item_id)
+    assert item["status"] == "pending"
+    assert final_files(service.options) == []
+    control.media_rate_bps = None
+    await service.call("POST", "/api/queue/start")
+    done = await service.wait_item(item_id, EventType.DOWNLOAD_COMPLETE)
+    assert Path(done.data["file_path"]).exists()
+    types = [e.type for e in service.events]
+    for expected in (
+        EventType.QUEUE_PAUSED,
+        EventType.QUEUE_RESUMED,
+        EventType.QUEUE_STOPPED,
+        EventType.QUEUE_STARTED,
+    ):
+        assert expected in types
+
+
+async def test_dedupe_priority_and_reorder_survive_a_restart(
+    service: Service, aiohttp_client: AiohttpClient
+) -> None:
+    await service.call("POST", "/api/queue/stop")
+    a, b = await service.queue([(1, 2), (1, 3)])
+    assert await service.queue([(1, 2)]) == [a]  # queued once only
+    (c,) = await service.queue([(2, 1)], priority="HIGH")
+    status = await service.call("GET", "/api/queue/status")
+    assert [i["id"] for i in status["pending_queue"]] == [c, a, b]
+    assert [i["position"] for i in status["pending_queue"]] == [1, 2, 3]
+    await service.call("POST", "/api/queue/reorder", json={"item_ids": [c, b, a]})
+    await service.call("POST", "/api/queue/reorder", json={"item_id": a, "new_position": 2})
+    await service.client.close()  # the service stops; the queue stays in SQLite
+    again = await start_service(
+        aiohttp_client, service.options, service.site, service.clock, setup=False
+    )
+    status = await again.call("GET", "/api/queue/status")
+    assert status["is_running"] is False
+    assert [i["id"] for i in status["pending_queue"]] == [c, a, b]
+
+
+async def test_full_disk_fails_the_item_with_a_clear_reason(service: Service) -> None:
+    await service.call("PUT", "/api/config", json={"downloads": {"min_free_space_mb": 10**9}})
+    a, b = await service.queue([(1, 1), (1, 2)])
+    for item_id in (a, b):
+        event = await service.wait_item(item_id, EventType.DOWNLOAD_FAILED)
+        assert event.data["error"]["code"] == "insufficient_space"
+        assert event.data["will_retry"] is False
+    status = await service.call("GET", "/api/queue/status")
+    assert sorted(i["id"] for i in status["failed_downloads"]) == [a, b]
+    await service.call("PUT", "/api/config", json={"downloads": {"min_free_space_mb": 0}})
+    assert sorted((await service.call("POST", "/api/queue/retry", json={}))["item_ids"]) == [a, b]
+    await service.wait_item(a, EventType.DOWNLOAD_COMPLETE)
+
+
+async def test_bad_queue_requests(service: Service) -> None:
+    cases: list[tuple[str, str, Any, int, str]] = [
+        ("DELETE", "/api/queue/999", None, 404, "not_found"),
+        ("DELETE", "/api/queue/abc", None, 400, "validation_error"),
+        ("DELETE", "/api/queue", {"item_ids": [999]}, 404, "not_found"),
+        ("POST", "/api/queue/add", {"series_key": KAIJU}, 400, "validation_error"),
+        (
+            "POST",
+            "/api/queue/add",
+            {"series_key": "nope", "episodes": [{"season": 1, "episode": 1}]},
+            404,
+            "not_found",
+        ),
+        ("POST", f"/api/anime/{KAIJU}/download", {}, 400, "validation_error"),
+        (
+            "POST",
+            f"/api/anime/{KAIJU}/download",
+            {"episodes": [{"season": 1, "episode": 1}], "priority": "URGENT"},
+            400,
+            "validation_error",
+        ),
+        ("POST", "/api/queue/reorder", {"item_ids": [12345]}, 404, "not_found"),
+        ("POST", "/api/queue/reorder", {"item_ids": "x"}, 400, "validation_error"),
+        ("POST", "/api/queue/retry", {"item_ids": [-1]}, 400, "validation_error"),
+    ]
+    for method, path, body, status, code in cases:
+        response = await service.client.request(method, path, json=body, headers=service.headers)
+        assert response.status == status, (method, path, await response.text())
+        assert (await response.json())["error"]["code"] == code
+
+
+async def test_download_missing_queues_every_missing_episode(service: Service) -> None:
+    await service.call("POST", "/api/queue/stop")
+    result = await service.call("POST", f"/api/anime/{KAIJU}/download", json={"missing": True})
+    assert len(result["item_ids"]) == 7
+    detail = await service.call("GET", f"/api/anime/{KAIJU}")
+    assert {e["state"] for e in detail["episodes"]} == {"queued"}
+
+
+async def test_blocklisted_links_are_skipped_the_next_time(service: Service) -> None:
+    (first,) = await service.queue([(2, 2)])  # only a dead and an unreadable hoster
+    await service.wait_item(first, EventType.DOWNLOAD_FAILED)
+    service.clock.now += 61
+    service.client.app[keys.QUEUE].wake()
+    await service.wait_event(
+        lambda e: (
+            e.type is EventType.DOWNLOAD_FAILED
+            and e.data["item_id"] == first
+            and not e.data["will_retry"]
+        )
+    )
+    blocked = await service.call("GET", "/api/blocklist")
+    assert blocked["total_records"] == 2
+    assert {r["hoster"] for r in blocked["records"]} == {"Doodstream", "Streamtape"}
+    await service.call("DELETE", "/api/queue/failed")
+    service.site.control.reset()
+    (second,) = await service.queue([(2, 2)])
+    event = await service.wait_event(
+        lambda e: e.type is EventType.DOWNLOAD_FAILED and e.data["item_id"] == second
+    )
+    assert "blocklist" in event.data["error"]["message"]
+    assert service.site.control.count("redirect") == 0  # no blocked link was followed
+    entry = blocked["records"][0]["id"]
+    await service.call("DELETE", f"/api/blocklist/{entry}")
+    await service.call("DELETE", f"/api/blocklist/{entry}", status=404)
+    assert (await service.call("GET", "/api/blocklist"))["total_records"] == 1
+
+
+async def test_a_deleted_episode_file_is_reported(service: Service) -> None:
+    (item_id,) = await service.queue([(1, 1)])
+    done = await service.wait_item(item_id, EventType.DOWNLOAD_COMPLETE)
+    Path(done.data["file_path"]).unlink()
+    op = await service.call("POST", "/api/anime/rescan", status=202)
+    await service.client.app[keys.OPERATIONS].wait(op["operation_id"])
+    removed = await service.wait_event(lambda e: e.type is EventType.EPISODE_FILES_REMOVED)
+    (file,) = removed.data["files"]
+    assert (file["series_key"], file["season"], file["episode"]) == (KAIJU, 1, 1)
+    detail = await service.call("GET", f"/api/anime/{KAIJU}")
+    assert (
+        next(e for e in detail["episodes"] if (e["season"], e["episode"]) == (1, 1))["state"]
+        == "missing"
+    )
