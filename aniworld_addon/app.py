@@ -23,6 +23,7 @@ from .downloads.queue_store import QueueStore
 from .downloads.resolver import Resolver
 from .events import EventBus
 from .health import CheckResult, HealthChecks
+from .integrations.mqtt import mqtt_ctx
 from .integrations.websocket import WebSocketHub
 from .library.service import LibraryService
 from .library.store import LibraryStore
@@ -239,6 +240,7 @@ def create_app(options: Options, *, clock: Callable[[], float] = time.time) -> w
             _providers_ctx,
             _library_ctx,
             _queue_ctx,
+            mqtt_ctx,
             _library_checks_ctx,
         ]
     )

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .downloads.queue import DownloadQueue
     from .events import EventBus
     from .health import HealthChecks
+    from .integrations.mqtt import MqttBridge
     from .integrations.websocket import WebSocketHub
     from .library.service import LibraryService
     from .logging_setup import FileLogging
@@ -42,6 +43,7 @@ HTTP_CLIENT: web.AppKey[httpx.AsyncClient] = web.AppKey("http_client")
 PROVIDERS: web.AppKey[LiveProviders] = web.AppKey("providers")
 LIBRARY: web.AppKey[LibraryService] = web.AppKey("library")
 QUEUE: web.AppKey[DownloadQueue] = web.AppKey("queue")
+MQTT: web.AppKey[MqttBridge] = web.AppKey("mqtt")
 API_DOCS: web.AppKey[dict[tuple[str, str], ApiDoc]] = web.AppKey("api_docs")
 
 # Per-request state.

@@ -22,7 +22,8 @@ async def test_health_reports_real_and_unknown_checks(client: TestClient[Any, An
     assert checks["database"]["status"] == "ok"
     assert checks["library"]["status"] == "ok"
     assert checks["disk"]["status"] in ("ok", "error")
-    for name in ("provider", "mqtt", "scheduler"):
+    assert checks["mqtt"]["status"] == "disabled"  # no broker configured
+    for name in ("provider", "scheduler"):
         assert checks[name]["status"] == "unknown"
 
 

@@ -1,10 +1,12 @@
-"""Downloads: hoster candidates and media resolution, then yt-dlp into the library."""
+"""Downloads: hoster candidates and media resolution, then yt-dlp into the library.
+
+`Downloader` lives in `downloads.downloader` and is imported on first use: it pulls in yt-dlp.
+"""
 
 from __future__ import annotations
 
-from .downloader import (
+from .progress import (
     PART_SUFFIX,
-    Downloader,
     InsufficientSpaceError,
     Progress,
     ProgressCallback,
@@ -36,7 +38,6 @@ __all__ = [
     "YTDLP",
     "Candidate",
     "DownloadFailedError",
-    "Downloader",
     "HosterUnavailableError",
     "InsufficientSpaceError",
     "MediaSource",

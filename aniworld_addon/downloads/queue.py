@@ -19,7 +19,7 @@ from ..providers.base import Language
 from ..providers.live import LiveProviders
 from ..settings import Settings
 from .blocklist import Blocklist
-from .downloader import Downloader, InsufficientSpaceError, Progress, cleanup_partials
+from .progress import InsufficientSpaceError, Progress, cleanup_partials
 from .queue_store import Priority, QueueItem, QueueStore
 from .resolver import Candidate, DownloadFailedError, Resolver
 
@@ -219,6 +219,8 @@ class DownloadQueue:
             raise NoCandidatesError(reason, details={"languages": [v.value for v in wanted]})
         title = await self._library.episode_title(series.id, item.season, item.episode)
         downloads = self._settings.section("downloads")
+        from .downloader import Downloader
+
         downloader = Downloader(
             min_free_space_mb=downloads["min_free_space_mb"], verify=downloads["verify"]
         )

@@ -10,9 +10,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import yt_dlp
-from yt_dlp.utils import YoutubeDLError, unsmuggle_url
-
 from ..errors import (
     ProviderBlockedError,
     ProviderError,
@@ -77,6 +74,8 @@ def _entry_url(entry: Mapping[str, Any]) -> str | None:
     url = entry.get("url") or entry.get("webpage_url")
     if not isinstance(url, str) or not url:
         return None
+    from yt_dlp.utils import unsmuggle_url
+
     plain, _ = unsmuggle_url(url)
     return str(plain)
 
@@ -91,7 +90,7 @@ def playlist_entries(info: Mapping[str, Any]) -> list[tuple[int, Mapping[str, An
     return sorted(zip(numbers, entries, strict=True), key=lambda pair: pair[0])
 
 
-def _error_from(url: str, err: YoutubeDLError | OSError) -> ProviderError | ProviderNotFoundError:
+def _error_from(url: str, err: Exception) -> ProviderError | ProviderNotFoundError:
     message = str(err)
     details = {"url": url}
     if "HTTP Error 404" in message or "Unsupported URL" in message:
@@ -260,6 +259,10 @@ class YtdlpPlaylistProvider(Provider):
             "socket_timeout": self._socket_timeout_s,
             "playlistend": self._max_entries,
         }
+        # Imported here, in the worker thread: yt-dlp is heavy and start-up should not wait.
+        import yt_dlp
+        from yt_dlp.utils import YoutubeDLError
+
         try:
             with yt_dlp.YoutubeDL(options) as ydl:
                 info = ydl.extract_info(url, download=False)

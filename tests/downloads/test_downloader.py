@@ -20,7 +20,6 @@ from pytest_aiohttp import AiohttpServer
 
 from aniworld_addon.downloads import (
     Candidate,
-    Downloader,
     DownloadFailedError,
     HosterUnavailableError,
     InsufficientSpaceError,
@@ -36,6 +35,7 @@ from aniworld_addon.downloads import (
     partial_files,
     progress_from_hook,
 )
+from aniworld_addon.downloads.downloader import Downloader
 from aniworld_addon.providers import AniworldProvider, HttpOptions, ProviderHttp
 from aniworld_addon.providers.base import HosterLink, Language
 from tests.conftest import require_tool

@@ -1,0 +1,437 @@
+"""One MQTT session at a time through paho's network thread: will, discovery, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Final
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ..health import CheckResult
+from ..settings import Settings
+from .mqtt_discovery import (
+    DEVICE_ID,
+    PAYLOAD_OFFLINE,
+    PAYLOAD_ONLINE,
+    DeviceInfo,
+    Topics,
+    discovery_payload,
+    dumps,
+)
+from .supervisor import BrokerConfig, SupervisorError
+
+_LOGGER = logging.getLogger(__name__)
+
+QOS: Final = 1
+KEEPALIVE_S: Final = 60
+CONNECT_TIMEOUT_S: Final = 5.0
+CLOSE_TIMEOUT_S: Final = 5.0
+MAX_QUEUED: Final = 1000
+RESOLVE_RETRY_S: Final = (5.0, 15.0, 60.0)
+
+
+def birth_delay() -> float:
+    """Jitter before answering Home Assistant's birth message."""
+    # Spread the answers when many clients react to the same birth message.
+    return random.uniform(0.5, 3.0)  # noqa: S311 - jitter, not cryptography
+
+
+class OwnedTasks:
+    """Tasks the owner cancels and awaits on stop; failures are logged, never lost."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run coro in a task owned here."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            _LOGGER.error("MQTT: %s failed", task.get_name(), exc_info=err)
+
+    async def cancel(self) -> None:
+        """Cancel every task and wait until they are gone."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class MqttConnection:
+    """Owns the paho client; reconnects when the broker or the prefixes change."""
+
+    def __init__(
+        self,
+        resolve: Callable[[], Awaitable[BrokerConfig | None]],
+        settings: Settings,
+        device: DeviceInfo,
+        *,
+        on_ready: Callable[[], Awaitable[None]],
+        on_command: Callable[[str, str], None],
+        republish_delay: Callable[[], float] = birth_delay,
+        reconnect_delay: tuple[int, int] = (1, 60),
+        resolve_retry_s: Sequence[float] = RESOLVE_RETRY_S,
+    ) -> None:
+        self._resolve = resolve
+        self._settings = settings
+        self._device = device
+        self._on_ready = on_ready
+        self._on_command = on_command
+        self._republish_delay = republish_delay
+        self._reconnect_delay = reconnect_delay
+        self._resolve_retry_s = resolve_retry_s
+        section = settings.section("mqtt")
+        self.topics = Topics(section["topic_prefix"], section["discovery_prefix"])
+        self.broker: BrokerConfig | None = None
+        self._resolved = False
+        self._client: mqtt.Client | None = None
+        self._client_id = ""
+        self._connected = False
+        self._failures = 0
+        self._reason = "looking up the MQTT broker"
+        self._sent: dict[str, str] = {}  # retained topic -> payload sent in this session
+        self._broker_discovery: str | None = None  # what the broker holds on the discovery topic
+        self._discovery_known = False
+        self._sync_token = ""
+        self._tasks = OwnedTasks()
+        self._joins: set[asyncio.Task[Any]] = set()
+        self._closing: dict[mqtt.Client, asyncio.Future[None]] = {}
+        self._acks: dict[tuple[mqtt.Client, int], asyncio.Future[None]] = {}
+        self._subscribed: list[str] = []
+        self._lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._remove_listener: Callable[[], None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def connected(self) -> bool:
+        """True while a session with the broker is up."""
+        return self._connected
+
+    async def wait_change(self) -> None:
+        """Wait for the next session event: connected, refused, unreachable or lost."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    async def wait_connected(self, connected: bool = True) -> None:
+        """Wait until the session is up (or down); callers bring their own timeout."""
+        while self.connected is not connected:
+            await self.wait_change()
+
+    def _notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _set_connected(self, connected: bool) -> None:
+        self._connected = connected
+        self._notify()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Look up the broker and connect in the background; never waits for the broker."""
+        self._loop = asyncio.get_running_loop()
+        self._remove_listener = self._settings.add_listener(self._on_settings_change)
+        self._tasks.spawn(self._resolve_and_connect(), "mqtt:connect")
+
+    async def stop(self) -> None:
+        """Publish offline, disconnect cleanly and join paho's thread."""
+        if self._remove_listener is not None:
+            self._remove_listener()
+            self._remove_listener = None
+        await self._tasks.cancel()
+        async with self._lock:
+            await self._close(next_topics=None)
+        await asyncio.gather(*self._joins)
+
+    async def health(self) -> CheckResult:
+        """ok when connected; error with the reason when it should be but is not."""
+        if not self._settings.section("mqtt")["enabled"]:
+            return CheckResult("disabled", "MQTT is turned off in the settings")
+        if self._resolved and self.broker is None:
+            return CheckResult(
+                "disabled", "no MQTT broker configured (--mqtt-host, or Home Assistant's service)"
+            )
+        details = {"broker": self.broker.address if self.broker else None}
+        if self.connected:
+            return CheckResult("ok", f"connected to {details['broker']}", details)
+        return CheckResult("error", self._reason or "not connected", details)
+
+    async def _resolve_and_connect(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                broker = await self._resolve()
+            except SupervisorError as err:
+                delay = self._resolve_retry_s[min(attempt, len(self._resolve_retry_s) - 1)]
+                attempt += 1
+                self._reason = f"{err}; asking again in {delay:g} s"
+                _LOGGER.warning("MQTT: %s", self._reason)
+                await asyncio.sleep(delay)
+                continue
+            break
+        self.broker, self._resolved = broker, True
+        if broker is None:
+            _LOGGER.info("MQTT: no broker configured; MQTT stays off")
+        await self._apply()
+
+    def _on_settings_change(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        if old["mqtt"] != new["mqtt"]:
+            self._tasks.spawn(self._apply(), "mqtt:reconfigure")
+
+    async def _apply(self) -> None:
+        """Match the session to the settings: new prefixes mean a new session and will."""
+        async with self._lock:
+            section = self._settings.section("mqtt")
+            topics = Topics(section["topic_prefix"], section["discovery_prefix"])
+            enabled = bool(section["enabled"])
+            await self._close(next_topics=topics if enabled else None)
+            self.topics = topics
+            if enabled and self.broker is not None:
+                await self._open(self.broker)
+
+    async def _open(self, broker: BrokerConfig) -> None:
+        self._client_id = f"{DEVICE_ID}-{secrets.token_hex(4)}"
+        self._reason = f"connecting to {broker.address}"
+        self._failures = 0
+        # Built in a thread: TLS set-up reads the system's CA files.
+        client = await asyncio.to_thread(self._new_client, broker, self._client_id, self.topics)
+        self._client = client
+        client.loop_start()
+        _LOGGER.info("MQTT: connecting to %s (from %s)", broker.address, broker.source)
+
+    def _new_client(self, broker: BrokerConfig, client_id: str, topics: Topics) -> mqtt.Client:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        if broker.username is not None:
+            client.username_pw_set(broker.username, broker.password)
+        if broker.ssl:
+            client.tls_set()
+        client.will_set(topics.status, PAYLOAD_OFFLINE, qos=QOS, retain=True)
+        client.reconnect_delay_set(*self._reconnect_delay)
+        client.connect_timeout = CONNECT_TIMEOUT_S
+        client.max_queued_messages_set(MAX_QUEUED)
+        client.on_connect = self._paho_connect
+        client.on_connect_fail = self._paho_connect_fail
+        client.on_disconnect = self._paho_disconnect
+        client.on_message = self._paho_message
+        client.on_publish = self._paho_publish
+        client.connect_async(broker.host, broker.port, KEEPALIVE_S)
+        return client
+
+    async def _close(self, next_topics: Topics | None) -> None:
+        """End the session; clear what the next one will not overwrite."""
+        client, old = self._client, self.topics
+        if client is None:
+            return
+        goodbye: list[tuple[str, str]] = []
+        if next_topics is not None and next_topics.discovery != old.discovery:
+            goodbye.append((old.discovery, ""))  # the device leaves the old prefix
+        if next_topics is not None and next_topics.prefix != old.prefix:
+            goodbye += [(topic, "") for topic in old.retained]
+        else:
+            # A clean disconnect suppresses the will, so availability is set by hand.
+            goodbye.append((old.status, PAYLOAD_OFFLINE))
+        if not self._connected:
+            goodbye = []
+        self._client = None
+        self._set_connected(False)
+        join = asyncio.get_running_loop().create_task(
+            self._goodbye(client, goodbye), name="mqtt:goodbye"
+        )
+        self._joins.add(join)
+        join.add_done_callback(self._joins.discard)
+        # Shielded: a cancelled reconfigure must not leave paho's thread unjoined; stop() waits.
+        await asyncio.shield(join)
+
+    async def _goodbye(self, client: mqtt.Client, messages: list[tuple[str, str]]) -> None:
+        """Publish the last messages, wait for the broker's acks, disconnect, join the thread."""
+        # Closing a socket that still holds unread bytes (an ack, an echo) makes the kernel
+        # reset the connection, and the broker then drops what it had not read yet: so stop
+        # the echoes, wait for every ack, and only then send DISCONNECT.
+        loop = asyncio.get_running_loop()
+        acks: list[asyncio.Future[None]] = []
+        if messages:
+            client.unsubscribe(self._subscribed)
+            for topic, payload in messages:
+                info = client.publish(topic, payload, qos=QOS, retain=True)
+                if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                    acks.append(self._acks.setdefault((client, info.mid), loop.create_future()))
+        gone = self._closing[client] = loop.create_future()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await asyncio.gather(*acks)
+                client.disconnect()
+                if messages:
+                    await gone
+        except TimeoutError:
+            _LOGGER.warning("MQTT: the broker did not confirm the goodbye in time")
+            client.disconnect()
+        finally:
+            self._closing.pop(client, None)
+            for key in [k for k in self._acks if k[0] is client]:
+                del self._acks[key]
+        await asyncio.to_thread(client.loop_stop)
+
+    # --- paho's network thread -> event loop -------------------------------------------------
+
+    def _paho_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        _flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        self._to_loop(self._on_connect, client, reason)
+
+    def _paho_connect_fail(self, client: mqtt.Client, _userdata: Any) -> None:
+        self._to_loop(self._on_connect_fail, client)
+
+    def _paho_disconnect(
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        _flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        self._to_loop(self._on_disconnect, client, reason)
+
+    def _paho_publish(
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        mid: int,
+        _reason: ReasonCode,
+        _properties: Properties,
+    ) -> None:
+        self._to_loop(self._on_publish, client, mid)
+
+    def _paho_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._to_loop(self._on_message, client, message.topic, message.payload, message.retain)
+
+    def _to_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        if self._loop is not None:
+            # RuntimeError: the loop closed while paho was still finishing a callback.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(callback, *args)
+
+    # --- session events, on the loop ---------------------------------------------------------
+
+    def _address(self) -> str:
+        return self.broker.address if self.broker else "?"
+
+    def _on_connect(self, client: mqtt.Client, reason: ReasonCode) -> None:
+        if client is not self._client:
+            return
+        if reason.is_failure:
+            self._failures += 1
+            self._reason = f"the broker at {self._address()} refused the connection: {reason}"
+            level = logging.WARNING if self._failures == 1 else logging.DEBUG
+            _LOGGER.log(level, "MQTT: %s (attempt %d)", self._reason, self._failures)
+            self._notify()
+            return
+        _LOGGER.info("MQTT: connected to %s", self._address())
+        self._failures, self._reason = 0, ""
+        self._set_connected(True)
+        self._sent.clear()
+        self._broker_discovery, self._discovery_known = None, False
+        self._sync_token = secrets.token_hex(8)
+        topics = self.topics
+        sync = topics.sync(self._client_id)
+        self._subscribed = [*topics.commands, topics.ha_status, topics.discovery, sync]
+        client.subscribe([(topic, QOS) for topic in self._subscribed])
+        # The broker handles one client's packets in order: the retained discovery copy (if any)
+        # reaches us before this echo, so once it is back we know what the broker holds.
+        client.publish(sync, self._sync_token, qos=QOS)
+
+    def _on_connect_fail(self, client: mqtt.Client) -> None:
+        if client is not self._client:
+            return
+        self._failures += 1
+        self._reason = f"cannot reach the MQTT broker at {self._address()}; retrying"
+        level = logging.WARNING if self._failures == 1 else logging.DEBUG
+        _LOGGER.log(level, "MQTT: %s (attempt %d)", self._reason, self._failures)
+        self._notify()
+
+    def _on_disconnect(self, client: mqtt.Client, reason: ReasonCode) -> None:
+        gone = self._closing.get(client)
+        if gone is not None and not gone.done():
+            gone.set_result(None)
+        if client is not self._client or not self._connected:
+            return  # a refused or failed attempt already said why
+        self._set_connected(False)
+        self._reason = f"lost the connection to {self._address()} ({reason}); reconnecting"
+        _LOGGER.warning("MQTT: %s", self._reason)
+
+    def _on_publish(self, client: mqtt.Client, mid: int) -> None:
+        ack = self._acks.pop((client, mid), None)
+        if ack is not None and not ack.done():
+            ack.set_result(None)
+
+    def _on_message(self, client: mqtt.Client, topic: str, payload: bytes, retain: bool) -> None:
+        if client is not self._client:
+            return
+        text = payload.decode("utf-8", errors="replace")
+        topics = self.topics
+        if topic == topics.discovery:
+            self._broker_discovery = text
+        elif topic == topics.sync(self._client_id):
+            if text == self._sync_token and not self._discovery_known:
+                self._discovery_known = True
+                self._tasks.spawn(self._publish_all(), "mqtt:publish")
+        elif topic == topics.ha_status:
+            # Only a live birth: a retained "online" arrives on every connect, already covered.
+            if text.strip().lower() == PAYLOAD_ONLINE and not retain:
+                self._tasks.spawn(self._after_birth(), "mqtt:birth")
+        elif retain:
+            _LOGGER.warning("MQTT: ignored a retained command on %s; clear it", topic)
+        else:
+            self._on_command(topic, text.strip())
+
+    async def _after_birth(self) -> None:
+        await asyncio.sleep(self._republish_delay())
+        if self.connected and self._discovery_known:
+            _LOGGER.info("MQTT: Home Assistant came online; publishing state again")
+            await self._publish_all()
+
+    async def _publish_all(self) -> None:
+        """Discovery if the broker lacks it, the owner's state, then availability."""
+        payload = dumps(discovery_payload(self.topics, self._device))
+        if self._broker_discovery != payload and self.send(
+            self.topics.discovery, payload, force=True
+        ):
+            self._broker_discovery = payload
+        await self._on_ready()
+        # Last: whoever sees "online" (Home Assistant, tests) already has every state.
+        self.send(self.topics.status, PAYLOAD_ONLINE, force=True)
+
+    # --- publishing --------------------------------------------------------------------------
+
+    def send(self, topic: str, payload: str, *, retain: bool = True, force: bool = False) -> bool:
+        """Publish if connected; a retained topic that already holds payload is skipped."""
+        client = self._client
+        if client is None or not self.connected:
+            return False
+        if retain and not force and self._sent.get(topic) == payload:
+            return False
+        client.publish(topic, payload, qos=QOS, retain=retain)
+        if retain:
+            self._sent[topic] = payload
+        return True
