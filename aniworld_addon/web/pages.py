@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import aiohttp_jinja2
 from aiohttp import web
 
-from ..const import VERSION
+from .ingress import render
 
 routes = web.RouteTableDef()
 
@@ -13,4 +12,4 @@ routes = web.RouteTableDef()
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
     """Start page."""
-    return aiohttp_jinja2.render_template("index.html", request, {"version": VERSION})
+    return render("index.html", request, {})
