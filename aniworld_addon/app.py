@@ -23,7 +23,9 @@ from .downloads.queue_store import QueueStore
 from .downloads.resolver import Resolver
 from .events import EventBus
 from .health import CheckResult, HealthChecks
+from .history import history_ctx
 from .integrations.mqtt import mqtt_ctx
+from .integrations.webhooks import webhooks_ctx
 from .integrations.websocket import WebSocketHub
 from .library.service import LibraryService
 from .library.store import LibraryStore
@@ -32,12 +34,15 @@ from .operations import Operations
 from .options import Options
 from .providers.http import HttpOptions
 from .providers.live import LiveProviders
+from .scheduler import scheduler_ctx
 from .settings import Settings
 from .web import pages
 from .web.api import anime as anime_api
 from .web.api import auth as auth_api
 from .web.api import config as config_api
+from .web.api import history as history_api
 from .web.api import queue as queue_api
+from .web.api import scheduler as scheduler_api
 from .web.api import system as system_api
 from .web.auth import AuthService
 from .web.ingress import ingress_middleware
@@ -50,6 +55,8 @@ API_TABLES = (
     config_api.routes,
     system_api.routes,
     queue_api.routes,
+    scheduler_api.routes,
+    history_api.routes,
     anime_api.routes,
     openapi_routes,
 )
@@ -134,7 +141,7 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _library_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[keys.LIBRARY] = LibraryService(
+    library = app[keys.LIBRARY] = LibraryService(
         LibraryStore(app[keys.DB]),
         app[keys.PROVIDERS],
         app[keys.SETTINGS],
@@ -143,7 +150,26 @@ async def _library_ctx(app: web.Application) -> AsyncIterator[None]:
         lambda: library_root(app),
         clock=app[keys.CLOCK],
     )
+
+    async def provider_check() -> CheckResult:
+        # The last scan's outcome: /health must never cost the provider a request.
+        last = await library.store.meta("last_scan")
+        if not isinstance(last, dict):
+            return CheckResult("unknown", "no scan has run yet")
+        errors, refreshed = len(last.get("errors", [])), int(last.get("refreshed", 0))
+        if errors and not refreshed:
+            first = last["errors"][0]
+            return CheckResult(
+                "error",
+                f"every series failed in the last scan: {first['message']}",
+                {"errors": errors},
+            )
+        message = f"last scan: {refreshed} series read" + (f", {errors} failed" if errors else "")
+        return CheckResult("ok", message, {"errors": errors, "refreshed": refreshed})
+
+    unregister = app[keys.HEALTH].register("provider", provider_check)
     yield
+    unregister()
 
 
 async def _queue_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -241,6 +267,9 @@ def create_app(options: Options, *, clock: Callable[[], float] = time.time) -> w
             _library_ctx,
             _queue_ctx,
             mqtt_ctx,
+            history_ctx,
+            webhooks_ctx,
+            scheduler_ctx,
             _library_checks_ctx,
         ]
     )

@@ -14,13 +14,16 @@ if TYPE_CHECKING:
     from .downloads.queue import DownloadQueue
     from .events import EventBus
     from .health import HealthChecks
+    from .history import History
     from .integrations.mqtt import MqttBridge
+    from .integrations.webhooks import WebhookNotifier
     from .integrations.websocket import WebSocketHub
     from .library.service import LibraryService
     from .logging_setup import FileLogging
     from .operations import Operations
     from .options import Options
     from .providers.live import LiveProviders
+    from .scheduler import Scheduler
     from .settings import Settings
     from .web.auth import AuthService, Identity
     from .web.ratelimit import LoginLimiter
@@ -44,6 +47,9 @@ PROVIDERS: web.AppKey[LiveProviders] = web.AppKey("providers")
 LIBRARY: web.AppKey[LibraryService] = web.AppKey("library")
 QUEUE: web.AppKey[DownloadQueue] = web.AppKey("queue")
 MQTT: web.AppKey[MqttBridge] = web.AppKey("mqtt")
+HISTORY: web.AppKey[History] = web.AppKey("history")
+WEBHOOKS: web.AppKey[WebhookNotifier] = web.AppKey("webhooks")
+SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler")
 API_DOCS: web.AppKey[dict[tuple[str, str], ApiDoc]] = web.AppKey("api_docs")
 
 # Per-request state.

@@ -174,6 +174,9 @@ async def test_a_failing_series_is_marked_and_the_scan_goes_on(
 ) -> None:
     provider_site.control.set_fault(r"^/anime/stream/sky-lantern", fault)
     result = await _rescan(library)
+    health = await (await library.client.get("/health")).json()
+    assert health["checks"]["provider"]["status"] == "ok"  # one series failed, one was read
+    assert "1 failed" in health["checks"]["provider"]["message"]
     assert [e["key"] for e in result["result"]["errors"]] == ["sky-lantern"]
     sky = await _get(library, "/api/anime/sky-lantern")
     assert sky["error"]["code"] == code

@@ -18,13 +18,22 @@ async def test_health_reports_real_and_unknown_checks(client: TestClient[Any, An
     body = await (await client.get("/health")).json()
     assert set(body) == {"status", "version", "uptime_s", "checks"}
     checks = body["checks"]
-    assert set(checks) == {"database", "library", "provider", "mqtt", "scheduler", "disk"}
+    assert set(checks) == {
+        "database",
+        "library",
+        "provider",
+        "mqtt",
+        "scheduler",
+        "disk",
+        "webhooks",
+    }
     assert checks["database"]["status"] == "ok"
     assert checks["library"]["status"] == "ok"
     assert checks["disk"]["status"] in ("ok", "error")
     assert checks["mqtt"]["status"] == "disabled"  # no broker configured
-    for name in ("provider", "scheduler"):
-        assert checks[name]["status"] == "unknown"
+    assert checks["webhooks"]["status"] == "disabled"  # no webhook configured
+    assert checks["scheduler"]["status"] == "ok"
+    assert checks["provider"]["status"] == "unknown"  # no scan yet
 
 
 async def test_health_degrades_when_the_library_disappears(

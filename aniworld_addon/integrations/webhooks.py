@@ -1,0 +1,208 @@
+"""Webhooks: a JSON POST to every configured URL for downloads and new episodes (SPEC §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Self
+from urllib.parse import urlsplit
+
+import httpx
+from aiohttp import web
+
+from .. import keys
+from ..const import VERSION
+from ..events import Event, EventBus, EventType, Subscription
+from ..health import CheckResult
+from ..settings import Settings
+
+_LOGGER = logging.getLogger(__name__)
+
+TIMEOUT_S: Final = 5.0
+ATTEMPTS: Final = 3
+RETRY_DELAYS_S: Final = (2.0, 10.0)
+MAX_IN_FLIGHT: Final = 8
+WEBHOOK_EVENTS: Final = frozenset(
+    {EventType.DOWNLOAD_COMPLETE, EventType.DOWNLOAD_FAILED, EventType.NEW_EPISODES_FOUND}
+)
+
+
+def redact(url: str) -> str:
+    """scheme://host[:port]/… : webhook paths and queries often carry secrets (Discord, ntfy)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+@dataclass(slots=True, frozen=True)
+class Delivery:
+    """The outcome of the last delivery to one URL."""
+
+    ok: bool
+    at: float
+    event: str
+    attempts: int
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape in the health check's details."""
+        return {
+            "ok": self.ok,
+            "at": self.at,
+            "event": self.event,
+            "attempts": self.attempts,
+            "error": self.error,
+        }
+
+
+class WebhookNotifier:
+    """Subscribes to the bus; each delivery runs in a task it owns, never awaited by publishers."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        urls: Callable[[], Sequence[str]],
+        *,
+        timeout_s: float = TIMEOUT_S,
+        attempts: int = ATTEMPTS,
+        retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._urls = urls
+        self._timeout = httpx.Timeout(timeout_s)
+        self._attempts = max(1, attempts)
+        self._delays = tuple(retry_delays_s) or (0.0,)
+        self._max_in_flight = max_in_flight
+        self._clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subscription: Subscription | None = None
+        self.results: dict[str, Delivery] = {}
+        self.dropped = 0
+
+    @classmethod
+    def from_settings(cls, client: httpx.AsyncClient, settings: Settings, **kwargs: Any) -> Self:
+        """A notifier reading notifications.webhooks afresh for each event (changes apply live)."""
+        return cls(client, lambda: list(settings.section("notifications")["webhooks"]), **kwargs)
+
+    def start(self, bus: EventBus) -> None:
+        """Begin delivering the webhook events published from now on."""
+        self._subscription = bus.subscribe(self.on_event, name="webhooks")
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries running right now."""
+        return len(self._tasks)
+
+    async def on_event(self, event: Event) -> None:
+        """Bus subscriber: start one delivery task per configured URL and return at once."""
+        if event.type not in WEBHOOK_EVENTS:
+            return
+        # A download that will be retried is not news yet; only its final failure is.
+        if event.type is EventType.DOWNLOAD_FAILED and event.data.get("will_retry"):
+            return
+        payload = {
+            "event": str(event.type),
+            "timestamp": event.timestamp.isoformat(),
+            "data": dict(event.data),
+        }
+        for url in self._urls():
+            self.send(url, payload)
+
+    def send(self, url: str, payload: Mapping[str, Any]) -> bool:
+        """Deliver in the background; False when too many are in flight and this one is dropped."""
+        if len(self._tasks) >= self._max_in_flight:
+            self.dropped += 1
+            _LOGGER.warning(
+                "Webhook %s: %d deliveries in flight, %s dropped",
+                redact(url),
+                len(self._tasks),
+                payload.get("event"),
+            )
+            return False
+        task = asyncio.get_running_loop().create_task(
+            self._deliver(url, payload), name=f"webhook:{redact(url)}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return True
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        # Retrieve the outcome here: nobody awaits a delivery, so an error would be lost.
+        if not task.cancelled() and (error := task.exception()) is not None:
+            _LOGGER.error("Webhook delivery crashed", exc_info=error)
+
+    async def _deliver(self, url: str, payload: Mapping[str, Any]) -> None:
+        event = str(payload.get("event"))
+        error = "not attempted"
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = await self._client.post(
+                    url,
+                    json=payload,
+                    timeout=self._timeout,
+                    headers={"User-Agent": f"aniworld-addon/{VERSION}"},
+                )
+            except httpx.HTTPError as err:
+                error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            else:
+                if response.is_success:
+                    self.results[url] = Delivery(True, self._clock(), event, attempt)
+                    return
+                error = f"HTTP {response.status_code}"
+            _LOGGER.info("Webhook %s attempt %d failed: %s", redact(url), attempt, error)
+            if attempt < self._attempts:
+                # Backoff between attempts; this is a deliberate delay, not a wait for a state.
+                await asyncio.sleep(self._delays[min(attempt - 1, len(self._delays) - 1)])
+        _LOGGER.warning("Webhook %s gave up on %s: %s", redact(url), event, error)
+        self.results[url] = Delivery(False, self._clock(), event, self._attempts, error)
+
+    async def wait_idle(self) -> None:
+        """Wait until every delivery started so far has finished (tests, shutdown of a bench)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def check(self) -> CheckResult:
+        """Health: error while the last delivery to any configured URL failed."""
+        urls = list(self._urls())
+        if not urls:
+            return CheckResult("disabled", "no webhooks configured")
+        details = {
+            redact(u) + f" #{i + 1}": r.to_dict()
+            for i, u in enumerate(urls)
+            if (r := self.results.get(u)) is not None
+        }
+        failing = [i + 1 for i, u in enumerate(urls) if (r := self.results.get(u)) and not r.ok]
+        if failing:
+            numbers = ", ".join(f"#{n}" for n in failing)
+            return CheckResult("error", f"the last delivery to webhook {numbers} failed", details)
+        return CheckResult("ok", f"{len(urls)} webhooks, none failing", details or None)
+
+    async def close(self) -> None:
+        """Stop listening and cancel the deliveries in flight."""
+        if self._subscription is not None:
+            await self._subscription.cancel()
+            self._subscription = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # A task that had just finished may not have run its done callback yet.
+        self._tasks.difference_update(tasks)
+
+
+async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the notifier on the shared HTTP client, plus its health check."""
+    notifier = WebhookNotifier.from_settings(app[keys.HTTP_CLIENT], app[keys.SETTINGS])
+    notifier.start(app[keys.BUS])
+    app[keys.WEBHOOKS] = notifier
+    unregister = app[keys.HEALTH].register("webhooks", notifier.check)
+    yield
+    unregister()
+    await notifier.close()

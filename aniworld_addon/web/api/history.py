@@ -1,0 +1,84 @@
+"""/api/history: grabbed, downloaded, failed, deleted, upgraded and scan records, paged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ... import keys
+from ...errors import ValidationError
+from ...history import HISTORY_EVENTS, SORT_KEYS
+from ..routing import ApiDoc, ApiRoutes, json_response, query_int
+from ..schemas import INT, NUM, STR, obj, page
+
+routes = ApiRoutes()
+TAG = "history"
+
+NULL_STR = {"type": "string", "nullable": True}
+NULL_INT = {"type": "integer", "nullable": True}
+RECORD = obj(
+    {
+        "id": INT,
+        "at": NUM,
+        "event": {"type": "string", "enum": list(HISTORY_EVENTS)},
+        "provider": NULL_STR,
+        "series_key": NULL_STR,
+        "season": NULL_INT,
+        "episode": NULL_INT,
+        "language": NULL_STR,
+        "message": NULL_STR,
+        "data": {"type": "object"},
+    }
+)
+QUERY: dict[str, dict[str, Any]] = {
+    "page": {"type": "integer", "minimum": 1},
+    "page_size": {"type": "integer", "minimum": 1, "maximum": 500},
+    "sort_key": {"type": "string", "enum": list(SORT_KEYS)},
+    "sort_direction": {"type": "string", "enum": ["asc", "desc"]},
+    "series_key": STR,
+    "event": {"type": "string", "enum": list(HISTORY_EVENTS)},
+}
+
+
+def _choice(request: web.Request, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = request.query.get(name, default) or default
+    if value not in allowed:
+        raise ValidationError(
+            f"{name} must be one of {', '.join(allowed)}",
+            details=[{"path": name, "message": "not allowed"}],
+        )
+    return value
+
+
+@routes.api(
+    "GET",
+    "/api/history",
+    ApiDoc("Download and library history, paged", TAG, None, page(RECORD), query=QUERY),
+)
+async def list_history(request: web.Request) -> web.Response:
+    """Newest first by default; ?series_key= and ?event= filter."""
+    sort_key = _choice(request, "sort_key", tuple(SORT_KEYS), "at")
+    direction = _choice(request, "sort_direction", ("asc", "desc"), "desc")
+    event = request.query.get("event") or None
+    if event is not None:
+        event = _choice(request, "event", HISTORY_EVENTS, "")
+    page_no = query_int(request, "page", 1, 1, 1_000_000)
+    page_size = query_int(request, "page_size", 50, 1, 500)
+    series_key = request.query.get("series_key", "").strip()[:200] or None
+    total, records = await request.app[keys.HISTORY].page(
+        page_no,
+        page_size,
+        sort_key,
+        direction == "desc",
+        series_key=series_key,
+        event=event,
+    )
+    return json_response(
+        {
+            "page": page_no,
+            "page_size": page_size,
+            "total_records": total,
+            "records": [r.to_dict() for r in records],
+        }
+    )
