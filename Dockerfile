@@ -28,8 +28,10 @@ COPY run.sh /run.sh
 RUN chmod a+x /run.sh
 
 # /health answers 200 while the process serves requests (degraded dependencies included).
+# In the add-on the ingress port (8099) serves only the Supervisor, so the check uses the
+# direct port (8100), which listens inside the container whether or not it is mapped.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
-    CMD python3 -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('ANIWORLD_PORT', '8099') + '/health', timeout=8)" || exit 1
+    CMD python3 -c "import os, urllib.request; port = os.environ.get('ANIWORLD_DIRECT_PORT', '8100') if os.environ.get('SUPERVISOR_TOKEN') else os.environ.get('ANIWORLD_PORT', '8099'); urllib.request.urlopen('http://127.0.0.1:' + port + '/health', timeout=8)" || exit 1
 
 LABEL \
     io.hass.name="AniWorld" \

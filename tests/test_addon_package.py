@@ -236,7 +236,8 @@ def test_build_images_and_dockerfile_default_are_one_base_image() -> None:
 
 
 def test_ports_are_described(config: dict[str, Any]) -> None:
-    assert config["ports"] == {"8099/tcp": None}  # off unless the user maps it
+    # The direct port (normal auth); 8099 is the ingress listener, for the Supervisor only.
+    assert config["ports"] == {"8100/tcp": None}  # off unless the user maps it
     assert set(config["ports_description"]) == set(config["ports"])
 
 
@@ -479,7 +480,7 @@ def test_dockerfile_healthcheck_calls_health() -> None:
     checks = [line for line in _dockerfile_instructions() if line.startswith("HEALTHCHECK ")]
     assert len(checks) == 1
     assert "127.0.0.1:" in checks[0]
-    assert "8099" in checks[0]
+    assert "8100" in checks[0]  # the add-on's direct port: ingress refuses everyone else
     assert "/health" in checks[0]
 
 
