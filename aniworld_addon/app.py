@@ -216,7 +216,17 @@ async def _library_checks_ctx(app: web.Application) -> AsyncIterator[None]:
             return CheckResult("error", f"only {free} MiB free, {minimum} MiB needed", details)
         return CheckResult("ok", f"{free} MiB free", details)
 
-    unregister = [health.register("library", library), health.register("disk", disk)]
+    async def ffprobe() -> CheckResult:
+        found = await asyncio.to_thread(shutil.which, "ffprobe")
+        if found is None:
+            return CheckResult("error", "ffprobe is not installed: downloads cannot be verified")
+        return CheckResult("ok", found)
+
+    unregister = [
+        health.register("library", library),
+        health.register("disk", disk),
+        health.register("ffprobe", ffprobe),
+    ]
     yield
     for undo in unregister:
         undo()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -26,7 +27,9 @@ async def test_health_reports_real_and_unknown_checks(client: TestClient[Any, An
         "scheduler",
         "disk",
         "webhooks",
+        "ffprobe",
     }
+    assert checks["ffprobe"]["status"] == ("ok" if shutil.which("ffprobe") else "error")
     assert checks["database"]["status"] == "ok"
     assert checks["library"]["status"] == "ok"
     assert checks["disk"]["status"] in ("ok", "error")
