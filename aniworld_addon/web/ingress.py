@@ -58,5 +58,10 @@ def render(
     template: str, request: web.Request, context: Mapping[str, Any], *, status: int = 200
 ) -> web.Response:
     """Render a page; `base` starts every link so pages work under the ingress prefix."""
+    if "t" not in context:
+        # Error pages for unknown URLs get the panel's navigation and language too.
+        from .pages import error_context
+
+        context = {**error_context(request), **context}
     full = {"base": base_path(request) + "/", "version": VERSION, **context}
     return aiohttp_jinja2.render_template(template, request, full, status=status)
