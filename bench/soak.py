@@ -259,6 +259,24 @@ def main() -> int:
             f"target: RSS growth < {RSS_LIMIT_MIB} MiB, no leftover tasks or threads, "
             f"history <= its bound (pruned every {PRUNE_EVERY} rows and daily)"
         )
+        growth = result["rss_growth_mib"]
+        ok = "yes" if growth < RSS_LIMIT_MIB else "NO"
+        print("| figure | value | baseline | ratio | target | ok |")
+        print("|---|---|---|---|---|---|")
+        print(
+            f"| soak: RSS growth, {result['complete']}/{result['downloads']} downloads (MiB) | "
+            f"{growth} | start {result['rss_start_mib']} | - | < {RSS_LIMIT_MIB} MiB | {ok} |"
+        )
+        tasks_ok = "yes" if result["tasks_end"] <= result["tasks_start"] else "NO"
+        print(
+            f"| soak: tasks at the end | {result['tasks_end']} | start "
+            f"{result['tasks_start']} | - | no growth | {tasks_ok} |"
+        )
+        rows_ok = "yes" if result["history_rows"] <= result["history_bound"] else "NO"
+        print(
+            f"| soak: history rows | {result['history_rows']} | bound "
+            f"{result['history_bound']} | - | <= bound | {rows_ok} |"
+        )
     return 0 if result["ok"] else 1
 
 

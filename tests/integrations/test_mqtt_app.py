@@ -15,12 +15,6 @@ from tests.conftest import PASSWORD, AiohttpClient
 
 from .conftest import Mosquitto, Watcher, WatchFactory
 
-if not hasattr(keys, "MQTT"):
-    pytest.skip(
-        "the MQTT bridge is not wired yet: add keys.MQTT and mqtt_ctx to app.py",
-        allow_module_level=True,
-    )
-
 
 @dataclasses.dataclass
 class Running:

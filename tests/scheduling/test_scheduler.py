@@ -408,12 +408,10 @@ async def test_two_backups_in_one_second_do_not_collide(harness: Harness) -> Non
     assert Path(second.result["path"]).name == "20250717T013000Z-2"
 
 
-# --- the API (once the scheduler is wired into the app) --------------------------------------
+# --- the API --------------------------------------
 
 
 async def test_scheduler_api(harness: Harness) -> None:
-    if not hasattr(keys, "SCHEDULER") or keys.SCHEDULER not in harness.app:
-        pytest.skip("the scheduler is not wired into the app yet")
     client = harness.client
     response = await client.post("/api/auth/setup", json={"master_password": PASSWORD})
     headers = {"Authorization": f"Bearer {(await response.json())['access_token']}"}
