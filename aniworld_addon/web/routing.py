@@ -82,6 +82,17 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
     return value
 
 
+def query_choice(request: web.Request, name: str, allowed: tuple[str, ...], default: str) -> str:
+    """A query parameter that must be one of `allowed`, or a 400 naming it."""
+    value = request.query.get(name, default) or default
+    if value not in allowed:
+        raise ValidationError(
+            f"{name} must be one of {', '.join(allowed)}",
+            details=[{"path": name, "message": "not allowed"}],
+        )
+    return value
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
     """JSON with the project's encoder settings."""
     return web.json_response(data, status=status, dumps=_dumps)

@@ -8,17 +8,14 @@ import voluptuous as vol
 from aiohttp import web
 
 from ... import keys
-from ...errors import ValidationError
 from ...library.store import SORT_KEYS, Filter
 from ...settings_schema import LANGUAGES, unique_languages
-from ..routing import ApiDoc, ApiRoutes, json_response, query_int, read_json
-from ..schemas import INT, STR, array, obj, page
+from ..routing import ApiDoc, ApiRoutes, json_response, query_choice, query_int, read_json
+from ..schemas import INT, NULL_INT, NULL_STR, STR, array, obj, page
 
 routes = ApiRoutes()
 TAG = "library"
 
-NULL_STR = {"type": "string", "nullable": True}
-NULL_INT = {"type": "integer", "nullable": True}
 SERIES = obj(
     {
         "key": NULL_STR,
@@ -80,24 +77,14 @@ LIST_QUERY: dict[str, dict[str, Any]] = {
 }
 
 
-def _choice(request: web.Request, name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = request.query.get(name, default) or default
-    if value not in allowed:
-        raise ValidationError(
-            f"{name} must be one of {', '.join(allowed)}",
-            details=[{"path": name, "message": "not allowed"}],
-        )
-    return value
-
-
 @routes.api(
     "GET", "/api/anime", ApiDoc("The library, paged", TAG, None, page(SERIES), query=LIST_QUERY)
 )
 async def list_series(request: web.Request) -> web.Response:
     """Series with local and missing counts (?filter=all|missing|unmatched, ?q=)."""
-    filter_ = cast(Filter, _choice(request, "filter", ("all", "missing", "unmatched"), "all"))
-    sort_key = _choice(request, "sort_key", tuple(SORT_KEYS), "name")
-    direction = _choice(request, "sort_direction", ("asc", "desc"), "asc")
+    filter_ = cast(Filter, query_choice(request, "filter", ("all", "missing", "unmatched"), "all"))
+    sort_key = query_choice(request, "sort_key", tuple(SORT_KEYS), "name")
+    direction = query_choice(request, "sort_direction", ("asc", "desc"), "asc")
     page_no = query_int(request, "page", 1, 1, 1_000_000)
     page_size = query_int(request, "page_size", 50, 1, 500)
     query = request.query.get("q", "").strip()[:200] or None

@@ -7,16 +7,13 @@ from typing import Any
 from aiohttp import web
 
 from ... import keys
-from ...errors import ValidationError
 from ...history import HISTORY_EVENTS, SORT_KEYS
-from ..routing import ApiDoc, ApiRoutes, json_response, query_int
-from ..schemas import INT, NUM, STR, obj, page
+from ..routing import ApiDoc, ApiRoutes, json_response, query_choice, query_int
+from ..schemas import INT, NULL_INT, NULL_STR, NUM, STR, obj, page
 
 routes = ApiRoutes()
 TAG = "history"
 
-NULL_STR = {"type": "string", "nullable": True}
-NULL_INT = {"type": "integer", "nullable": True}
 RECORD = obj(
     {
         "id": INT,
@@ -41,16 +38,6 @@ QUERY: dict[str, dict[str, Any]] = {
 }
 
 
-def _choice(request: web.Request, name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = request.query.get(name, default) or default
-    if value not in allowed:
-        raise ValidationError(
-            f"{name} must be one of {', '.join(allowed)}",
-            details=[{"path": name, "message": "not allowed"}],
-        )
-    return value
-
-
 @routes.api(
     "GET",
     "/api/history",
@@ -58,11 +45,11 @@ def _choice(request: web.Request, name: str, allowed: tuple[str, ...], default: 
 )
 async def list_history(request: web.Request) -> web.Response:
     """Newest first by default; ?series_key= and ?event= filter."""
-    sort_key = _choice(request, "sort_key", tuple(SORT_KEYS), "at")
-    direction = _choice(request, "sort_direction", ("asc", "desc"), "desc")
+    sort_key = query_choice(request, "sort_key", tuple(SORT_KEYS), "at")
+    direction = query_choice(request, "sort_direction", ("asc", "desc"), "desc")
     event = request.query.get("event") or None
     if event is not None:
-        event = _choice(request, "event", HISTORY_EVENTS, "")
+        event = query_choice(request, "event", HISTORY_EVENTS, "")
     page_no = query_int(request, "page", 1, 1, 1_000_000)
     page_size = query_int(request, "page_size", 50, 1, 500)
     series_key = request.query.get("series_key", "").strip()[:200] or None

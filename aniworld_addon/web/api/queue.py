@@ -11,13 +11,11 @@ from ... import keys
 from ...downloads.queue_store import Priority
 from ...errors import NotFoundError, ValidationError
 from ..routing import ApiDoc, ApiRoutes, json_response, query_int, read_json
-from ..schemas import BOOL, INT, NUM, OK, STR, array, obj, page
+from ..schemas import BOOL, INT, NULL_NUM, NULL_STR, NUM, OK, STR, array, obj, page
 
 routes = ApiRoutes()
 TAG = "queue"
 
-NULL_STR = {"type": "string", "nullable": True}
-NULL_NUM = {"type": "number", "nullable": True}
 PROGRESS = obj(
     {
         "percent": NUM,
