@@ -44,7 +44,6 @@ class EventType(StrEnum):
     SCHEDULED_RESCAN_STARTED = "scheduled_rescan_started"
     SCHEDULED_RESCAN_COMPLETE = "scheduled_rescan_complete"
     EPISODE_FILES_REMOVED = "episode_files_removed"
-    CONFIG_CHANGED = "config_changed"
     OPERATION_UPDATED = "operation_updated"
     SYSTEM_STATUS = "system_status"
 

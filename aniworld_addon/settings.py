@@ -220,7 +220,7 @@ class Settings:
 
     async def restore_backup(self, name: str) -> dict[str, Any]:
         """Make a backup the current settings (migrated and validated first)."""
-        path = self._backup_path(name)
+        path = await asyncio.to_thread(self._backup_path, name)
         try:
             raw = json.loads(await asyncio.to_thread(path.read_text, encoding="utf-8"))
         except ValueError as err:
@@ -232,7 +232,7 @@ class Settings:
 
     async def delete_backup(self, name: str) -> None:
         """Remove one backup file."""
-        path = self._backup_path(name)
+        path = await asyncio.to_thread(self._backup_path, name)
         await asyncio.to_thread(path.unlink)
 
 

@@ -220,10 +220,10 @@ async def test_retries_with_backoff_then_fails_with_the_reason(service: Service)
     assert item["error"].startswith("all 2 hosters failed")
     service.events.clear()
     service.site.control.reset()
-    service.clock.now += 59  # not yet
-    service.client.app[keys.QUEUE].wake()
-    await asyncio.sleep(0)  # let the dispatcher look once; nothing may start
-    assert service.site.control.count("episode") == 0
+    service.clock.now += 59  # not yet: the backoff gate must hold the item back
+    queue = service.client.app[keys.QUEUE]
+    assert await queue.store.next_pending(service.clock()) is None
+    assert (await service.item(item_id))["status"] == "pending"
     service.clock.now += 2
     service.client.app[keys.QUEUE].wake()
     final = await service.wait_item(item_id, EventType.DOWNLOAD_FAILED)

@@ -225,7 +225,9 @@ class DownloadQueue:
             min_free_space_mb=downloads["min_free_space_mb"], verify=downloads["verify"]
         )
         for candidate in candidates:
-            base = self._target_base(
+            # Rendering resolves symlinks to prove confinement: file-system work, off the loop.
+            base = await asyncio.to_thread(
+                self._target_base,
                 series.folder,
                 series.name,
                 series.year,
@@ -262,7 +264,7 @@ class DownloadQueue:
             await self.blocklist.forget_episode(
                 item.provider, item.series_key, item.season, item.episode
             )
-            size_mb = round(path.stat().st_size / 2**20, 2)
+            size_mb = round((await asyncio.to_thread(path.stat)).st_size / 2**20, 2)
             return path, candidate.language.value, size_mb
         raise AllHostersFailedError(
             f"all {len(candidates)} hosters failed; last: {attempts[-1]['message']}",

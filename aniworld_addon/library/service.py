@@ -210,10 +210,10 @@ class LibraryService:
         self, folder: str, provider: Provider, info: SeriesInfo, *, creating: bool
     ) -> None:
         root = self._root()
-        path = confine(root, folder)
         identity = SeriesIdentity(provider.name, info.key, info.name, info.year)
 
         def write() -> None:
+            path = confine(root, folder)  # resolves symlinks: in the thread with the writes
             if creating:
                 sidecar = path / SIDECAR_NAME
                 if sidecar.exists():
