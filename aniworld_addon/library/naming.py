@@ -76,9 +76,14 @@ class EpisodeNumber:
 _EPISODES: dict[str, tuple[EpisodeNumber, ...]] = {}
 
 
+def _number(digits: str) -> int:
+    """A run of digits as an int; a run past int()'s 4300-digit limit is simply too big."""
+    return int(digits) if len(digits) <= 9 else int(digits.lstrip("0")[:10] or "0")
+
+
 def _single(tag: str) -> tuple[EpisodeNumber, ...]:
     season, _, episode = tag.partition("E")
-    number = int(season), int(episode)
+    number = _number(season), _number(episode)
     valid = number[0] <= MAX_SEASON and 1 <= number[1] <= MAX_EPISODE
     found = (EpisodeNumber(*number),) if valid else ()
     if len(_EPISODES) < 100_000:
@@ -91,7 +96,7 @@ def _expand(first: tuple[EpisodeNumber, ...], extra: str) -> tuple[EpisodeNumber
     season, last = first[0].season, first[0].episode
     numbers = [last]
     for match in _EXTRA.finditer(extra):
-        value = int(match[2])
+        value = _number(match[2])
         if value <= last or value > MAX_EPISODE or (match[1] and value - last > MAX_RANGE):
             break
         numbers.extend(range(last + 1, value + 1) if match[1] else (value,))
@@ -209,6 +214,8 @@ _EPISODE_HELP: Final = (
 )
 _TOKEN_SPLIT = re.compile(r"(\{[^{}]*\})")
 _DEFUSE = re.compile(r"(?<![A-Za-z0-9])([Ss]\d+)([Ee]\d)", re.A)
+# A text right after the tag must not extend it: "S01E01" + "-03" would read as episodes 1-3.
+_DEFUSE_LEAD = re.compile(r"\A(?=-?[Ee]\d|-\d)", re.A)
 
 Part = str | tuple[str, int]  # literal text, or (field, zero padding)
 Segment = tuple[Part, ...]
@@ -266,7 +273,9 @@ def _values(title: str, year: int | None, episode_title: str, language: str) -> 
         "episode_title": _clean_text(episode_title),
         "language": _clean_text(language),
     }
-    return {field: _DEFUSE.sub(r"\1 \2", text) for field, text in texts.items()}
+    return {
+        field: _DEFUSE_LEAD.sub(" ", _DEFUSE.sub(r"\1 \2", text)) for field, text in texts.items()
+    }
 
 
 def _join(
@@ -332,8 +341,9 @@ def render_episode_path(
     numbers = {"season": season, "episode": episode}
     names = [_render(seg, values, numbers, COMPONENT_MAX_BYTES) for seg in segments[:-1]]
     names.append(_render(segments[-1], values, numbers, COMPONENT_MAX_BYTES - EXT_RESERVE_BYTES))
-    # The scanner must find what we write, or the episode would be downloaded again and again.
-    if parse_episode(names[-1] + ".mkv") != number:
+    # The scanner must find what we write, or the episode would be downloaded again and again;
+    # and only that episode, or the ones the name also claims would never be downloaded.
+    if parse_episodes(names[-1] + ".mkv") != (number,):
         raise ValidationError(
             f"the file name {names[-1]!r} does not carry the tag {number.tag}: the episode path "
             "template needs S{season:00}E{episode:00} in the file name"
@@ -373,6 +383,12 @@ def confine(root: Path | str, relative: str | os.PathLike[str]) -> Path:
         raise PathOutsideLibraryError("the path contains a NUL byte", details={"path": rel})
     if os.path.isabs(rel):
         raise PathOutsideLibraryError("the path must be relative", details={"path": rel})
+    try:
+        os.fsencode(rel)
+    except UnicodeEncodeError as err:  # a lone surrogate: no file can have this name
+        raise PathOutsideLibraryError(
+            "the path is not a valid file name", details={"path": ascii(rel)}
+        ) from err
     base = os.path.realpath(root)
     target = os.path.realpath(os.path.join(base, rel))
     if target == base or os.path.commonpath((base, target)) != base:

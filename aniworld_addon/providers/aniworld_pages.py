@@ -28,20 +28,30 @@ ANIWORLD_PREFIX: Final = "/anime/stream"
 STO_PREFIX: Final = "/serie/stream"
 SLUG_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,199}$")
 _SLUG_IN_PATH: Final = re.compile(r"/stream/([a-z0-9][a-z0-9-]*)")
-_EPISODE_PART: Final = r"(?:staffel-(\d{1,4})/episode-(\d{1,5})|filme/film-(\d{1,5}))/?$"
+# [0-9], not \d: \d also matches other scripts' digits, which int() would happily read
+_EPISODE_PART: Final = r"(?:staffel-([0-9]{1,4})/episode-([0-9]{1,5})|filme/film-([0-9]{1,5}))/?$"
 _EPISODE_IN_PATH: Final = re.compile("/" + _EPISODE_PART)
-_SEASON_IN_HREF: Final = re.compile(r"/(?:staffel-(\d{1,4})|(filme))/?$")
-_YEAR: Final = re.compile(r"\b(\d{4})\b")
+_SEASON_IN_HREF: Final = re.compile(r"/(?:staffel-([0-9]{1,4})|(filme))/?$")
+_YEAR: Final = re.compile(r"\b([0-9]{4})\b")
 _EM_TAG: Final = re.compile(r"</?em\b[^>]*>", re.IGNORECASE)
 _SPACE: Final = re.compile(r"\s+")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _MAX_NUMBER: Final = 100_000
+# the library's range (library.naming): season 0 holds the films, episodes count from 1
+MAX_SEASON: Final = 9999
+MAX_EPISODE: Final = 99_999
+
+
+def _valid_text(value: str) -> str:
+    """Lone surrogates (JSON can encode them) replaced: they cannot be stored or sent as UTF-8."""
+    return _SURROGATE.sub("\ufffd", value)
 
 
 def _clean(value: str | None) -> str | None:
     """Entities decoded (again for HTML text: `&amp;#039;` occurs), whitespace collapsed."""
     if value is None:
         return None
-    text = _SPACE.sub(" ", html_lib.unescape(value)).strip()
+    text = _SPACE.sub(" ", _valid_text(html_lib.unescape(value))).strip()
     return text or None
 
 
@@ -63,12 +73,31 @@ def _year(value: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _episode(value: str | None) -> int | None:
+    number = _number(value)
+    return number if number is not None and 1 <= number <= MAX_EPISODE else None
+
+
 def _site_url(url: str, ref: str | None) -> str | None:
-    """`ref` made absolute against the site root (site paths are root-relative)."""
+    """`ref` made absolute against the site root (site paths are root-relative); None unless
+    that gives an http(s) URL: one broken link must not make the whole page unreadable."""
     if not ref or not ref.strip():
         return None
     parts = urlsplit(url)
-    return urljoin(f"{parts.scheme}://{parts.netloc}/", ref.strip())
+    try:
+        absolute = urljoin(f"{parts.scheme}://{parts.netloc}/", _valid_text(ref.strip()))
+        target = urlsplit(absolute)
+    except ValueError:  # e.g. "http://[::1" (an unclosed IPv6 host)
+        return None
+    return absolute if target.scheme in ("http", "https") and target.netloc else None
+
+
+def _path(href: str | None) -> str:
+    """The path of a link, '' when the link cannot be parsed at all."""
+    try:
+        return urlsplit(href or "").path
+    except ValueError:
+        return ""
 
 
 def _text(node: LexborNode | None) -> str | None:
@@ -80,8 +109,7 @@ def _attr(node: LexborNode | None, name: str) -> str | None:
 
 
 def _parse(html: str | bytes, url: str, kind: str) -> LexborHTMLParser:
-    if isinstance(html, bytes):
-        html = html.decode("utf-8", errors="replace")
+    html = html.decode("utf-8", errors="replace") if isinstance(html, bytes) else _valid_text(html)
     try:
         return LexborHTMLParser(html.replace("\x00", ""))
     except (ValueError, RuntimeError) as err:
@@ -105,7 +133,7 @@ def _missing(kind: str, url: str, what: str) -> ProviderParseError:
 
 def slug_from_url(url: str) -> str:
     """The series key inside a `/…/stream/<slug>` URL."""
-    match = _SLUG_IN_PATH.search(urlsplit(url).path)
+    match = _SLUG_IN_PATH.search(_path(url))
     if match is None:
         raise ProviderParseError(f"no series key in {url}", details={"url": url})
     return match.group(1)
@@ -113,7 +141,7 @@ def slug_from_url(url: str) -> str:
 
 def episode_from_url(url: str) -> tuple[int, int]:
     """(season, episode) of an episode or film URL; films are season 0."""
-    match = _EPISODE_IN_PATH.search(urlsplit(url).path)
+    match = _EPISODE_IN_PATH.search(_path(url))
     if match is None:
         raise ProviderParseError(f"no episode number in {url}", details={"url": url})
     season, episode, film = match.groups()
@@ -155,6 +183,7 @@ def parse_series_page(html: str | bytes, url: str, *, provider: str = "aniworld"
         # scoped: the footer carries its own itemprop=startDate
         start_node = header.css_first("span[itemprop=startDate]") if header else None
         end_node = header.css_first("span[itemprop=endDate]") if header else None
+        seasons = {number for number in seasons if number <= MAX_SEASON}
         return SeriesInfo(
             provider=provider,
             key=slug_from_url(url),
@@ -182,11 +211,11 @@ def parse_season_page(html: str | bytes, url: str, season: int) -> list[EpisodeI
         body = table.css_first(f"tbody#season{season}") or table
         episodes: dict[int, EpisodeInfo] = {}
         for row in body.css("tr[itemprop=episode]"):
-            href = _attr(row.css_first("a[itemprop=url]"), "href") or ""
-            match = _EPISODE_IN_PATH.search(urlsplit(href).path)
-            number = _number(match.group(2) or match.group(3)) if match else None
+            href = _attr(row.css_first("a[itemprop=url]"), "href")
+            match = _EPISODE_IN_PATH.search(_path(href))
+            number = _episode(match.group(2) or match.group(3)) if match else None
             if number is None:
-                number = _number(_attr(row.css_first("meta[itemprop=episodeNumber]"), "content"))
+                number = _episode(_attr(row.css_first("meta[itemprop=episodeNumber]"), "content"))
             if number is None or number in episodes:
                 continue
             cell = row.css_first("td.seasonEpisodeTitle")
@@ -365,14 +394,13 @@ def parse_new_episodes(
         found: dict[NewEpisode, None] = {}
         for block in lists:
             for link in block.css("a[href]"):
-                match = row_link.match(urlsplit(_attr(link, "href") or "").path)
+                match = row_link.match(_path(_attr(link, "href")))
                 if match is None or not SLUG_RE.match(match.group(1)):
                     continue
                 key, season, episode, film = match.groups()
-                if film:
-                    found[NewEpisode(key, 0, int(film))] = None
-                else:
-                    found[NewEpisode(key, int(season), int(episode))] = None
+                number = _episode(film or episode)
+                if number is not None:
+                    found[NewEpisode(key, 0 if film else int(season), number)] = None
         return list(found)
 
     return _guard("new-episodes page", url, parse)

@@ -326,10 +326,12 @@ class ProviderHttp:
 
 
 def _decode(body: bytes, charset: str | None) -> str:
-    encoding = "utf-8"
+    """The body as text in its declared charset; UTF-8 when that is unknown or not a text codec."""
     if charset:
         try:
-            encoding = codecs.lookup(charset).name
-        except LookupError:
-            encoding = "utf-8"
-    return body.decode(encoding, errors="replace")
+            return body.decode(codecs.lookup(charset).name, errors="replace")
+        # a header can name anything: "base64" or "rot13" (no text codecs), "idna" (which
+        # refuses errors="replace"), "\0" (a ValueError)
+        except (LookupError, ValueError):
+            pass
+    return body.decode("utf-8", errors="replace")

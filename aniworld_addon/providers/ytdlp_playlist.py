@@ -35,6 +35,7 @@ Extractor = Callable[[str], Mapping[str, Any]]
 
 HOSTER: Final = "yt-dlp"
 MAX_URL_CHARS: Final = 2048
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _NUMBER_PATTERNS: Final = (
     re.compile(r"\bS\d{1,3}\s*E(\d{1,4})\b", re.IGNORECASE),
     re.compile(r"\b(?:episode|folge|ep\.?)\s*#?\s*(\d{1,4})\b", re.IGNORECASE),
@@ -76,7 +77,11 @@ def _entry_url(entry: Mapping[str, Any]) -> str | None:
         return None
     from yt_dlp.utils import unsmuggle_url
 
-    plain, _ = unsmuggle_url(url)
+    try:
+        plain, _ = unsmuggle_url(url)
+    # a URL can carry a "#__youtubedl_smuggle" fragment that is no smuggled JSON at all
+    except (ValueError, KeyError, IndexError, TypeError):
+        return url
     return str(plain)
 
 
@@ -190,17 +195,17 @@ class YtdlpPlaylistProvider(Provider):
         """The playlist's title, description and thumbnail; one season when it has entries."""
         info = await self._playlist(key)
         thumbnails = info.get("thumbnails")
-        cover = thumbnails[-1].get("url") if isinstance(thumbnails, list) and thumbnails else None
-        title = info.get("title")
-        description = info.get("description")
+        last = thumbnails[-1] if isinstance(thumbnails, list) and thumbnails else None
+        cover = last.get("url") if isinstance(last, Mapping) else None
+        title = _text(info.get("title"))
         return SeriesInfo(
             provider=self.name,
             key=key,
-            name=title if isinstance(title, str) and title.strip() else key,
+            name=title or key,
             year=None,
             end_year=None,
-            description=description if isinstance(description, str) else None,
-            cover_url=cover if isinstance(cover, str) else None,
+            description=_text(info.get("description")),
+            cover_url=_text(cover),
             genres=(),
             imdb_id=None,
             seasons=(1,) if playlist_entries(info) else (),
@@ -277,6 +282,12 @@ def _is_url(value: str) -> bool:
     return len(value) <= MAX_URL_CHARS and parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
+def _text(value: object) -> str | None:
+    """A stripped, non-empty string; lone surrogates (JSON allows them) cannot be stored."""
+    if not isinstance(value, str):
+        return None
+    return _SURROGATE.sub("\ufffd", value).strip() or None
+
+
 def _title(entry: Mapping[str, Any]) -> str | None:
-    title = entry.get("title")
-    return title.strip() or None if isinstance(title, str) else None
+    return _text(entry.get("title"))
