@@ -336,6 +336,10 @@ def _read_identity(file: str, name: str) -> tuple[SeriesIdentity | None, str | N
 
 def _episodes(files: list[LocalFile]) -> dict[EpisodeNumber, LocalFile]:
     """One file per episode: the largest when sizes are known, else the first in walk order."""
+    if not files or files[0].size is None:
+        # Without sizes the first file wins: fill from the last file back, so earlier files
+        # overwrite later ones, in one C-level dict build instead of a Python step per file.
+        return {number: file for file in reversed(files) for number in file.episodes}
     episodes: dict[EpisodeNumber, LocalFile] = {}
     for file in files:
         for number in file.episodes:
@@ -358,6 +362,11 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         if enabled:  # whoever found it disabled leaves it to whoever disabled it
+            # What the scan made is long-lived (the cache, the result): move it straight to
+            # the oldest generation (freeze, then unfreeze) rather than have the first young
+            # collection after enable() traverse every one of those objects.
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 
