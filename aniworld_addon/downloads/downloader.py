@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import json
 import logging
-import math
 import os
 import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import yt_dlp
-from yt_dlp.networking.exceptions import HTTPError
-from yt_dlp.utils import DownloadCancelled, ExtractorError, UnsupportedError, YoutubeDLError
+from yt_dlp.utils import DownloadCancelled, YoutubeDLError
 
 from ..fsutil import fsync_dir
-from ..library.naming import VIDEO_EXTENSIONS
 from .progress import (
     MB,
     PART_SUFFIX,
@@ -32,23 +26,16 @@ from .progress import (
     ProgressCallback,
     ProgressThrottle,
     TargetNotWritableError,
-    VerificationFailedError,
     cleanup_partials,
-    partial_files,
     progress_from_hook,
 )
-from .resolver import (
-    YTDLP,
-    DownloadFailedError,
-    HosterUnavailableError,
-    MediaSource,
-    NoResolverError,
-)
+from .resolver import DownloadFailedError, MediaSource, NoResolverError
+from .verification import find_ffprobe, verify_download
+from .ytdlp_errors import close_abandoned, convert_error
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
-FFPROBE_TIMEOUT_S: Final = 120.0
 _thread_ids = itertools.count(1)
 
 
@@ -152,7 +139,10 @@ class Downloader:
         try:
             temp, ext = self._fetch(job)
             job.check_cancelled()
-            size = self._verify(temp, ext, job.source)
+            ffprobe = (
+                (self.ffprobe_path or find_ffprobe(self.ffmpeg_location)) if self.verify else None
+            )
+            size = verify_download(temp, ext, job.source, ffprobe=ffprobe)
             job.check_cancelled()
             final = base.with_name(f"{base.name}.{ext}")
             try:
@@ -163,7 +153,7 @@ class Downloader:
                 raise _not_writable(final, err) from err
             fsync_dir(final.parent)
         except BaseException as err:
-            _close_abandoned(err, base)
+            close_abandoned(err, base)
             raise
         finally:
             cleanup_partials(base)
@@ -177,7 +167,7 @@ class Downloader:
             except _Cancelled:
                 raise
             except YoutubeDLError as err:
-                raise _convert(err, source, extracting=True) from err
+                raise convert_error(err, source, extracting=True) from err
             job.check_cancelled()
             if not info:
                 raise NoResolverError(f"no resolver for hoster {source.hoster}: nothing found")
@@ -186,7 +176,7 @@ class Downloader:
             except _Cancelled:
                 raise
             except YoutubeDLError as err:
-                raise _convert(err, source, extracting=False) from err
+                raise convert_error(err, source, extracting=False) from err
             downloaded = _requested_download(ydl.sanitize_info(result))
         if downloaded is None:
             raise DownloadFailedError(f"yt-dlp downloaded nothing from hoster {source.hoster}")
@@ -269,22 +259,6 @@ class Downloader:
                 },
             )
 
-    def _verify(self, path: Path, ext: str, source: MediaSource) -> int:
-        details = {"hoster": source.hoster, "url": source.url}
-        if ext not in VIDEO_EXTENSIONS:
-            raise VerificationFailedError(
-                f"hoster {source.hoster} gave a .{ext or '?'} file, not a video", details=details
-            )
-        size = path.stat().st_size
-        if size <= 0:
-            raise VerificationFailedError(
-                f"the file from hoster {source.hoster} is empty", details=details
-            )
-        ffprobe = self.ffprobe_path or _find_ffprobe(self.ffmpeg_location)
-        if self.verify and ffprobe:
-            _probe(ffprobe, path, source)
-        return size
-
 
 async def _in_own_thread(work: Callable[[], T], token: threading.Event) -> T:
     """Run `work` in a new thread; a cancel sets `token` and waits for the thread to end."""
@@ -333,26 +307,6 @@ async def _outlive_cancellation(future: asyncio.Future[Any]) -> None:
         raise asyncio.CancelledError
 
 
-def _close_abandoned(err: BaseException, final_base: Path) -> None:
-    """Close the files and responses an aborted yt-dlp left open (it has no finally for them)."""
-    # yt-dlp's HTTP and fragment downloaders keep their output stream and HTTP response in a
-    # `ctx` dict beside `tmpfilename`; raising from a hook unwinds past it, so both stay open
-    # until garbage collection (a ResourceWarning, and a socket held meanwhile).
-    prefix = str(final_base) + PART_SUFFIX
-    for error in _chain(err):
-        trace = error.__traceback__
-        while trace is not None:
-            for ctx in trace.tb_frame.f_locals.values():
-                if not isinstance(ctx, dict) or not str(ctx.get("tmpfilename")).startswith(prefix):
-                    continue
-                for key in ("dest_stream", "stream", "data"):
-                    handle = ctx.get(key)
-                    if handle is not None and not getattr(handle, "closed", False):
-                        with contextlib.suppress(OSError, ValueError):
-                            handle.close()
-            trace = trace.tb_next
-
-
 def _not_writable(path: Path, err: OSError) -> TargetNotWritableError:
     reason = err.strerror or type(err).__name__
     return TargetNotWritableError(f"cannot write {path}: {reason}", details={"path": str(path)})
@@ -365,58 +319,6 @@ def _deliver(callback: ProgressCallback, progress: Progress) -> None:
         _LOGGER.exception("progress callback failed")
 
 
-def _find_ffprobe(ffmpeg_location: str | None) -> str | None:
-    if ffmpeg_location:
-        folder = Path(ffmpeg_location)
-        folder = folder if folder.is_dir() else folder.parent
-        candidate = folder / "ffprobe"
-        if candidate.is_file():
-            return str(candidate)
-    return shutil.which("ffprobe")
-
-
-def _probe(ffprobe: str, path: Path, source: MediaSource) -> None:
-    details: dict[str, Any] = {"hoster": source.hoster, "url": source.url}
-    # "file:" keeps a ":" in a library path from being read as a protocol name.
-    command = [ffprobe, "-v", "error", "-show_entries", "stream=codec_type:format=duration"]
-    command += ["-of", "json", f"file:{path}"]
-    try:
-        done = subprocess.run(  # noqa: S603 - fixed argument list, no shell
-            command,
-            capture_output=True,
-            text=True,
-            timeout=FFPROBE_TIMEOUT_S,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as err:
-        raise VerificationFailedError("ffprobe timed out", details=details) from err
-    try:
-        report = json.loads(done.stdout) if done.returncode == 0 else None
-    except ValueError:
-        report = None
-    if not isinstance(report, dict):
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        details["ffprobe"] = reason
-        raise VerificationFailedError(
-            f"the file from hoster {source.hoster} is not readable media: {reason}",
-            details=details,
-        )
-    streams = report.get("streams") or []
-    if not any(isinstance(s, dict) and s.get("codec_type") == "video" for s in streams):
-        raise VerificationFailedError(
-            f"the file from hoster {source.hoster} has no video stream", details=details
-        )
-    try:
-        duration = float((report.get("format") or {}).get("duration") or 0)
-    except (TypeError, ValueError):
-        duration = 0.0
-    if not math.isfinite(duration) or duration <= 0:
-        raise VerificationFailedError(
-            f"the file from hoster {source.hoster} has no duration", details=details
-        )
-
-
 def _requested_download(info: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The file yt-dlp wrote: a video's last requested download, or a playlist's first."""
     downloads = info.get("requested_downloads")
@@ -426,62 +328,3 @@ def _requested_download(info: Mapping[str, Any]) -> Mapping[str, Any] | None:
         if isinstance(entry, Mapping) and (found := _requested_download(entry)) is not None:
             return found
     return None
-
-
-def _chain(err: BaseException) -> Iterator[BaseException]:
-    """`err` and every exception yt-dlp or Python attached to it."""
-    stack: list[object] = [err]
-    seen: set[int] = set()
-    while stack:
-        item = stack.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        yield item
-        exc_info = getattr(item, "exc_info", None)
-        if isinstance(exc_info, tuple) and len(exc_info) > 1:
-            stack.append(exc_info[1])
-        stack.extend((getattr(item, "cause", None), item.__cause__, item.__context__))
-
-
-def _convert(err: YoutubeDLError, source: MediaSource, *, extracting: bool) -> DownloadFailedError:
-    """A yt-dlp failure as the AppError that tells the queue what to do next."""
-    chain = list(_chain(err))
-    for item in chain:
-        # yt-dlp keeps HTTP responses on its errors; close them now, not at garbage collection.
-        response = getattr(item, "response", None)
-        if isinstance(item, HTTPError) and response is not None:
-            response.close()
-    extractor = next((e for e in chain if isinstance(e, ExtractorError)), None)
-    reason = extractor.orig_msg if extractor else str(err).removeprefix("ERROR: ")
-    hoster, url = source.hoster, source.url
-    details: dict[str, Any] = {"hoster": hoster, "url": url, "resolver": source.resolver}
-    if any(isinstance(e, UnsupportedError) for e in chain):
-        if source.resolver == YTDLP:
-            message = f"no resolver for hoster {hoster}: yt-dlp finds no media on {url}"
-            return NoResolverError(message, details=details)
-        message = f"resolver {source.resolver} gave {url}, which yt-dlp cannot download"
-        return HosterUnavailableError(message, details=details)
-    http = next((e for e in chain if isinstance(e, HTTPError)), None)
-    if http is not None and (extracting or 400 <= http.status < 500):
-        details["status"] = http.status
-        message = f"hoster {hoster} answered HTTP {http.status} for {url}"
-        return HosterUnavailableError(message, details=details)
-    if extracting:
-        return HosterUnavailableError(f"hoster {hoster} cannot be read: {reason}", details=details)
-    return DownloadFailedError(f"download from hoster {hoster} failed: {reason}", details=details)
-
-
-__all__ = [
-    "PART_SUFFIX",
-    "Downloader",
-    "InsufficientSpaceError",
-    "Progress",
-    "ProgressCallback",
-    "ProgressThrottle",
-    "TargetNotWritableError",
-    "VerificationFailedError",
-    "cleanup_partials",
-    "partial_files",
-    "progress_from_hook",
-]

@@ -1,22 +1,19 @@
-"""One MQTT session at a time through paho's network thread: will, discovery, reconnects."""
+"""One MQTT session at a time: broker look-up, will, discovery sync, birth replies, reconnects."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ..health import CheckResult
 from ..settings import Settings
+from .mqtt_client import PahoSession
 from .mqtt_discovery import (
     DEVICE_ID,
     PAYLOAD_OFFLINE,
@@ -30,11 +27,6 @@ from .supervisor import BrokerConfig, SupervisorError
 
 _LOGGER = logging.getLogger(__name__)
 
-QOS: Final = 1
-KEEPALIVE_S: Final = 60
-CONNECT_TIMEOUT_S: Final = 5.0
-CLOSE_TIMEOUT_S: Final = 5.0
-MAX_QUEUED: Final = 1000
 RESOLVE_RETRY_S: Final = (5.0, 15.0, 60.0)
 
 
@@ -97,8 +89,7 @@ class MqttConnection:
         self.topics = Topics(section["topic_prefix"], section["discovery_prefix"])
         self.broker: BrokerConfig | None = None
         self._resolved = False
-        self._client: mqtt.Client | None = None
-        self._client_id = ""
+        self._session: PahoSession | None = None
         self._connected = False
         self._failures = 0
         self._reason = "looking up the MQTT broker"
@@ -108,11 +99,7 @@ class MqttConnection:
         self._sync_token = ""
         self._tasks = OwnedTasks()
         self._joins: set[asyncio.Task[Any]] = set()
-        self._closing: dict[mqtt.Client, asyncio.Future[None]] = {}
-        self._acks: dict[tuple[mqtt.Client, int], asyncio.Future[None]] = {}
-        self._subscribed: list[str] = []
         self._lock = asyncio.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._remove_listener: Callable[[], None] | None = None
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -146,7 +133,6 @@ class MqttConnection:
 
     def start(self) -> None:
         """Look up the broker and connect in the background; never waits for the broker."""
-        self._loop = asyncio.get_running_loop()
         self._remove_listener = self._settings.add_listener(self._on_settings_change)
         self._tasks.spawn(self._resolve_and_connect(), "mqtt:connect")
 
@@ -207,37 +193,22 @@ class MqttConnection:
                 await self._open(self.broker)
 
     async def _open(self, broker: BrokerConfig) -> None:
-        self._client_id = f"{DEVICE_ID}-{secrets.token_hex(4)}"
         self._reason = f"connecting to {broker.address}"
         self._failures = 0
-        # Built in a thread: TLS set-up reads the system's CA files.
-        client = await asyncio.to_thread(self._new_client, broker, self._client_id, self.topics)
-        self._client = client
-        client.loop_start()
+        self._session = await PahoSession.open(
+            broker,
+            f"{DEVICE_ID}-{secrets.token_hex(4)}",
+            will_topic=self.topics.status,
+            will_payload=PAYLOAD_OFFLINE,
+            reconnect_delay=self._reconnect_delay,
+            events=self,
+        )
         _LOGGER.info("MQTT: connecting to %s (from %s)", broker.address, broker.source)
-
-    def _new_client(self, broker: BrokerConfig, client_id: str, topics: Topics) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        if broker.username is not None:
-            client.username_pw_set(broker.username, broker.password)
-        if broker.ssl:
-            client.tls_set()
-        client.will_set(topics.status, PAYLOAD_OFFLINE, qos=QOS, retain=True)
-        client.reconnect_delay_set(*self._reconnect_delay)
-        client.connect_timeout = CONNECT_TIMEOUT_S
-        client.max_queued_messages_set(MAX_QUEUED)
-        client.on_connect = self._paho_connect
-        client.on_connect_fail = self._paho_connect_fail
-        client.on_disconnect = self._paho_disconnect
-        client.on_message = self._paho_message
-        client.on_publish = self._paho_publish
-        client.connect_async(broker.host, broker.port, KEEPALIVE_S)
-        return client
 
     async def _close(self, next_topics: Topics | None) -> None:
         """End the session; clear what the next one will not overwrite."""
-        client, old = self._client, self.topics
-        if client is None:
+        session, old = self._session, self.topics
+        if session is None:
             return
         goodbye: list[tuple[str, str]] = []
         if next_topics is not None and next_topics.discovery != old.discovery:
@@ -249,96 +220,22 @@ class MqttConnection:
             goodbye.append((old.status, PAYLOAD_OFFLINE))
         if not self._connected:
             goodbye = []
-        self._client = None
+        self._session = None
         self._set_connected(False)
-        join = asyncio.get_running_loop().create_task(
-            self._goodbye(client, goodbye), name="mqtt:goodbye"
-        )
+        join = asyncio.get_running_loop().create_task(session.close(goodbye), name="mqtt:goodbye")
         self._joins.add(join)
         join.add_done_callback(self._joins.discard)
         # Shielded: a cancelled reconfigure must not leave paho's thread unjoined; stop() waits.
         await asyncio.shield(join)
-
-    async def _goodbye(self, client: mqtt.Client, messages: list[tuple[str, str]]) -> None:
-        """Publish the last messages, wait for the broker's acks, disconnect, join the thread."""
-        # Closing a socket that still holds unread bytes (an ack, an echo) makes the kernel
-        # reset the connection, and the broker then drops what it had not read yet: so stop
-        # the echoes, wait for every ack, and only then send DISCONNECT.
-        loop = asyncio.get_running_loop()
-        acks: list[asyncio.Future[None]] = []
-        if messages:
-            client.unsubscribe(self._subscribed)
-            for topic, payload in messages:
-                info = client.publish(topic, payload, qos=QOS, retain=True)
-                if info.rc == mqtt.MQTT_ERR_SUCCESS:
-                    acks.append(self._acks.setdefault((client, info.mid), loop.create_future()))
-        gone = self._closing[client] = loop.create_future()
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await asyncio.gather(*acks)
-                client.disconnect()
-                if messages:
-                    await gone
-        except TimeoutError:
-            _LOGGER.warning("MQTT: the broker did not confirm the goodbye in time")
-            client.disconnect()
-        finally:
-            self._closing.pop(client, None)
-            for key in [k for k in self._acks if k[0] is client]:
-                del self._acks[key]
-        await asyncio.to_thread(client.loop_stop)
-
-    # --- paho's network thread -> event loop -------------------------------------------------
-
-    def _paho_connect(
-        self,
-        client: mqtt.Client,
-        _userdata: Any,
-        _flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        self._to_loop(self._on_connect, client, reason)
-
-    def _paho_connect_fail(self, client: mqtt.Client, _userdata: Any) -> None:
-        self._to_loop(self._on_connect_fail, client)
-
-    def _paho_disconnect(
-        self,
-        client: mqtt.Client,
-        _userdata: Any,
-        _flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        self._to_loop(self._on_disconnect, client, reason)
-
-    def _paho_publish(
-        self,
-        client: mqtt.Client,
-        _userdata: Any,
-        mid: int,
-        _reason: ReasonCode,
-        _properties: Properties,
-    ) -> None:
-        self._to_loop(self._on_publish, client, mid)
-
-    def _paho_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._to_loop(self._on_message, client, message.topic, message.payload, message.retain)
-
-    def _to_loop(self, callback: Callable[..., None], *args: Any) -> None:
-        if self._loop is not None:
-            # RuntimeError: the loop closed while paho was still finishing a callback.
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(callback, *args)
 
     # --- session events, on the loop ---------------------------------------------------------
 
     def _address(self) -> str:
         return self.broker.address if self.broker else "?"
 
-    def _on_connect(self, client: mqtt.Client, reason: ReasonCode) -> None:
-        if client is not self._client:
+    def session_connected(self, session: PahoSession, reason: ReasonCode) -> None:
+        """Start the session's sync on success; count and report a refusal."""
+        if session is not self._session:
             return
         if reason.is_failure:
             self._failures += 1
@@ -354,15 +251,15 @@ class MqttConnection:
         self._broker_discovery, self._discovery_known = None, False
         self._sync_token = secrets.token_hex(8)
         topics = self.topics
-        sync = topics.sync(self._client_id)
-        self._subscribed = [*topics.commands, topics.ha_status, topics.discovery, sync]
-        client.subscribe([(topic, QOS) for topic in self._subscribed])
+        sync = topics.sync(session.client_id)
+        session.subscribe([*topics.commands, topics.ha_status, topics.discovery, sync])
         # The broker handles one client's packets in order: the retained discovery copy (if any)
         # reaches us before this echo, so once it is back we know what the broker holds.
-        client.publish(sync, self._sync_token, qos=QOS)
+        session.publish(sync, self._sync_token, retain=False)
 
-    def _on_connect_fail(self, client: mqtt.Client) -> None:
-        if client is not self._client:
+    def session_unreachable(self, session: PahoSession) -> None:
+        """Count and report a failed attempt; paho retries on its own."""
+        if session is not self._session:
             return
         self._failures += 1
         self._reason = f"cannot reach the MQTT broker at {self._address()}; retrying"
@@ -370,29 +267,25 @@ class MqttConnection:
         _LOGGER.log(level, "MQTT: %s (attempt %d)", self._reason, self._failures)
         self._notify()
 
-    def _on_disconnect(self, client: mqtt.Client, reason: ReasonCode) -> None:
-        gone = self._closing.get(client)
-        if gone is not None and not gone.done():
-            gone.set_result(None)
-        if client is not self._client or not self._connected:
+    def session_lost(self, session: PahoSession, reason: ReasonCode) -> None:
+        """Report a dropped session; paho reconnects on its own."""
+        if session is not self._session or not self._connected:
             return  # a refused or failed attempt already said why
         self._set_connected(False)
         self._reason = f"lost the connection to {self._address()} ({reason}); reconnecting"
         _LOGGER.warning("MQTT: %s", self._reason)
 
-    def _on_publish(self, client: mqtt.Client, mid: int) -> None:
-        ack = self._acks.pop((client, mid), None)
-        if ack is not None and not ack.done():
-            ack.set_result(None)
-
-    def _on_message(self, client: mqtt.Client, topic: str, payload: bytes, retain: bool) -> None:
-        if client is not self._client:
+    def session_message(
+        self, session: PahoSession, topic: str, payload: bytes, retain: bool
+    ) -> None:
+        """Discovery copy, sync echo, Home Assistant's birth, or a command for the owner."""
+        if session is not self._session:
             return
         text = payload.decode("utf-8", errors="replace")
         topics = self.topics
         if topic == topics.discovery:
             self._broker_discovery = text
-        elif topic == topics.sync(self._client_id):
+        elif topic == topics.sync(session.client_id):
             if text == self._sync_token and not self._discovery_known:
                 self._discovery_known = True
                 self._tasks.spawn(self._publish_all(), "mqtt:publish")
@@ -426,12 +319,12 @@ class MqttConnection:
 
     def send(self, topic: str, payload: str, *, retain: bool = True, force: bool = False) -> bool:
         """Publish if connected; a retained topic that already holds payload is skipped."""
-        client = self._client
-        if client is None or not self.connected:
+        session = self._session
+        if session is None or not self.connected:
             return False
         if retain and not force and self._sent.get(topic) == payload:
             return False
-        client.publish(topic, payload, qos=QOS, retain=retain)
+        session.publish(topic, payload, retain=retain)
         if retain:
             self._sent[topic] = payload
         return True

@@ -9,18 +9,15 @@ from typing import Final
 from urllib.parse import quote, urlsplit
 
 from ..errors import ProviderNotFoundError, ProviderParseError
+from .aniworld_fields import ANIWORLD_PREFIX, SLUG_RE, STO_PREFIX
 from .aniworld_pages import (
-    ANIWORLD_PREFIX,
-    SLUG_RE,
-    STO_PREFIX,
     classify_language,
     parse_episode_page,
     parse_new_episodes,
-    parse_search_alt_json,
-    parse_search_json,
     parse_season_page,
     parse_series_page,
 )
+from .aniworld_search import parse_search_alt_json, parse_search_json
 from .base import (
     EpisodeInfo,
     EpisodeLinks,

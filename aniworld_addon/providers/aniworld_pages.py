@@ -2,106 +2,36 @@
 
 from __future__ import annotations
 
-import html as html_lib
-import json
 import re
-from collections.abc import Callable
-from typing import Any, Final, TypeVar
-from urllib.parse import urljoin, urlsplit
+from typing import Final
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from ..errors import ProviderParseError
-from .base import (
-    EpisodeInfo,
-    EpisodeLinks,
-    HosterLink,
-    Language,
-    NewEpisode,
-    SearchResult,
-    SeriesInfo,
+from ..library.episode_tags import MAX_SEASON
+from .aniworld_fields import (
+    ANIWORLD_PREFIX,
+    SLUG_RE,
+    clean,
+    find_year,
+    guard,
+    site_url,
+    to_episode,
+    to_number,
+    url_path,
+    valid_text,
 )
+from .base import EpisodeInfo, EpisodeLinks, HosterLink, Language, NewEpisode, SeriesInfo
 
-T = TypeVar("T")
-
-ANIWORLD_PREFIX: Final = "/anime/stream"
-STO_PREFIX: Final = "/serie/stream"
-SLUG_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,199}$")
 _SLUG_IN_PATH: Final = re.compile(r"/stream/([a-z0-9][a-z0-9-]*)")
 # [0-9], not \d: \d also matches other scripts' digits, which int() would happily read
 _EPISODE_PART: Final = r"(?:staffel-([0-9]{1,4})/episode-([0-9]{1,5})|filme/film-([0-9]{1,5}))/?$"
 _EPISODE_IN_PATH: Final = re.compile("/" + _EPISODE_PART)
 _SEASON_IN_HREF: Final = re.compile(r"/(?:staffel-([0-9]{1,4})|(filme))/?$")
-_YEAR: Final = re.compile(r"\b([0-9]{4})\b")
-_EM_TAG: Final = re.compile(r"</?em\b[^>]*>", re.IGNORECASE)
-_SPACE: Final = re.compile(r"\s+")
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
-_MAX_NUMBER: Final = 100_000
-# the library's range (library.naming): season 0 holds the films, episodes count from 1
-MAX_SEASON: Final = 9999
-MAX_EPISODE: Final = 99_999
-
-
-def _valid_text(value: str) -> str:
-    """Lone surrogates (JSON can encode them) replaced: they cannot be stored or sent as UTF-8."""
-    return _SURROGATE.sub("\ufffd", value)
-
-
-def _clean(value: str | None) -> str | None:
-    """Entities decoded (again for HTML text: `&amp;#039;` occurs), whitespace collapsed."""
-    if value is None:
-        return None
-    text = _SPACE.sub(" ", _valid_text(html_lib.unescape(value))).strip()
-    return text or None
-
-
-def _strip_em(value: str | None) -> str | None:
-    """The search's highlight tags removed, before entities are decoded."""
-    return None if value is None else _clean(_EM_TAG.sub("", value))
-
-
-def _number(value: str | None) -> int | None:
-    text = (value or "").strip()
-    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is true, int("²") fails
-        return None
-    number = int(text)
-    return number if 0 <= number < _MAX_NUMBER else None
-
-
-def _year(value: str | None) -> int | None:
-    match = _YEAR.search(value or "")
-    return int(match.group(1)) if match else None
-
-
-def _episode(value: str | None) -> int | None:
-    number = _number(value)
-    return number if number is not None and 1 <= number <= MAX_EPISODE else None
-
-
-def _site_url(url: str, ref: str | None) -> str | None:
-    """`ref` made absolute against the site root (site paths are root-relative); None unless
-    that gives an http(s) URL: one broken link must not make the whole page unreadable."""
-    if not ref or not ref.strip():
-        return None
-    parts = urlsplit(url)
-    try:
-        absolute = urljoin(f"{parts.scheme}://{parts.netloc}/", _valid_text(ref.strip()))
-        target = urlsplit(absolute)
-    except ValueError:  # e.g. "http://[::1" (an unclosed IPv6 host)
-        return None
-    return absolute if target.scheme in ("http", "https") and target.netloc else None
-
-
-def _path(href: str | None) -> str:
-    """The path of a link, '' when the link cannot be parsed at all."""
-    try:
-        return urlsplit(href or "").path
-    except ValueError:
-        return ""
 
 
 def _text(node: LexborNode | None) -> str | None:
-    return None if node is None else _clean(node.text(deep=True))
+    return None if node is None else clean(node.text(deep=True))
 
 
 def _attr(node: LexborNode | None, name: str) -> str | None:
@@ -109,22 +39,11 @@ def _attr(node: LexborNode | None, name: str) -> str | None:
 
 
 def _parse(html: str | bytes, url: str, kind: str) -> LexborHTMLParser:
-    html = html.decode("utf-8", errors="replace") if isinstance(html, bytes) else _valid_text(html)
+    html = html.decode("utf-8", errors="replace") if isinstance(html, bytes) else valid_text(html)
     try:
         return LexborHTMLParser(html.replace("\x00", ""))
     except (ValueError, RuntimeError) as err:
         raise ProviderParseError(f"cannot parse {kind} {url}: {err}", details={"url": url}) from err
-
-
-def _guard(kind: str, url: str, parse: Callable[[], T]) -> T:
-    """Run a parser; any structural surprise becomes a ProviderParseError naming the page."""
-    try:
-        return parse()
-    except ProviderParseError:
-        raise
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError) as err:
-        message = f"unexpected {kind} at {url}: {err}"
-        raise ProviderParseError(message, details={"url": url}) from err
 
 
 def _missing(kind: str, url: str, what: str) -> ProviderParseError:
@@ -133,7 +52,7 @@ def _missing(kind: str, url: str, what: str) -> ProviderParseError:
 
 def slug_from_url(url: str) -> str:
     """The series key inside a `/…/stream/<slug>` URL."""
-    match = _SLUG_IN_PATH.search(_path(url))
+    match = _SLUG_IN_PATH.search(url_path(url))
     if match is None:
         raise ProviderParseError(f"no series key in {url}", details={"url": url})
     return match.group(1)
@@ -141,7 +60,7 @@ def slug_from_url(url: str) -> str:
 
 def episode_from_url(url: str) -> tuple[int, int]:
     """(season, episode) of an episode or film URL; films are season 0."""
-    match = _EPISODE_IN_PATH.search(_path(url))
+    match = _EPISODE_IN_PATH.search(url_path(url))
     if match is None:
         raise ProviderParseError(f"no episode number in {url}", details={"url": url})
     season, episode, film = match.groups()
@@ -168,12 +87,12 @@ def parse_series_page(html: str | bytes, url: str, *, provider: str = "aniworld"
             href = _SEASON_IN_HREF.search(_attr(link, "href") or "")
             if label in ("filme", "films") or (href and href.group(2)):
                 seasons.add(0)
-            elif (number := _number(label)) is not None or (
-                href and (number := _number(href.group(1))) is not None
+            elif (number := to_number(label)) is not None or (
+                href and (number := to_number(href.group(1))) is not None
             ):
                 seasons.add(number)
         description_node = doc.css_first("p.seri_des")
-        description = _clean(_attr(description_node, "data-full-description")) or _text(
+        description = clean(_attr(description_node, "data-full-description")) or _text(
             description_node
         )
         cover = doc.css_first("div.seriesCoverBox img")
@@ -188,16 +107,16 @@ def parse_series_page(html: str | bytes, url: str, *, provider: str = "aniworld"
             provider=provider,
             key=slug_from_url(url),
             name=name,
-            year=_year(_text(start_node)),
-            end_year=_year(_text(end_node)),
+            year=find_year(_text(start_node)),
+            end_year=find_year(_text(end_node)),
             description=description,
-            cover_url=_site_url(url, _attr(cover, "data-src") or _attr(cover, "src")),
+            cover_url=site_url(url, _attr(cover, "data-src") or _attr(cover, "src")),
             genres=tuple(genres),
-            imdb_id=_clean(_attr(doc.css_first("a.imdb-link"), "data-imdb")),
+            imdb_id=clean(_attr(doc.css_first("a.imdb-link"), "data-imdb")),
             seasons=tuple(sorted(seasons)),
         )
 
-    return _guard("series page", url, parse)
+    return guard("series page", url, parse)
 
 
 def parse_season_page(html: str | bytes, url: str, season: int) -> list[EpisodeInfo]:
@@ -212,10 +131,10 @@ def parse_season_page(html: str | bytes, url: str, season: int) -> list[EpisodeI
         episodes: dict[int, EpisodeInfo] = {}
         for row in body.css("tr[itemprop=episode]"):
             href = _attr(row.css_first("a[itemprop=url]"), "href")
-            match = _EPISODE_IN_PATH.search(_path(href))
-            number = _episode(match.group(2) or match.group(3)) if match else None
+            match = _EPISODE_IN_PATH.search(url_path(href))
+            number = to_episode(match.group(2) or match.group(3)) if match else None
             if number is None:
-                number = _episode(_attr(row.css_first("meta[itemprop=episodeNumber]"), "content"))
+                number = to_episode(_attr(row.css_first("meta[itemprop=episodeNumber]"), "content"))
             if number is None or number in episodes:
                 continue
             cell = row.css_first("td.seasonEpisodeTitle")
@@ -227,7 +146,7 @@ def parse_season_page(html: str | bytes, url: str, season: int) -> list[EpisodeI
             episodes[number] = EpisodeInfo(season, number, german, english)
         return [episodes[n] for n in sorted(episodes)]
 
-    return _guard("season page", url, parse)
+    return guard("season page", url, parse)
 
 
 def classify_language(flag_src: str | None, title: str | None) -> Language | None:
@@ -273,7 +192,7 @@ def parse_episode_page(html: str | bytes, url: str) -> EpisodeLinks:
             target = _attr(item, "data-link-target") or _attr(
                 item.css_first("a.watchEpisode"), "href"
             )
-            redirect = _site_url(url, target)
+            redirect = site_url(url, target)
             if language_or_none is None or not hoster or redirect is None:
                 continue
             hosters.setdefault(
@@ -295,89 +214,7 @@ def parse_episode_page(html: str | bytes, url: str) -> EpisodeLinks:
             hosters=tuple(hosters.values()),
         )
 
-    return _guard("episode page", url, parse)
-
-
-def _json_list(text: str | bytes, url: str, kind: str) -> list[Any]:
-    try:
-        data = json.loads(text) if text.strip() else []
-    except (ValueError, RecursionError) as err:
-        raise ProviderParseError(f"{kind} {url} is not JSON: {err}", details={"url": url}) from err
-    if not isinstance(data, list):
-        raise ProviderParseError(f"{kind} {url} is not a JSON array", details={"url": url})
-    return data
-
-
-def parse_search_json(
-    text: str | bytes, url: str, *, provider: str = "aniworld"
-) -> list[SearchResult]:
-    """`GET /ajax/seriesSearch` results: `{name, link (a bare slug), description, cover, ...}`."""
-    items = _json_list(text, url, "search result")
-
-    def parse() -> list[SearchResult]:
-        results: dict[str, SearchResult] = {}
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            link, name = item.get("link"), item.get("name")
-            if not isinstance(link, str) or not isinstance(name, str):
-                continue
-            key = link.strip().strip("/")
-            name_clean = _clean(name)
-            if not SLUG_RE.match(key) or not name_clean:
-                continue
-            description, cover = item.get("description"), item.get("cover")
-            year = item.get("productionYear")
-            results.setdefault(
-                key,
-                SearchResult(
-                    provider=provider,
-                    key=key,
-                    name=name_clean,
-                    year=_year(year) if isinstance(year, str) else None,
-                    description=_clean(description) if isinstance(description, str) else None,
-                    cover_url=_site_url(url, cover) if isinstance(cover, str) else None,
-                ),
-            )
-        return list(results.values())
-
-    return _guard("search result", url, parse)
-
-
-def parse_search_alt_json(
-    text: str | bytes, url: str, *, provider: str = "aniworld", path_prefix: str = ANIWORLD_PREFIX
-) -> list[SearchResult]:
-    """`POST /ajax/search` results: `{title (with <em>), description, link (path)}`, series only."""
-    items = _json_list(text, url, "search result")
-    series_link = re.compile(rf"^{re.escape(path_prefix)}/([a-z0-9-]+)/?$")
-
-    def parse() -> list[SearchResult]:
-        results: dict[str, SearchResult] = {}
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            link, title = item.get("link"), item.get("title")
-            if not isinstance(link, str) or not isinstance(title, str):
-                continue
-            match = series_link.match(link.strip())
-            name = _strip_em(title)
-            if match is None or not SLUG_RE.match(match.group(1)) or not name:
-                continue
-            description = item.get("description")
-            results.setdefault(
-                match.group(1),
-                SearchResult(
-                    provider=provider,
-                    key=match.group(1),
-                    name=name,
-                    year=None,
-                    description=_strip_em(description) if isinstance(description, str) else None,
-                    cover_url=None,
-                ),
-            )
-        return list(results.values())
-
-    return _guard("search result", url, parse)
+    return guard("episode page", url, parse)
 
 
 def parse_new_episodes(
@@ -394,13 +231,13 @@ def parse_new_episodes(
         found: dict[NewEpisode, None] = {}
         for block in lists:
             for link in block.css("a[href]"):
-                match = row_link.match(_path(_attr(link, "href")))
+                match = row_link.match(url_path(_attr(link, "href")))
                 if match is None or not SLUG_RE.match(match.group(1)):
                     continue
                 key, season, episode, film = match.groups()
-                number = _episode(film or episode)
+                number = to_episode(film or episode)
                 if number is not None:
                     found[NewEpisode(key, 0 if film else int(season), number)] = None
         return list(found)
 
-    return _guard("new-episodes page", url, parse)
+    return guard("new-episodes page", url, parse)

@@ -8,6 +8,7 @@ fail when CI=true. Screenshots go to tests/artifacts/panel/ (ignored by git).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import threading
@@ -160,6 +161,12 @@ class Tab:
         await self.page.screenshot(path=str(path), full_page=True)
         return path
 
+    async def set_theme_cookie(self, theme: str) -> None:
+        """Choose the theme by cookie, for the next page load (no menu involved)."""
+        await self.page.context.add_cookies(
+            [{"name": "aniworld_theme", "value": theme, "url": self.origin}]
+        )
+
     async def set_theme(self, theme: str) -> None:
         """Switch the theme through the navigation menu (as a user would)."""
         await self.page.click("#theme-menu")
@@ -200,6 +207,27 @@ async def open_tab(
     page.on("websocket", lambda ws: tab.websockets.append(ws.url))
     page.set_default_timeout(20_000)
     return context, tab
+
+
+@contextlib.asynccontextmanager
+async def browser_tab(
+    browser: Browser,
+    base: str,
+    *,
+    login: Service | None = None,
+    path: str | None = None,
+    **tab_options: Any,
+) -> AsyncIterator[Tab]:
+    """open_tab, signed in to `login` and at `path` when given; the context closes afterwards."""
+    context, tab = await open_tab(browser, base, **tab_options)
+    try:
+        if login is not None:
+            await login_context(context, login)
+        if path is not None:
+            await tab.goto(path)
+        yield tab
+    finally:
+        await context.close()
 
 
 @dataclass
@@ -261,6 +289,14 @@ def start_service(aiohttp_server: AiohttpServer, options: Options) -> StartServi
         return Service(str(server.make_url("/")), app, options, site)
 
     return start
+
+
+@pytest.fixture
+async def service(start_service: StartService) -> Service:
+    """The service without a provider site, its first-run setup done."""
+    started: Service = await start_service(None)
+    await started.setup()
+    return started
 
 
 async def add_series(service: Service, key: str = "sky-lantern") -> dict[str, Any]:

@@ -9,7 +9,7 @@ from tests.conftest import PASSWORD
 from tests.site import MediaSet
 from tests.site.plugin import RunningSite
 
-from .conftest import StartService, Tab, add_series, login_context, open_tab
+from .conftest import Service, StartService, Tab, add_series, browser_tab
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
@@ -64,9 +64,8 @@ async def test_setup_login_add_queue_and_watch_downloads(
 ) -> None:
     provider_site.control.media_rate_bps = 200_000  # ~2 s per episode: progress is visible
     service = await start_service(provider_site, max_concurrent=2)
-    context, tab = await open_tab(browser, service.url)
-    page = tab.page
-    try:
+    async with browser_tab(browser, service.url) as tab:
+        page = tab.page
         # First run: the library sends us to setup.
         await tab.goto("")
         assert page.url.endswith("/setup")
@@ -114,8 +113,6 @@ async def test_setup_login_add_queue_and_watch_downloads(
         await tab.screenshot("flow-queue-completed")
         assert all(u.startswith(service.url) for u in tab.requests), tab.requests
         tab.assert_clean()
-    finally:
-        await context.close()
 
 
 async def pending_order(tab: Tab) -> list[str]:
@@ -132,11 +129,8 @@ async def test_queue_reorder_by_drag_and_keyboard_survives_reload(
     await service.call("POST", "api/queue/pause")
     await add_series(service)
     await service.call("POST", "api/anime/sky-lantern/download", json={"missing": True})
-    context, tab = await open_tab(browser, service.url)
-    page = tab.page
-    try:
-        await login_context(context, service)
-        await tab.goto("queue")
+    async with browser_tab(browser, service.url, login=service, path="queue") as tab:
+        page = tab.page
         assert await pending_order(tab) == ["1-1", "1-2", "1-3", "1-4"]
         assert await page.locator("[data-pending-list] [data-position]").all_inner_texts() == [
             "1",
@@ -192,20 +186,13 @@ async def test_queue_reorder_by_drag_and_keyboard_survives_reload(
         await page.locator("body").press("p")
         await page.wait_for_selector("#queue-state:has-text('Running')")
         tab.assert_clean()
-    finally:
-        await context.close()
 
 
 async def test_settings_show_validation_errors_inline_and_save(
-    browser: Browser, start_service: StartService
+    browser: Browser, service: Service
 ) -> None:
-    service = await start_service(None)
-    await service.setup()
-    context, tab = await open_tab(browser, service.url)
-    page = tab.page
-    try:
-        await login_context(context, service)
-        await tab.goto("settings")
+    async with browser_tab(browser, service.url, login=service, path="settings") as tab:
+        page = tab.page
         field = "#f-downloads-max_concurrent"
         await page.fill(field, "50")
         error = page.locator("[data-error-for='downloads.max_concurrent']")
@@ -263,20 +250,11 @@ async def test_settings_show_validation_errors_inline_and_save(
         download = await download_info.value
         assert download.suggested_filename == "aniworld-config.json"
         tab.assert_clean()
-    finally:
-        await context.close()
 
 
-async def test_theme_and_language_switch_and_persist(
-    browser: Browser, start_service: StartService
-) -> None:
-    service = await start_service(None)
-    await service.setup()
-    context, tab = await open_tab(browser, service.url)
-    page = tab.page
-    try:
-        await login_context(context, service)
-        await tab.goto("")
+async def test_theme_and_language_switch_and_persist(browser: Browser, service: Service) -> None:
+    async with browser_tab(browser, service.url, login=service, path="") as tab:
+        page = tab.page
         assert await page.get_attribute("html", "data-bs-theme") == "light"
         await tab.set_theme("dark")
         await page.reload()
@@ -301,30 +279,18 @@ async def test_theme_and_language_switch_and_persist(
         await page.emulate_media(color_scheme="light")
         await page.wait_for_selector("html[data-bs-theme=light]", state="attached")
         tab.assert_clean()
-    finally:
-        await context.close()
 
     # A browser that prefers German gets German without choosing.
-    context, tab = await open_tab(browser, service.url, locale="de-DE")
-    try:
-        await login_context(context, service)
-        await tab.goto("queue")
+    async with browser_tab(
+        browser, service.url, login=service, path="queue", locale="de-DE"
+    ) as tab:
         assert await tab.page.get_attribute("html", "lang") == "de"
         assert await tab.page.locator("h1").inner_text() == "Warteschlange"
-    finally:
-        await context.close()
 
 
-async def test_live_badge_shows_offline_and_reconnects(
-    browser: Browser, start_service: StartService
-) -> None:
-    service = await start_service(None)
-    await service.setup()
-    context, tab = await open_tab(browser, service.url)
-    page = tab.page
-    try:
-        await login_context(context, service)
-        await tab.goto("queue")
+async def test_live_badge_shows_offline_and_reconnects(browser: Browser, service: Service) -> None:
+    async with browser_tab(browser, service.url, login=service, path="queue") as tab:
+        page = tab.page
         await tab.live()
         # Drop the page's connection from the server side, as a restart would.
         hub = service.app[keys.WS_HUB]
@@ -334,20 +300,11 @@ async def test_live_badge_shows_offline_and_reconnects(
         assert "Offline" in await page.locator("#live-status").inner_text()
         await page.wait_for_selector("#live-status[data-state=online]", timeout=15_000)
         tab.assert_clean()
-    finally:
-        await context.close()
 
 
-async def test_keyboard_shortcuts_and_help_overlay(
-    browser: Browser, start_service: StartService
-) -> None:
-    service = await start_service(None)
-    await service.setup()
-    context, tab = await open_tab(browser, service.url)
-    page = tab.page
-    try:
-        await login_context(context, service)
-        await tab.goto("")
+async def test_keyboard_shortcuts_and_help_overlay(browser: Browser, service: Service) -> None:
+    async with browser_tab(browser, service.url, login=service, path="") as tab:
+        page = tab.page
         await page.locator("body").press("?")
         await page.wait_for_selector("#shortcuts-dialog.show")
         await page.wait_for_function(
@@ -366,5 +323,3 @@ async def test_keyboard_shortcuts_and_help_overlay(
         await page.locator("body").press("s")
         await page.wait_for_url("**/settings")
         tab.assert_clean()
-    finally:
-        await context.close()

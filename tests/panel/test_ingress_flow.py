@@ -20,7 +20,7 @@ from tests.site import MediaSet
 from tests.site.plugin import RunningSite
 from tests.test_process import free_port
 
-from .conftest import open_tab, write_config
+from .conftest import browser_tab, write_config
 from .test_flow import queue_missing_and_watch, search_and_add
 
 if TYPE_CHECKING:
@@ -59,9 +59,8 @@ async def ingress_url(
 async def test_the_panel_works_under_the_ingress_prefix(
     browser: Browser, ingress_url: str, options: Options
 ) -> None:
-    context, tab = await open_tab(browser, ingress_url)
-    page = tab.page
-    try:
+    async with browser_tab(browser, ingress_url) as tab:
+        page = tab.page
         # Home Assistant authenticated the user: no setup or login page.
         await tab.goto("")
         assert page.url == ingress_url
@@ -97,5 +96,3 @@ async def test_the_panel_works_under_the_ingress_prefix(
             tab.websockets
         )
         tab.assert_clean()
-    finally:
-        await context.close()

@@ -11,10 +11,10 @@ from aniworld_addon import keys
 from tests.site import MediaSet
 from tests.site.plugin import RunningSite
 
-from .conftest import Service, StartService, Tab, add_series, login_context, open_tab
+from .conftest import Service, StartService, Tab, add_series, browser_tab, login_context
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext
+    from playwright.async_api import Browser
 
 
 async def wait_queue(service: Service, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -64,7 +64,6 @@ async def openapi_paths(service: Service) -> set[str]:
 
 
 async def check_page(
-    context: BrowserContext,
     tab: Tab,
     name: str,
     path: str,
@@ -77,7 +76,7 @@ async def check_page(
     if not panel:
         tab.expected_errors.add(tab.url(path))
     for theme in themes:
-        await context.add_cookies([{"name": "aniworld_theme", "value": theme, "url": tab.origin}])
+        await tab.set_theme_cookie(theme)
         await tab.page.goto(tab.url(path))
         if panel:
             await tab.ready()
@@ -93,14 +92,13 @@ async def test_every_page_is_accessible_in_both_themes(
     browser: Browser, start_service: StartService, provider_site: RunningSite, media_set: MediaSet
 ) -> None:
     service = await start_service(provider_site, max_concurrent=1)
-    context, tab = await open_tab(browser, service.url)
-    try:
+    async with browser_tab(browser, service.url) as tab:
         # Before a password exists: the setup page.
-        await check_page(context, tab, "setup", "setup")
+        await check_page(tab, "setup", "setup")
         await service.setup()
-        await check_page(context, tab, "login", "login")
+        await check_page(tab, "login", "login")
         await populate(service, provider_site)
-        await login_context(context, service)
+        await login_context(tab.page.context, service)
         paths = await openapi_paths(service)
 
         async def live(tab: Tab) -> None:
@@ -125,23 +123,19 @@ async def test_every_page_is_accessible_in_both_themes(
             else:
                 await tab.page.wait_for_selector("#not-available", state="visible")
 
-        await check_page(context, tab, "library", "", wait=live)
-        await check_page(context, tab, "library-unmatched", "?filter=unmatched")
-        await check_page(
-            context, tab, "series", "series?key=kaiju-academy&provider=aniworld", wait=live
-        )
-        await check_page(context, tab, "add", "add?q=Kaiju", wait=results)
-        await check_page(
-            context, tab, "match", "match?folder=Der%20letzte%20Sommer%20(2016)", wait=results
-        )
-        await check_page(context, tab, "queue", "queue", wait=queue_ready)
-        await check_page(context, tab, "history", "history", wait=history_loaded)
-        await check_page(context, tab, "scheduler", "scheduler", wait=scheduler_loaded)
-        await check_page(context, tab, "settings", "settings")
-        await check_page(context, tab, "system", "system")
+        await check_page(tab, "library", "", wait=live)
+        await check_page(tab, "library-unmatched", "?filter=unmatched")
+        await check_page(tab, "series", "series?key=kaiju-academy&provider=aniworld", wait=live)
+        await check_page(tab, "add", "add?q=Kaiju", wait=results)
+        await check_page(tab, "match", "match?folder=Der%20letzte%20Sommer%20(2016)", wait=results)
+        await check_page(tab, "queue", "queue", wait=queue_ready)
+        await check_page(tab, "history", "history", wait=history_loaded)
+        await check_page(tab, "scheduler", "scheduler", wait=scheduler_loaded)
+        await check_page(tab, "settings", "settings")
+        await check_page(tab, "system", "system")
         # Unknown URLs never reach a page handler: without the panel's context processor wired
         # into aiohttp_jinja2 they get the plain (English) error layout.
-        await check_page(context, tab, "404", "no-such-page", panel=False)
+        await check_page(tab, "404", "no-such-page", panel=False)
         assert await tab.page.locator("h1").inner_text() == "Error 404"
 
         # The unmatched folder's row links to its match page; the queue shows every section.
@@ -158,7 +152,7 @@ async def test_every_page_is_accessible_in_both_themes(
         assert positions == [str(n) for n in range(1, len(positions) + 1)]
 
         # Mobile layout.
-        await context.add_cookies([{"name": "aniworld_theme", "value": "light", "url": tab.origin}])
+        await tab.set_theme_cookie("light")
         await tab.page.set_viewport_size({"width": 390, "height": 844})
         for name, path in (
             ("library", ""),
@@ -171,25 +165,17 @@ async def test_every_page_is_accessible_in_both_themes(
             width = await tab.page.evaluate("() => document.documentElement.scrollWidth")
             assert width <= 390, f"{name} scrolls sideways on a phone ({width}px)"
         tab.assert_clean()
-    finally:
-        await context.close()
 
 
-async def test_internal_error_page(browser: Browser, start_service: StartService) -> None:
-    service = await start_service(None)
-    await service.setup()
-    context, tab = await open_tab(browser, service.url)
-    try:
-        await login_context(context, service)
+async def test_internal_error_page(browser: Browser, service: Service) -> None:
+    async with browser_tab(browser, service.url, login=service) as tab:
 
         async def broken() -> dict[str, Any]:
             raise RuntimeError("simulated failure")
 
         service.app[keys.QUEUE].status = broken  # type: ignore[method-assign]
         for theme in ("light", "dark"):
-            await context.add_cookies(
-                [{"name": "aniworld_theme", "value": theme, "url": tab.origin}]
-            )
+            await tab.set_theme_cookie(theme)
             response = await tab.page.goto(tab.url("queue"))
             assert response is not None and response.status == 500
             await tab.ready()
@@ -200,17 +186,10 @@ async def test_internal_error_page(browser: Browser, start_service: StartService
             await tab.screenshot(f"500-{theme}")
         tab.expected_errors.add(tab.url("queue"))
         tab.assert_clean()
-    finally:
-        await context.close()
 
 
-async def test_pages_redirect_to_login_and_back(
-    browser: Browser, start_service: StartService
-) -> None:
-    service = await start_service(None)
-    await service.setup()
-    context, tab = await open_tab(browser, service.url)
-    try:
+async def test_pages_redirect_to_login_and_back(browser: Browser, service: Service) -> None:
+    async with browser_tab(browser, service.url) as tab:
         await tab.page.goto(tab.url("settings"))
         await tab.ready()
         assert tab.page.url.split("?")[0].endswith("/login") and "settings" in tab.page.url
@@ -225,8 +204,6 @@ async def test_pages_redirect_to_login_and_back(
         await tab.page.wait_for_url("**/settings")
         await tab.ready()
         tab.assert_clean()
-    finally:
-        await context.close()
 
 
 async def test_library_match_series_profile_queue_actions_and_tokens(
@@ -237,11 +214,8 @@ async def test_library_match_series_profile_queue_actions_and_tokens(
     await add_series(service, "sky-lantern")
     await add_series(service, "kaiju-academy")
     (service.options.library_path / "Der letzte Sommer (2016)").mkdir()
-    context, tab = await open_tab(browser, service.url)
-    page = tab.page
-    try:
-        await login_context(context, service)
-        await tab.goto("")
+    async with browser_tab(browser, service.url, login=service, path="") as tab:
+        page = tab.page
         await tab.live()
         # Rescan from the library: the banner shows progress, a toast says when it is done.
         await page.click("[data-action=rescan]")
@@ -319,21 +293,12 @@ async def test_library_match_series_profile_queue_actions_and_tokens(
         assert (await response_info.value).status == 200
         await page.wait_for_selector("#log")
         tab.assert_clean()
-    finally:
-        await context.close()
 
 
-async def test_scheduler_page_saves_with_inline_errors(
-    browser: Browser, start_service: StartService
-) -> None:
-    service = await start_service(None)
-    await service.setup()
+async def test_scheduler_page_saves_with_inline_errors(browser: Browser, service: Service) -> None:
     assert "/api/scheduler/config" in await openapi_paths(service)
-    context, tab = await open_tab(browser, service.url)
-    page = tab.page
-    try:
-        await login_context(context, service)
-        await tab.goto("scheduler")
+    async with browser_tab(browser, service.url, login=service, path="scheduler") as tab:
+        page = tab.page
         await page.wait_for_selector("#next-runs th")
         await page.fill("#f-scheduler-rescan_cron", "61 * * * *")
         await page.wait_for_selector("[data-error-for='scheduler.rescan_cron']:not(:empty)")
@@ -347,5 +312,3 @@ async def test_scheduler_page_saves_with_inline_errors(
         config = await service.call("GET", "api/scheduler/config")
         assert config["rescan_interval_h"] == 12 and config["rescan_cron"] is None
         tab.assert_clean()
-    finally:
-        await context.close()

@@ -26,18 +26,17 @@ from pytest_aiohttp import AiohttpServer
 
 from aniworld_addon.errors import ProviderNotFoundError, ProviderParseError
 from aniworld_addon.providers.aniworld import ANIWORLD_PREFIX, STO_PREFIX, AniworldProvider
+from aniworld_addon.providers.aniworld_fields import SLUG_RE
 from aniworld_addon.providers.aniworld_pages import (
-    SLUG_RE,
     classify_language,
     episode_from_url,
     parse_episode_page,
     parse_new_episodes,
-    parse_search_alt_json,
-    parse_search_json,
     parse_season_page,
     parse_series_page,
     slug_from_url,
 )
+from aniworld_addon.providers.aniworld_search import parse_search_alt_json, parse_search_json
 from aniworld_addon.providers.base import (
     EpisodeInfo,
     EpisodeLinks,

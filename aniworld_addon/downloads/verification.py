@@ -1,0 +1,87 @@
+"""Whether a finished download is a video: its extension, its size, and what ffprobe reads."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Final
+
+from ..library.episode_tags import VIDEO_EXTENSIONS
+from .progress import VerificationFailedError
+from .resolver import MediaSource
+
+FFPROBE_TIMEOUT_S: Final = 120.0
+
+
+def verify_download(path: Path, ext: str, source: MediaSource, *, ffprobe: str | None) -> int:
+    """The file's size, once it is a non-empty video that ffprobe (when given) can read."""
+    details = {"hoster": source.hoster, "url": source.url}
+    if ext not in VIDEO_EXTENSIONS:
+        raise VerificationFailedError(
+            f"hoster {source.hoster} gave a .{ext or '?'} file, not a video", details=details
+        )
+    size = path.stat().st_size
+    if size <= 0:
+        raise VerificationFailedError(
+            f"the file from hoster {source.hoster} is empty", details=details
+        )
+    if ffprobe:
+        probe(ffprobe, path, source)
+    return size
+
+
+def find_ffprobe(ffmpeg_location: str | None) -> str | None:
+    """ffprobe beside the configured ffmpeg, else the one on PATH, else None."""
+    if ffmpeg_location:
+        folder = Path(ffmpeg_location)
+        folder = folder if folder.is_dir() else folder.parent
+        candidate = folder / "ffprobe"
+        if candidate.is_file():
+            return str(candidate)
+    return shutil.which("ffprobe")
+
+
+def probe(ffprobe: str, path: Path, source: MediaSource) -> None:
+    """Raise VerificationFailedError unless ffprobe finds a video stream and a duration."""
+    details: dict[str, Any] = {"hoster": source.hoster, "url": source.url}
+    # "file:" keeps a ":" in a library path from being read as a protocol name.
+    command = [ffprobe, "-v", "error", "-show_entries", "stream=codec_type:format=duration"]
+    command += ["-of", "json", f"file:{path}"]
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argument list, no shell
+            command,
+            capture_output=True,
+            text=True,
+            timeout=FFPROBE_TIMEOUT_S,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise VerificationFailedError("ffprobe timed out", details=details) from err
+    try:
+        report = json.loads(done.stdout) if done.returncode == 0 else None
+    except ValueError:
+        report = None
+    if not isinstance(report, dict):
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        details["ffprobe"] = reason
+        raise VerificationFailedError(
+            f"the file from hoster {source.hoster} is not readable media: {reason}",
+            details=details,
+        )
+    streams = report.get("streams") or []
+    if not any(isinstance(s, dict) and s.get("codec_type") == "video" for s in streams):
+        raise VerificationFailedError(
+            f"the file from hoster {source.hoster} has no video stream", details=details
+        )
+    try:
+        duration = float((report.get("format") or {}).get("duration") or 0)
+    except (TypeError, ValueError):
+        duration = 0.0
+    if not math.isfinite(duration) or duration <= 0:
+        raise VerificationFailedError(
+            f"the file from hoster {source.hoster} has no duration", details=details
+        )
