@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("startup.py", "scan.py", "provider.py", "download.py", "soak.py")
+SCRIPTS = ("startup.py", "scan.py", "provider.py", "download.py", "queue_status.py", "soak.py")
 _ROW = re.compile(r"^\s*\|?(.+\|.+)\|?\s*$")
 
 

@@ -126,11 +126,7 @@ async def service(
         "PUT",
         "/api/config",
         json={
-            "providers": {
-                "aniworld": {"url": provider_site.base_url},
-                "sto": {"enabled": False},
-                "ytdlp": {"enabled": False},
-            },
+            "providers": provider_site.providers_config(),
             "downloads": {"min_free_space_mb": 0, "max_retries": 1, "retry_backoff_s": [60]},
         },
     )
@@ -312,7 +308,8 @@ async def test_full_disk_fails_the_item_with_a_clear_reason(service: Service) ->
 async def test_bad_queue_requests(service: Service) -> None:
     cases: list[tuple[str, str, Any, int, str]] = [
         ("DELETE", "/api/queue/999", None, 404, "not_found"),
-        ("DELETE", "/api/queue/abc", None, 400, "validation_error"),
+        ("DELETE", "/api/queue/abc", None, 404, "not_found"),
+        ("DELETE", f"/api/queue/{2**63}", None, 400, "validation_error"),
         ("DELETE", "/api/queue", {"item_ids": [999]}, 404, "not_found"),
         ("POST", "/api/queue/add", {"series_key": KAIJU}, 400, "validation_error"),
         (

@@ -29,11 +29,22 @@ def message(type_: str, data: Any) -> str:
     )
 
 
+def _unsent(transport: asyncio.Transport) -> bool:
+    return transport.get_write_buffer_size() > 0
+
+
 class WsClient:
     """One connection: the rooms it joined and the queue its writer task drains."""
 
-    def __init__(self, ws: web.WebSocketResponse, buffer: int, client_id: int) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        buffer: int,
+        client_id: int,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
         self.ws = ws
+        self.transport = transport
         self.id = client_id
         self.rooms: set[Room] = set()
         self.queue: asyncio.Queue[str] = asyncio.Queue(buffer)
@@ -93,15 +104,26 @@ class WebSocketHub:
         closer.add_done_callback(self._closers.discard)
 
     async def _close(self, client: WsClient, *, slow: bool = False) -> None:
-        code = WSCloseCode.POLICY_VIOLATION if slow else WSCloseCode.GOING_AWAY
-        reason = b"too slow" if slow else b"server shutdown"
+        transport = client.transport
+        if slow and transport is not None:
+            # Its buffers are full by definition: a close frame would wait behind them for a
+            # reader that never comes, and a transport closes only once its buffer is sent.
+            # Without the abort the connection, its handler and the unsent data would stay.
+            transport.abort()
+            return
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await client.ws.close(code=code, message=reason)
+                await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
         except (TimeoutError, ConnectionError):
-            # A client that does not read will not read our close frame either.
-            with contextlib.suppress(Exception):
-                client.ws._writer.transport.abort()  # type: ignore[union-attr]
+            pass
+        except asyncio.CancelledError:
+            # aiohttp's writers share one drain future: cancelling the writer task that waited
+            # on it cancels this wait too. Only a cancellation of this task goes on.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        if transport is not None and _unsent(transport):
+            transport.abort()  # a client that stopped reading would hold shutdown up
 
     def status(self) -> dict[str, Any]:
         """GET /ws/status: connections, members per room, drops."""
@@ -121,7 +143,7 @@ class WebSocketHub:
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE)
         await ws.prepare(request)
         self._next_id += 1
-        client = WsClient(ws, self._buffer, self._next_id)
+        client = WsClient(ws, self._buffer, self._next_id, request.transport)
         self._clients[client.id] = client
         client.writer = asyncio.get_running_loop().create_task(
             client.write_loop(), name=f"ws-writer:{client.id}"

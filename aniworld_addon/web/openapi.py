@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from typing import Any, Final
 
 import voluptuous as vol
@@ -12,36 +13,105 @@ from aiohttp import web
 
 from .. import keys
 from ..const import APP_NAME, VERSION
-from ..settings_schema import strict_int
+from ..settings_schema import absolute_path, strict_int, unique_languages
 from .routing import ApiDoc, ApiRoutes, json_response
 from .schemas import ERROR, obj
 
 routes = ApiRoutes()
 _PARAM: Final = re.compile(r"{(\w+)(?::[^}]*)?}")
+# Every route can answer these (the error middleware, the body guard, the services' AppErrors).
 _ERROR_STATUSES: Final = {
-    "400": "Invalid input",
-    "401": "Not authenticated",
-    "404": "Not found",
-    "409": "Conflict",
-    "413": "Body too large",
-    "429": "Too many requests",
-    "503": "Unavailable",
+    400: "Invalid input",
+    401: "Not authenticated",
+    403: "Forbidden (a cookie session without its CSRF token)",
+    404: "Not found",
+    409: "Conflict",
+    413: "Body too large",
+    429: "Too many requests",
+    503: "Unavailable",
 }
+# A public route never asks for credentials, so it cannot refuse them (unless it says so).
+_AUTH_STATUSES: Final = frozenset({401, 403})
+# Our own validators, by what they accept; voluptuous_openapi converts voluptuous' own.
+_CUSTOM: Final[tuple[tuple[Callable[..., Any], dict[str, Any]], ...]] = (
+    (strict_int, {"type": "integer"}),
+    (absolute_path, {"type": "string", "pattern": "^/"}),
+    (unique_languages, {"uniqueItems": True}),
+)
 
 
 def _serialize(value: Any) -> Any:
-    if value is strict_int:
-        return {"type": "integer"}
-    if callable(value) and not isinstance(value, type):
-        return {"type": "string"}
+    for validator, schema in _CUSTOM:
+        if value is validator:
+            return dict(schema)
+    if value is list:  # the library would claim an array of strings
+        return {"type": "array"}
+    if value is vol.Strip:  # a transformation, not a constraint (see _all_of)
+        return {}
+    if isinstance(value, vol.All):
+        return _all_of(value)
     return voluptuous_openapi.UNSUPPORTED
+
+
+def _convert(schema: Any) -> dict[str, Any]:
+    result: dict[str, Any] = voluptuous_openapi.convert(schema, custom_serializer=_serialize)
+    return result
+
+
+def _all_of(value: vol.All) -> dict[str, Any]:
+    """One schema that every validator of All holds for (they constrain one value in turn)."""
+    merged: dict[str, Any] = {}
+    stripped = False
+    for validator in value.validators:
+        stripped = stripped or validator is vol.Strip
+        merged.update(_convert(validator))
+    if merged.get("type") == "array":
+        # vol.Length counts items of a list; JSON Schema has separate keywords for that.
+        for length, items in (("minLength", "minItems"), ("maxLength", "maxItems")):
+            if length in merged:
+                merged[items] = merged.pop(length)
+    if stripped and merged.get("minLength", 0) >= 1:
+        merged["pattern"] = r"\S"  # blanks alone are stripped to nothing, which is too short
+    return merged
+
+
+def _closed(schema: Any) -> None:
+    """additionalProperties: false on objects that do not say otherwise (PREVENT_EXTRA)."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "object" and "properties" in schema:
+            schema.setdefault("additionalProperties", False)
+        for child in schema.values():
+            _closed(child)
+    elif isinstance(schema, list):
+        for child in schema:
+            _closed(child)
 
 
 def _request_schema(request: vol.Schema | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(request, vol.Schema):
-        result: dict[str, Any] = voluptuous_openapi.convert(request, custom_serializer=_serialize)
+        result = _convert(request)
+        if request.extra == vol.PREVENT_EXTRA:
+            _closed(result)
         return result
     return dict(request)
+
+
+def _body_required(request: vol.Schema | Mapping[str, Any]) -> bool:
+    """read_json reads a missing body as {}: the body is optional when {} is valid."""
+    if isinstance(request, vol.Schema):
+        try:
+            request({})
+        except vol.Invalid:
+            return True
+        return False
+    return bool(request.get("required")) or request.get("type") != "object"
+
+
+def _error_statuses(doc: ApiDoc) -> list[int]:
+    statuses = set(_ERROR_STATUSES)
+    if doc.public:
+        statuses -= _AUTH_STATUSES
+    return sorted(statuses | set(doc.errors))
 
 
 def _operation(method: str, path: str, doc: ApiDoc) -> dict[str, Any]:
@@ -50,11 +120,9 @@ def _operation(method: str, path: str, doc: ApiDoc) -> dict[str, Any]:
     if doc.response is not None:
         ok["content"] = {doc.content_type: {"schema": dict(doc.response)}}
     responses[str(doc.status)] = ok
-    for status, text in _ERROR_STATUSES.items():
-        if status == "401" and doc.public:
-            continue
-        responses[status] = {
-            "description": text,
+    for status in _error_statuses(doc):
+        responses[str(status)] = {
+            "description": _ERROR_STATUSES.get(status) or HTTPStatus(status).phrase,
             "content": {"application/json": {"schema": ERROR}},
         }
     operation: dict[str, Any] = {
@@ -66,7 +134,12 @@ def _operation(method: str, path: str, doc: ApiDoc) -> dict[str, Any]:
     if doc.public:
         operation["security"] = []
     parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": dict(doc.path.get(name, {"type": "string"})),
+        }
         for name in _PARAM.findall(path)
     ]
     parameters += [
@@ -77,7 +150,7 @@ def _operation(method: str, path: str, doc: ApiDoc) -> dict[str, Any]:
         operation["parameters"] = parameters
     if doc.request is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": _body_required(doc.request),
             "content": {"application/json": {"schema": _request_schema(doc.request)}},
         }
     return operation

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import voluptuous as vol
 from aiohttp import web
@@ -15,6 +17,14 @@ from ..errors import BadJsonError, ValidationError
 from ..settings_schema import invalid_details
 
 JsonSchema = Mapping[str, Any]
+# SQLite integers are 64-bit signed: a larger id cannot exist and must not reach the driver.
+MAX_ID: Final = 2**63 - 1
+ID_PARAM: Final = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+_INTEGER: Final = re.compile(r"-?[0-9]+")
+_PATTERN: Final = re.compile(r"{(\w+):[^{}]*}")
+# A path segment that is an id: other words (/api/queue/status) are other resources, and a
+# method they do not offer is a 405 there, not a bad id here.
+ID_SEGMENT: Final = "[0-9]+"
 
 
 @dataclass(slots=True, frozen=True)
@@ -29,6 +39,10 @@ class ApiDoc:
     query: Mapping[str, JsonSchema] = field(default_factory=dict)
     public: bool = False
     content_type: str = "application/json"
+    # Error statuses this route answers beyond the ones every route of its kind can give.
+    errors: tuple[int, ...] = ()
+    # Path parameters that are not plain strings (ids), by name.
+    path: Mapping[str, JsonSchema] = field(default_factory=dict)
 
 
 class ApiRoutes(web.RouteTableDef):
@@ -40,7 +54,8 @@ class ApiRoutes(web.RouteTableDef):
 
     def api(self, method: str, path: str, doc: ApiDoc) -> Callable[[Handler], Handler]:
         """Register handler for method+path and remember its documentation."""
-        self.docs[(method.upper(), path)] = doc
+        # Keyed like the router's formatter: "/api/queue/{id:[0-9]+}" is "/api/queue/{id}".
+        self.docs[(method.upper(), _PATTERN.sub(r"{\1}", path))] = doc
         return self.route(method, path)
 
 
@@ -51,9 +66,11 @@ async def read_json(request: web.Request, schema: vol.Schema | None = None) -> A
         body: Any = {}
     else:
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
         except (ValueError, UnicodeDecodeError) as err:
             raise BadJsonError(f"the request body is not valid JSON: {err}") from err
+        except RecursionError:
+            raise BadJsonError("the request body is nested too deeply") from None
     if schema is None:
         return body
     try:
@@ -62,18 +79,41 @@ async def read_json(request: web.Request, schema: vol.Schema | None = None) -> A
         raise ValidationError("the request is not valid", details=invalid_details(err)) from err
 
 
+def _no_constant(name: str) -> Any:
+    # Python's json takes NaN and Infinity; JSON (RFC 8259) has no such values.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: a number JSON cannot give back
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def query_value(request: web.Request, name: str) -> str | None:
+    """The one value of a query parameter (None when absent), or a 400 when it is repeated."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise ValidationError(
+            f"query parameter {name!r} may be given only once",
+            details=[{"path": name, "message": "given more than once"}],
+        )
+    return values[0] if values else None
+
+
 def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     """An integer query parameter within [lo, hi], or a 400 naming it."""
-    raw = request.query.get(name)
-    if raw is None or raw == "":
+    raw = query_value(request, name)
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    # int() would also take " 7", "1_0" and non-ASCII digits; the API documents plain integers.
+    if not _INTEGER.fullmatch(raw):
         raise ValidationError(
             f"query parameter {name!r} must be an integer",
             details=[{"path": name, "message": "expected an integer"}],
-        ) from None
+        )
+    value = int(raw)
     if not lo <= value <= hi:
         raise ValidationError(
             f"query parameter {name!r} must be between {lo} and {hi}",
@@ -83,14 +123,27 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
 
 
 def query_choice(request: web.Request, name: str, allowed: tuple[str, ...], default: str) -> str:
-    """A query parameter that must be one of `allowed`, or a 400 naming it."""
-    value = request.query.get(name, default) or default
+    """A query parameter that must be one of `allowed` when given, or a 400 naming it."""
+    value = query_value(request, name)
+    if value is None:
+        return default
     if value not in allowed:
         raise ValidationError(
             f"{name} must be one of {', '.join(allowed)}",
             details=[{"path": name, "message": "not allowed"}],
         )
     return value
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    """A numeric id from the path (1 .. MAX_ID), or a 400 naming it."""
+    raw = request.match_info[name]
+    if not _INTEGER.fullmatch(raw) or not 1 <= int(raw) <= MAX_ID:
+        raise ValidationError(
+            f"{name} must be a number between 1 and {MAX_ID}",
+            details=[{"path": name, "message": "not a valid id"}],
+        )
+    return int(raw)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:

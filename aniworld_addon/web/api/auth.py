@@ -10,6 +10,7 @@ from aiohttp import web
 from ... import keys
 from ...const import CSRF_COOKIE, SESSION_COOKIE
 from ...errors import InvalidCredentialsError, NotFoundError
+from ...settings_schema import strict_int
 from ..auth import IssuedToken
 from ..routing import ApiDoc, ApiRoutes, json_response, read_json
 from ..schemas import BOOL, NULLABLE_NUM, NUM, OK, STR, array, obj
@@ -22,7 +23,9 @@ LOGIN_SCHEMA = vol.Schema({vol.Required("password"): vol.All(str, vol.Length(max
 TOKEN_SCHEMA = vol.Schema(
     {
         vol.Required("name"): vol.All(str, vol.Strip, vol.Length(min=1, max=100)),
-        vol.Optional("expires_days"): vol.Any(None, vol.All(int, vol.Range(min=1, max=3650))),
+        vol.Optional("expires_days"): vol.Any(
+            None, vol.All(strict_int, vol.Range(min=1, max=3650))
+        ),
     }
 )
 LOGIN_RESPONSE = obj({"access_token": STR, "token_type": STR, "expires_at": NUM, "csrf_token": STR})
@@ -93,7 +96,14 @@ async def setup(request: web.Request) -> web.Response:
 @routes.api(
     "POST",
     "/api/auth/login",
-    ApiDoc("Log in with the master password", TAG, LOGIN_SCHEMA, LOGIN_RESPONSE, public=True),
+    ApiDoc(
+        "Log in with the master password",
+        TAG,
+        LOGIN_SCHEMA,
+        LOGIN_RESPONSE,
+        public=True,
+        errors=(401,),  # a wrong password
+    ),
 )
 async def login(request: web.Request) -> web.Response:
     """Check the password under the per-address limits; issue a session."""

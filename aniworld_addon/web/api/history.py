@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ... import keys
 from ...history import HISTORY_EVENTS, SORT_KEYS
-from ..routing import ApiDoc, ApiRoutes, json_response, query_choice, query_int
+from ..routing import ApiDoc, ApiRoutes, json_response, query_choice, query_int, query_value
 from ..schemas import INT, NULL_INT, NULL_STR, NUM, STR, obj, page
 
 routes = ApiRoutes()
@@ -47,12 +47,12 @@ async def list_history(request: web.Request) -> web.Response:
     """Newest first by default; ?series_key= and ?event= filter."""
     sort_key = query_choice(request, "sort_key", tuple(SORT_KEYS), "at")
     direction = query_choice(request, "sort_direction", ("asc", "desc"), "desc")
-    event = request.query.get("event") or None
-    if event is not None:
+    event = None
+    if query_value(request, "event") is not None:
         event = query_choice(request, "event", HISTORY_EVENTS, "")
     page_no = query_int(request, "page", 1, 1, 1_000_000)
     page_size = query_int(request, "page_size", 50, 1, 500)
-    series_key = request.query.get("series_key", "").strip()[:200] or None
+    series_key = (query_value(request, "series_key") or "").strip()[:200] or None
     total, records = await request.app[keys.HISTORY].page(
         page_no,
         page_size,

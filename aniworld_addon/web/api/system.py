@@ -14,10 +14,9 @@ from aiohttp import web
 
 from ... import keys
 from ...const import VERSION
-from ...errors import ValidationError
 from ...health import CHECK_NAMES, overall
 from ...logging_setup import read_tail
-from ..routing import ApiDoc, ApiRoutes, json_response, query_int
+from ..routing import ApiDoc, ApiRoutes, json_response, query_choice, query_int
 from ..schemas import ANY_OBJECT, INT, NUM, STR, array, obj
 
 routes = ApiRoutes()
@@ -146,12 +145,7 @@ def _ytdlp_version() -> str | None:
 async def system_logs(request: web.Request) -> web.Response:
     """Tail of one log file (?lines=N, ?file=app|download|error)."""
     lines = query_int(request, "lines", 200, 1, 5000)
-    name = request.query.get("file", "app")
-    if name not in ("app", "download", "error"):
-        raise ValidationError(
-            "file must be app, download or error",
-            details=[{"path": "file", "message": "unknown log file"}],
-        )
+    name = query_choice(request, "file", ("app", "download", "error"), "app")
     path = request.app[keys.FILE_LOGGING].log_dir / f"{name}.log"
     return json_response({"file": name, "lines": await asyncio.to_thread(read_tail, path, lines)})
 

@@ -1,0 +1,142 @@
+"""The queue as read at one version of its table, serialized once, and the view that versions it.
+
+GET /api/queue/status lists every item. With thousands of items, reading and serializing them
+costs ~100 ms, so the waiting, completed and failed lists are kept as JSON until the table
+changes; only the few running items (live progress) are rendered per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import aiosqlite
+
+from ..db import Database
+
+if TYPE_CHECKING:
+    from .queue_store import QueueItem
+
+STATUSES: Final = ("downloading", "pending", "completed", "failed", "cancelled")
+# The lists that change only with the table; "downloading" carries live progress.
+STORED_LISTS: Final = ("pending", "completed", "failed")
+
+
+class TrackedDatabase:
+    """The queue's view of the shared Database: every write moves `revision` on once done."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.revision = 0
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        """A read, as Database.execute."""
+        return self._db.execute(sql, params)
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        """The first row of a read, or None."""
+        return await self._db.fetchone(sql, params)
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        """Every row of a read."""
+        return await self._db.fetchall(sql, params)
+
+    # The revision moves after the write (committed or failed), never before: a snapshot read
+    # while a write runs carries the old revision and is read again on the next request.
+    async def write(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
+        """One statement in its own transaction."""
+        try:
+            return await self._db.write(sql, params)
+        finally:
+            self.revision += 1
+
+    async def write_many(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        """executemany under the write lock."""
+        try:
+            await self._db.write_many(sql, rows)
+        finally:
+            self.revision += 1
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, as Database.transaction."""
+        try:
+            async with self._db.transaction() as conn:
+                yield conn
+        finally:
+            self.revision += 1
+
+    async def version(self) -> tuple[int, int]:
+        """Differs whenever the data may: our writes, or another connection's (the CLI's)."""
+        row = await self._db.fetchone("PRAGMA data_version")
+        return self.revision, int(row[0]) if row else 0
+
+
+def dumps(data: Any) -> str:
+    """Compact JSON, as the API's json_response writes it."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(slots=True, frozen=True)
+class QueueSnapshot:
+    """Every item grouped by state at one version, the stored lists already as JSON arrays."""
+
+    version: tuple[int, int]
+    groups: Mapping[str, Sequence[QueueItem]]
+    lists_json: Mapping[str, str]
+    downloaded_mb: float
+
+    @classmethod
+    def of(
+        cls, version: tuple[int, int], items: Iterable[QueueItem], downloaded_mb: float
+    ) -> QueueSnapshot:
+        """Group items (in queue order) and serialize the stored lists (CPU: run in a thread)."""
+        groups: dict[str, list[QueueItem]] = {status: [] for status in STATUSES}
+        for item in items:
+            groups[item.status].append(item)
+        lists_json = {s: dumps([item.to_dict() for item in groups[s]]) for s in STORED_LISTS}
+        return cls(version, groups, lists_json, downloaded_mb)
+
+
+def status_body(
+    snapshot: QueueSnapshot,
+    *,
+    running: bool,
+    paused: bool,
+    progress: Mapping[int, dict[str, Any]],
+    max_concurrent: int,
+) -> bytes:
+    """GET /api/queue/status as JSON: the stored lists spliced in as the snapshot holds them."""
+    active = []
+    for item in snapshot.groups["downloading"]:
+        data = item.to_dict()
+        if live := progress.get(item.id):  # live progress lives in the queue, not the table
+            data["progress"] = live
+        active.append(data)
+    speeds = [i["progress"].get("speed_mbps") or 0.0 for i in active]
+    head = {
+        "is_running": running,
+        "is_paused": paused,
+        "active_downloads": active,
+        "stats": {
+            "pending": len(snapshot.groups["pending"]),
+            "active": len(active),
+            "completed": len(snapshot.groups["completed"]),
+            "failed": len(snapshot.groups["failed"]),
+            "downloaded_mb": round(snapshot.downloaded_mb, 2),
+            "current_speed_mbps": round(sum(speeds), 3),
+            "max_concurrent": max_concurrent,
+        },
+    }
+    lists = {
+        "pending_queue": snapshot.lists_json["pending"],
+        "completed_downloads": snapshot.lists_json["completed"],
+        "failed_downloads": snapshot.lists_json["failed"],
+    }
+    parts = [dumps(head)[:-1]]  # the object without its closing brace, then the JSON arrays
+    parts += [f",{dumps(name)}:{text}" for name, text in lists.items()]
+    parts.append("}")
+    return "".join(parts).encode()
