@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import aiosqlite
 
-from .errors import DatabaseTooNewError
+from .errors import DatabaseBusyError, DatabaseTooNewError
 
 _LOGGER = logging.getLogger(__name__)
+
+#: how long a statement waits for another process's lock before it gives up
+BUSY_TIMEOUT_S: Final = 10.0
 
 # Each step is a list of statements run in one transaction with the version bump, so a step
 # either lands whole or not at all. Append only: a released step is never edited.
@@ -130,13 +134,23 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
             UNIQUE (provider, series_key, season, episode, link)
         )""",
     ),
+    # 5: language upgrades: the language a downloaded file holds, a series' upgrade switch
+    # (NULL = the global downloads.upgrade) and, on a queue item, the language it replaces
+    (
+        "ALTER TABLE episodes ADD COLUMN local_language TEXT",
+        "ALTER TABLE series ADD COLUMN upgrade INTEGER",
+        "ALTER TABLE queue ADD COLUMN upgrade_from TEXT",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
 async def connect(
-    path: Path, migrations: Sequence[Sequence[str]] = MIGRATIONS
+    path: Path,
+    migrations: Sequence[Sequence[str]] = MIGRATIONS,
+    *,
+    busy_timeout_s: float = BUSY_TIMEOUT_S,
 ) -> aiosqlite.Connection:
     """Open the database, set the PRAGMAs and migrate it; refuse a database newer than the code."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +162,7 @@ async def connect(
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute("PRAGMA busy_timeout = 10000")
+        await set_busy_timeout(conn, busy_timeout_s)
         await migrate(conn, migrations)
     except BaseException:
         await close(conn)
@@ -168,51 +182,83 @@ class Database:
         self.conn = conn
         self._lock = asyncio.Lock()
 
+    async def set_busy_timeout(self, seconds: float) -> None:
+        """How long a statement waits for another process's lock (default BUSY_TIMEOUT_S)."""
+        await set_busy_timeout(self.conn, seconds)
+
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
         """A read (returns aiosqlite's awaitable context manager of a cursor)."""
         return self.conn.execute(sql, tuple(params))
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         """The first row of a read, or None."""
-        async with self.conn.execute(sql, tuple(params)) as cursor:
-            row: aiosqlite.Row | None = await cursor.fetchone()
+        with _busy_as_app_error():
+            async with self.conn.execute(sql, tuple(params)) as cursor:
+                row: aiosqlite.Row | None = await cursor.fetchone()
         return row
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         """Every row of a read."""
-        async with self.conn.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        with _busy_as_app_error():
+            async with self.conn.execute(sql, tuple(params)) as cursor:
+                return list(await cursor.fetchall())
 
     async def write(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
         """One statement in its own implicit transaction, never inside another's."""
         async with self._lock:
-            return await self.conn.execute(sql, tuple(params))
+            with _busy_as_app_error():
+                return await self.conn.execute(sql, tuple(params))
 
     async def write_many(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         """executemany under the lock."""
         async with self._lock:
-            await self.conn.executemany(sql, [tuple(r) for r in rows])
+            with _busy_as_app_error():
+                await self.conn.executemany(sql, [tuple(r) for r in rows])
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error) while holding the write lock."""
         async with self._lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                await self.conn.execute("ROLLBACK")
-                raise
-            await self.conn.execute("COMMIT")
+            with _busy_as_app_error():
+                await self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                    await self.conn.execute("COMMIT")
+                except BaseException:
+                    if self.conn.in_transaction:
+                        await self.conn.execute("ROLLBACK")
+                    raise
 
     async def close(self) -> None:
         """Close the connection and join its worker thread."""
         await close(self.conn)
 
 
-async def open_database(path: Path) -> Database:
+async def open_database(path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Database:
     """connect() wrapped in a Database."""
-    return Database(await connect(path))
+    return Database(await connect(path, busy_timeout_s=busy_timeout_s))
+
+
+async def set_busy_timeout(conn: aiosqlite.Connection, seconds: float) -> None:
+    """PRAGMA busy_timeout: SQLite retries a locked statement for this long, then fails."""
+    # PRAGMA takes no parameters; the value is a number we computed, never input.
+    await conn.execute(f"PRAGMA busy_timeout = {max(0, round(seconds * 1000))}")
+
+
+@contextlib.contextmanager
+def _busy_as_app_error() -> Iterator[None]:
+    """A lock another process held past the busy timeout, as a 503 instead of a crash."""
+    try:
+        yield
+    except sqlite3.OperationalError as err:
+        message = str(err)
+        if "locked" not in message and "busy" not in message:
+            raise
+        raise DatabaseBusyError(
+            "the database is locked by another program (a backup or a second instance?);"
+            " try again in a moment",
+            details={"reason": message},
+        ) from err
 
 
 async def close(conn: aiosqlite.Connection) -> None:

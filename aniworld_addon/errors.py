@@ -99,6 +99,12 @@ class DatabaseTooNewError(StorageError):
     code = "database_too_new"
 
 
+class DatabaseBusyError(StorageError):
+    """Another process held the database's write lock for longer than the busy timeout."""
+
+    code = "database_busy"
+
+
 class ProviderError(ServiceUnavailableError):
     """A provider site could not be read; retryable unless stated otherwise."""
 

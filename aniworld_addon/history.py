@@ -225,6 +225,13 @@ class History:
                     message=f"{data.get('language')} from {data.get('hoster')}",
                     data=_pick(data, "item_id", "hoster"),
                 )
+            case EventType.DOWNLOAD_COMPLETE if data.get("upgrade_from"):
+                await self.record(
+                    "upgraded",
+                    **_episode(data),
+                    message=f"{data.get('upgrade_from')} -> {data.get('language')}",
+                    data=_pick(data, "item_id", "file_path", "size_mb", "upgrade_from", "replaced"),
+                )
             case EventType.DOWNLOAD_COMPLETE:
                 await self.record(
                     "downloaded",

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
-import shutil
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final
 
 from aiohttp import web
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
@@ -23,18 +19,17 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from . import keys
+from .auto_queue import AutoQueue
+from .backups import BACKUP_DIR, BACKUPS_KEPT, write_backup
 from .const import DB_FILENAME
 from .db import Database
 from .downloads.queue import DownloadQueue
-from .downloads.queue_store import Priority
 from .errors import AppError
 from .events import EventBus, EventType
 from .health import CheckResult
 from .history import History
 from .library.service import LibraryService
-from .library.store import SeriesRecord
 from .operations import Operation, Operations
-from .providers.base import Provider
 from .settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -42,11 +37,6 @@ _LOGGER = logging.getLogger(__name__)
 JOB_NAMES: Final = ("rescan", "new_episodes", "backup", "prune_history")
 # A run missed by up to this much (loop busy, machine asleep) still happens, once (coalesce).
 MISFIRE_GRACE_S: Final = 3600
-BACKUP_DIR: Final = "backups"
-BACKUPS_KEPT: Final = 7
-BACKUP_NAME_RE: Final = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?$")
-# Automatic downloads wait behind what a user asked for (user requests default to NORMAL).
-AUTO_PRIORITY: Final = Priority.LOW
 
 
 @dataclass(slots=True, frozen=True)
@@ -101,12 +91,6 @@ class JobRun:
         return {k: v for k, v in asdict(self).items() if k != "name"}
 
 
-@runtime_checkable
-class _Invalidating(Protocol):
-    def invalidate(self, key: str | None = None) -> None:
-        """Forget cached pages of one series."""
-
-
 class Scheduler:
     """Owns an AsyncIOScheduler; each job is an async method run in the loop, one at a time."""
 
@@ -136,6 +120,7 @@ class Scheduler:
         self.backup_dir = data_path / BACKUP_DIR
         self._db_path = db_path or data_path / DB_FILENAME
         self._clock = clock
+        self.auto = AutoQueue(settings=settings, library=library, queue=queue, bus=bus, db=db)
         self._aps = AsyncIOScheduler(timezone=timezone) if timezone else AsyncIOScheduler()
         self.timezone: tzinfo = self._aps.timezone
         self._triggers = triggers
@@ -305,8 +290,11 @@ class Scheduler:
             self._bus.publish(EventType.SCHEDULED_RESCAN_STARTED, started)
             await self._operations.wait(op.id)
             queued: list[int] = []
-            if op.status == "completed" and self._settings.section("scheduler")["auto_download"]:
-                queued = await self.queue_missing(await self._library.store.matched(), "rescan")
+            if op.status == "completed":
+                matched = await self._library.store.matched()
+                if self._settings.section("scheduler")["auto_download"]:
+                    queued = await self.auto.queue_missing(matched, "rescan")
+                queued += await self.auto.queue_upgrades(matched, "rescan")
             result = op.result if isinstance(op.result, dict) else {}
             summary = {
                 **started,
@@ -322,112 +310,11 @@ class Scheduler:
         finally:
             self._following.discard(op.id)
 
-    async def queue_missing(
-        self,
-        series: list[SeriesRecord],
-        source: str,
-        only: Mapping[int, set[tuple[int, int]]] | None = None,
-    ) -> list[int]:
-        """Queue the missing episodes (of `only`, if given) that are not queued yet.
-
-        An episode whose download failed for good is left for the user to retry, so a dead
-        episode is not queued again on every rescan.
-        """
-        failed = await self._failed_episodes()
-        queued: list[int] = []
-        details: list[dict[str, Any]] = []
-        for record in sorted(series, key=lambda s: s.name.casefold()):
-            if record.provider is None or record.key is None:
-                continue
-            episodes = [
-                (e.season, e.episode)
-                for e in await self._library.store.episodes(record.id)
-                if e.on_provider
-                and e.state == "missing"
-                and (only is None or (e.season, e.episode) in only.get(record.id, ()))
-                and (record.provider, record.key, e.season, e.episode) not in failed
-            ]
-            if episodes:
-                # The queue picks hosters in the series' own language order, else the global one.
-                queued += await self._queue.add(
-                    record.provider, record.key, episodes, AUTO_PRIORITY
-                )
-                pairs = [{"season": s, "episode": e} for s, e in episodes]
-                details.append(
-                    {"provider": record.provider, "series_key": record.key, "episodes": pairs}
-                )
-        if queued:
-            data = {"source": source, "item_ids": queued, "count": len(queued), "series": details}
-            self._bus.publish(EventType.AUTO_DOWNLOAD_QUEUED, data)
-        return queued
-
-    async def _failed_episodes(self) -> set[tuple[str, str, int, int]]:
-        rows = await self._db.fetchall(
-            "SELECT provider, series_key, season, episode FROM queue WHERE status = 'failed'"
-        )
-        return {(r[0], r[1], int(r[2]), int(r[3])) for r in rows}
-
     # --- the new-episodes check --------------------------------------------------------------
 
     async def check_new_episodes(self) -> dict[str, Any]:
-        """Read each provider's new-episodes list once; refresh only listed library series."""
-        matched = await self._library.store.matched()
-        fresh: dict[int, set[tuple[int, int]]] = {}
-        found: list[dict[str, Any]] = []
-        errors: list[dict[str, Any]] = []
-        for provider in self._library.providers:
-            if not provider.supports_new_episodes:
-                continue
-            try:
-                listed = await provider.new_episodes()
-            except AppError as err:
-                errors.append({"provider": provider.name, "message": err.message})
-                continue
-            ours = {s.key: s for s in matched if s.provider == provider.name}
-            wanted: dict[str, set[tuple[int, int]]] = {}
-            for new in listed:
-                if new.key in ours:
-                    wanted.setdefault(new.key, set()).add((new.season, new.episode))
-            for key, episodes in wanted.items():
-                series = ours[key]
-                try:
-                    added = await self._refresh_if_new(provider, series, episodes)
-                except AppError as err:
-                    errors.append({"provider": provider.name, "key": key, "message": err.message})
-                    continue
-                if added is None:
-                    continue
-                fresh[series.id] = set(added)
-                found += [
-                    {"provider": provider.name, "series_key": key, "name": series.name}
-                    | {"season": s, "episode": e}
-                    for s, e in added
-                ]
-        queued: list[int] = []
-        if found:
-            self._bus.publish(
-                EventType.NEW_EPISODES_FOUND, {"episodes": found, "count": len(found)}
-            )
-            if self._settings.section("scheduler")["auto_download"]:
-                changed = [s for s in matched if s.id in fresh]
-                queued = await self.queue_missing(changed, "new_episodes", fresh)
-        refreshed = sorted({s.key or "" for s in matched if s.id in fresh})
-        return {"refreshed": refreshed, "new": found, "queued": len(queued), "errors": errors}
-
-    async def _refresh_if_new(
-        self, provider: Provider, series: SeriesRecord, listed: set[tuple[int, int]]
-    ) -> list[tuple[int, int]] | None:
-        """Refresh a series whose listed episodes are not all known; None when all are known,
-        else the episodes that became missing."""
-        store = self._library.store
-        known = {(e.season, e.episode) for e in await store.episodes(series.id) if e.on_provider}
-        if listed <= known:
-            return None  # nothing new: not a single request for this series
-        before = set(await store.missing(series.id))
-        if isinstance(provider, _Invalidating):
-            provider.invalidate(series.key)  # its cached pages predate the new episode
-        await self._library.refresh(series)
-        return [pair for pair in await store.missing(series.id) if pair not in before]
+        """The new-episodes job (see AutoQueue.check_new_episodes)."""
+        return await self.auto.check_new_episodes()
 
     # --- housekeeping ------------------------------------------------------------------------
 
@@ -467,33 +354,6 @@ class Scheduler:
             return CheckResult("error", f"last run failed: {text}", failed)
         upcoming = {k: v.isoformat() for k, v in self.next_runs().items() if v}
         return CheckResult("ok", f"{len(upcoming)} jobs scheduled", upcoming)
-
-
-def write_backup(db_path: Path, config_path: Path, root: Path, stamp: str, keep: int) -> Path:
-    """Copy the database (sqlite3 backup API) and config.json into root/stamp; prune to keep."""
-    root.mkdir(parents=True, exist_ok=True)
-    final, n = root / stamp, 1
-    while final.exists():
-        n += 1
-        final = root / f"{stamp}-{n}"
-    partial = root / f".{final.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    # A file copy of a WAL database can miss committed pages still in the -wal file; the
-    # backup API reads a consistent snapshot through SQLite while the app keeps writing.
-    with (
-        contextlib.closing(sqlite3.connect(db_path, timeout=10)) as source,
-        contextlib.closing(sqlite3.connect(partial / db_path.name)) as target,
-    ):
-        source.backup(target)
-        target.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
-    if config_path.exists():
-        shutil.copy2(config_path, partial / config_path.name)
-    partial.rename(final)  # whole or absent: a crash never leaves a half backup under its name
-    backups = sorted(p for p in root.iterdir() if p.is_dir() and BACKUP_NAME_RE.match(p.name))
-    for old in backups[: max(0, len(backups) - keep)]:
-        shutil.rmtree(old)
-    return final
 
 
 async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -62,8 +62,21 @@ def _migrate_0(doc: dict[str, Any]) -> dict[str, Any]:
     return deep_merge(DEFAULT_CONFIG, doc)
 
 
+def _migrate_1(doc: dict[str, Any]) -> dict[str, Any]:
+    """v2 added downloads.upgrade (off, as before it existed)."""
+    doc = dict(doc)
+    downloads = doc.get("downloads")
+    if isinstance(downloads, dict):
+        doc["downloads"] = {"upgrade": False, **downloads}
+    doc["version"] = 2
+    return doc
+
+
 # MIGRATIONS[n] turns a version-n document into version n+1.
-MIGRATIONS: Final[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {0: _migrate_0}
+MIGRATIONS: Final[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    0: _migrate_0,
+    1: _migrate_1,
+}
 
 
 def migrate_document(doc: dict[str, Any]) -> tuple[dict[str, Any], int]:

@@ -12,7 +12,7 @@ import voluptuous as vol
 from .errors import ValidationError
 from .library.naming import validate_template
 
-CONFIG_VERSION: Final = 1
+CONFIG_VERSION: Final = 2
 LANGUAGES: Final = ("German Dub", "German Sub", "English Sub", "English Dub")
 
 DEFAULT_CONFIG: Final[dict[str, Any]] = {
@@ -33,6 +33,9 @@ DEFAULT_CONFIG: Final[dict[str, Any]] = {
         ),
         "min_free_space_mb": 1024,
         "verify": True,
+        # Not in SPEC §3's sample (config v2): replace a file held in a lesser language once a
+        # preferred one appears; a series can say otherwise (PUT /api/anime/{key}/languages).
+        "upgrade": False,
     },
     "scheduler": {
         "rescan_interval_h": 6,
@@ -144,6 +147,7 @@ SETTINGS_SCHEMA: Final = vol.Schema(
             vol.Required("episode_path"): template("episode_path"),
             vol.Required("min_free_space_mb"): vol.All(_INT, vol.Range(min=0)),
             vol.Required("verify"): bool,
+            vol.Required("upgrade"): bool,
         },
         vol.Required("scheduler"): {
             vol.Required("rescan_interval_h"): vol.All(_INT, vol.Range(min=0, max=24 * 30)),

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from aniworld_addon.library import scanner
+from aniworld_addon.library import scanner, sidecar
 from aniworld_addon.library.scanner import ScanResult, scan_library
 
 SEASONS = 2
@@ -29,7 +29,7 @@ def build(root: Path, series: int, episodes: int) -> int:
         folder = root / title
         folder.mkdir()
         identity = {"provider": "aniworld", "key": f"series-{n}", "name": title}
-        (folder / scanner.SIDECAR_NAME).write_text(json.dumps(identity))
+        (folder / sidecar.SIDECAR_NAME).write_text(json.dumps(identity))
         for index in range(episodes):
             season, episode = index % SEASONS + 1, index // SEASONS + 1
             season_folder = folder / f"Season {season:02d}"

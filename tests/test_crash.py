@@ -159,11 +159,7 @@ async def running(
             "PUT",
             "/api/config",
             json={
-                "providers": {
-                    "aniworld": {"url": provider_site.base_url},
-                    "sto": {"enabled": False},
-                    "ytdlp": {"enabled": False},
-                },
+                "providers": provider_site.providers_config(),
                 "downloads": {"min_free_space_mb": 0},
             },
         )

@@ -42,13 +42,7 @@ async def library(authed: Authed, provider_site: RunningSite, options: Options) 
     """The service pointed at the test site, with a small library on disk."""
     response = await authed.client.put(
         "/api/config",
-        json={
-            "providers": {
-                "aniworld": {"url": provider_site.base_url},
-                "sto": {"enabled": False},
-                "ytdlp": {"enabled": False},
-            }
-        },
+        json={"providers": provider_site.providers_config()},
         headers=authed.headers,
     )
     assert response.status == 200, await response.text()

@@ -9,7 +9,7 @@ from typing import Any
 from aniworld_addon.app import create_app
 from aniworld_addon.const import CONFIG_BACKUPS_KEPT
 from aniworld_addon.options import Options
-from aniworld_addon.settings_schema import DEFAULT_CONFIG
+from aniworld_addon.settings_schema import CONFIG_VERSION, DEFAULT_CONFIG
 
 from .conftest import AiohttpClient, Authed
 
@@ -160,6 +160,23 @@ async def test_corrupt_config_is_moved_aside_and_defaults_used(
     assert any("config.json was unusable" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_version_1_config_gains_the_upgrade_switch_switched_off(
+    aiohttp_client: AiohttpClient, options: Options
+) -> None:
+    v1 = json.loads(json.dumps(DEFAULT_CONFIG))
+    v1["version"] = 1
+    del v1["downloads"]["upgrade"]
+    v1["downloads"]["max_retries"] = 7
+    options.data_path.mkdir(parents=True)
+    (options.data_path / "config.json").write_text(json.dumps(v1))
+    await aiohttp_client(create_app(options))
+    migrated = json.loads((options.data_path / "config.json").read_text())
+    assert migrated["version"] == CONFIG_VERSION == 2
+    assert migrated["downloads"]["upgrade"] is False
+    assert migrated["downloads"]["max_retries"] == 7
+    assert len(list((options.data_path / "config_backups").glob("config-*-v1.json"))) == 1
+
+
 async def test_unversioned_config_is_migrated_with_a_backup(
     aiohttp_client: AiohttpClient, options: Options
 ) -> None:
@@ -169,8 +186,9 @@ async def test_unversioned_config_is_migrated_with_a_backup(
     )
     await aiohttp_client(create_app(options))
     migrated = json.loads((options.data_path / "config.json").read_text())
-    assert migrated["version"] == 1
+    assert migrated["version"] == CONFIG_VERSION
     assert migrated["downloads"]["max_concurrent"] == 3
+    assert migrated["downloads"]["upgrade"] is False
     assert migrated["languages"] == ["English Sub"]
     backups = list((options.data_path / "config_backups").glob("config-*-v0.json"))
     assert len(backups) == 1

@@ -11,36 +11,22 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from ..errors import AppError, ConflictError, ProviderError
+from ..errors import AppError, ConflictError, StorageError
 from ..events import EventBus, EventType
-from ..library.naming import final_episode_path
 from ..library.store import LibraryStore
-from ..providers.base import Language
 from ..providers.live import LiveProviders
 from ..settings import Settings
 from .blocklist import Blocklist
-from .progress import InsufficientSpaceError, Progress, cleanup_partials
+from .episode_job import AllHostersFailedError, EpisodeJob, NoCandidatesError, label
+from .outcomes import BOOKKEEPING_BACKOFF_S, Outcomes
+from .progress import Progress, cleanup_partials
+from .queue_snapshot import status_body
 from .queue_store import Priority, QueueItem, QueueStore
-from .resolver import Candidate, DownloadFailedError, Resolver
+from .resolver import Resolver
 
 _LOGGER = logging.getLogger("aniworld_addon.downloads.queue")
 
 STATE_KEY: Final = "queue_state"
-# The name the template renders gets this placeholder extension; the downloader picks the
-# real one from the media, so it is stripped again before the download.
-_PLACEHOLDER_EXT: Final = "mkv"
-
-
-class NoCandidatesError(DownloadFailedError):
-    """No hoster offers the episode in any wanted language (it may appear later)."""
-
-    code = "no_hoster"
-
-
-class AllHostersFailedError(DownloadFailedError):
-    """Every hoster in every wanted language failed; the attempts say why."""
-
-    code = "all_hosters_failed"
 
 
 class DownloadQueue:
@@ -68,6 +54,12 @@ class DownloadQueue:
         self._bus = bus
         self._root = root
         self.clock = clock
+        self._job = EpisodeJob(
+            store, library, providers, resolver, blocklist, settings, bus, root, clock
+        )
+        self._outcomes = Outcomes(
+            store, library, blocklist, settings, bus, root, self._publish_status, clock
+        )
         self.running = True
         self.paused = False
         self._active: dict[int, asyncio.Task[None]] = {}
@@ -115,18 +107,25 @@ class DownloadQueue:
         while True:
             self._wake.clear()
             timeout: float | None = None
-            if self.running and not self.paused:
-                while len(self._active) < self._max_concurrent():
-                    item = await self.store.next_pending(self.clock())
-                    if item is None:
-                        break
-                    await self._launch(item)
-                upcoming = await self.store.next_wakeup(self.clock())
-                if upcoming is not None:
-                    timeout = max(0.0, upcoming - self.clock())
+            try:
+                if self.running and not self.paused:
+                    timeout = await self._dispatch_once()
+            except StorageError as err:  # the database is locked by someone else: try again
+                _LOGGER.warning("queue: cannot read the queue (%s); retrying", err.message)
+                timeout = BOOKKEEPING_BACKOFF_S[-1]
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
+
+    async def _dispatch_once(self) -> float | None:
+        """Start what fits; the seconds until the next backoff ends (None: nothing waits)."""
+        while len(self._active) < self._max_concurrent():
+            item = await self.store.next_pending(self.clock())
+            if item is None:
+                break
+            await self._launch(item)
+        upcoming = await self.store.next_wakeup(self.clock())
+        return None if upcoming is None else max(0.0, upcoming - self.clock())
 
     async def _launch(self, item: QueueItem) -> None:
         if not await self.store.claim(item.id, self.clock()):
@@ -156,162 +155,25 @@ class DownloadQueue:
     async def _run(self, item: QueueItem) -> None:
         attempts: list[dict[str, Any]] = list(item.attempts)
         try:
-            path, language, size_mb = await self._download(item, attempts)
+            landed = await self._job.run(item, attempts, self._on_progress)
         except asyncio.CancelledError:
             raise
         except (AppError, OSError) as err:
-            await self._failed(item, err, attempts)
+            failure: AppError | OSError = err
+            await self._outcomes.until_stored(
+                item, lambda: self._outcomes.failed(item, failure, attempts)
+            )
             return
         except Exception as err:  # the outermost edge of a download task: log and fail it
-            _LOGGER.exception("%s: unexpected error", _label(item))
-            await self._failed(
-                item, AppError(f"internal error: {type(err).__name__}: {err}"), attempts
+            _LOGGER.exception("%s: unexpected error", label(item))
+            internal = AppError(f"internal error: {type(err).__name__}: {err}")
+            await self._outcomes.until_stored(
+                item, lambda: self._outcomes.failed(item, internal, attempts)
             )
             return
-        relative = path.relative_to(self._root()).as_posix()
-        await self.store.complete(item.id, str(path), language, size_mb, self.clock(), attempts)
-        await self._library.mark_local(
-            item.provider, item.series_key, item.season, item.episode, relative
+        await self._outcomes.until_stored(
+            item, lambda: self._outcomes.completed(item, landed, attempts)
         )
-        _LOGGER.info(
-            "Downloaded %s S%02dE%02d to %s", item.series_key, item.season, item.episode, path
-        )
-        self._bus.publish(
-            EventType.DOWNLOAD_COMPLETE,
-            {
-                "item_id": item.id,
-                "series_key": item.series_key,
-                "season": item.season,
-                "episode": item.episode,
-                "language": language,
-                "file_path": str(path),
-                "size_mb": size_mb,
-            },
-        )
-        await self._publish_status("completed", [item.id])
-
-    async def _download(
-        self, item: QueueItem, attempts: list[dict[str, Any]]
-    ) -> tuple[Path, str, float]:
-        series = await self._library.by_key(item.series_key, item.provider)
-        provider = self._providers.registry.get(item.provider)
-        wanted = [Language(v) for v in (series.languages or self._settings.section("languages"))]
-        offered = await self._resolver.candidates(
-            provider, item.series_key, item.season, item.episode, wanted
-        )
-        # The blocklist is for the next time an episode is queued: an item's own retries
-        # still try every link, so max_retries keeps its meaning.
-        blocked = (
-            await self.blocklist.blocked_links(
-                item.provider, item.series_key, item.season, item.episode
-            )
-            if item.retry_count == 0
-            else set()
-        )
-        candidates = [c for c in offered if c.link.redirect_url not in blocked]
-        if not candidates:
-            languages = ", ".join(v.value for v in wanted)
-            reason = (
-                f"every hoster offering it in {languages} is on the blocklist"
-                if offered
-                else f"no hoster offers this episode in {languages}"
-            )
-            raise NoCandidatesError(reason, details={"languages": [v.value for v in wanted]})
-        title = await self._library.episode_title(series.id, item.season, item.episode)
-        downloads = self._settings.section("downloads")
-        from .downloader import Downloader
-
-        downloader = Downloader(
-            min_free_space_mb=downloads["min_free_space_mb"], verify=downloads["verify"]
-        )
-        for candidate in candidates:
-            # Rendering resolves symlinks to prove confinement: file-system work, off the loop.
-            base = await asyncio.to_thread(
-                self._target_base,
-                series.folder,
-                series.name,
-                series.year,
-                item,
-                title,
-                candidate,
-                downloads["episode_path"],
-            )
-            await self.store.set_part_base(item.id, str(base), candidate.language.value)
-            try:
-                source = await self._resolver.resolve(provider, candidate)
-                self._bus.publish(
-                    EventType.DOWNLOAD_STARTED,
-                    {
-                        "item_id": item.id,
-                        "provider": item.provider,
-                        "series_key": item.series_key,
-                        "season": item.season,
-                        "episode": item.episode,
-                        "language": candidate.language.value,
-                        "hoster": candidate.hoster,
-                    },
-                )
-                path = await downloader.download(
-                    source, base, on_progress=functools.partial(self._on_progress, item)
-                )
-            except DownloadFailedError as err:
-                attempts.append(_attempt(candidate, err, self.clock()))
-                _LOGGER.info("%s: %s failed: %s", _label(item), candidate, err.message)
-                if not err.next_candidate:
-                    raise
-                await self._count_failure(item, candidate, err, downloads["max_retries"])
-                continue
-            await self.blocklist.forget_episode(
-                item.provider, item.series_key, item.season, item.episode
-            )
-            size_mb = round((await asyncio.to_thread(path.stat)).st_size / 2**20, 2)
-            return path, candidate.language.value, size_mb
-        raise AllHostersFailedError(
-            f"all {len(candidates)} hosters failed; last: {attempts[-1]['message']}",
-            details={"attempts": attempts[-len(candidates) :]},
-        )
-
-    async def _count_failure(
-        self, item: QueueItem, candidate: Candidate, err: AppError, threshold: int
-    ) -> None:
-        blocked = await self.blocklist.record_failure(
-            provider=item.provider,
-            key=item.series_key,
-            season=item.season,
-            episode=item.episode,
-            hoster=candidate.hoster,
-            language=candidate.language.value,
-            link=candidate.link.redirect_url,
-            reason=err.message,
-            threshold=threshold,
-            now=self.clock(),
-        )
-        if blocked:
-            _LOGGER.info("%s: %s is blocklisted for this episode", _label(item), candidate)
-
-    def _target_base(
-        self,
-        folder: str,
-        name: str,
-        year: int | None,
-        item: QueueItem,
-        title: str | None,
-        candidate: Candidate,
-        template: str,
-    ) -> Path:
-        path = final_episode_path(
-            self._root(),
-            folder,
-            template,
-            series_title=name,
-            year=year,
-            season=item.season,
-            episode=item.episode,
-            episode_title=title or "",
-            language=candidate.language.value,
-            ext=_PLACEHOLDER_EXT,
-        )
-        return path.with_name(path.name[: -len(_PLACEHOLDER_EXT) - 1])
 
     def _on_progress(self, item: QueueItem, progress: Progress) -> None:
         data = progress.to_dict()
@@ -328,54 +190,22 @@ class DownloadQueue:
             },
         )
 
-    async def _failed(
-        self, item: QueueItem, err: AppError | OSError, attempts: list[dict[str, Any]]
-    ) -> None:
-        message = err.message if isinstance(err, AppError) else f"file system error: {err}"
-        code = err.code if isinstance(err, AppError) else "os_error"
-        downloads = self._settings.section("downloads")
-        backoff: list[int] = downloads["retry_backoff_s"]
-        retryable = not isinstance(err, InsufficientSpaceError)
-        will_retry = retryable and item.retry_count < int(downloads["max_retries"])
-        next_at: float | None = None
-        if will_retry:
-            delay = float(backoff[min(item.retry_count, len(backoff) - 1)])
-            if isinstance(err, ProviderError) and err.retry_after:
-                delay = max(delay, err.retry_after)
-            next_at = self.clock() + delay
-            await self.store.retry_later(item.id, message, attempts, next_at)
-        else:
-            await self.store.fail(item.id, message, attempts, self.clock())
-        _LOGGER.warning(
-            "%s failed (%s): %s%s",
-            _label(item),
-            code,
-            message,
-            f"; retry in {next_at - self.clock():.0f} s" if next_at else "",
-        )
-        self._bus.publish(
-            EventType.DOWNLOAD_FAILED,
-            {
-                "item_id": item.id,
-                "series_key": item.series_key,
-                "season": item.season,
-                "episode": item.episode,
-                "error": {"code": code, "message": message},
-                "retry_count": item.retry_count + (1 if will_retry else 0),
-                "will_retry": will_retry,
-                "next_attempt_at": next_at,
-            },
-        )
-        await self._publish_status("failed" if not will_retry else "retry_scheduled", [item.id])
-
     # --- commands ----------------------------------------------------------------------------
 
     async def add(
-        self, provider: str, key: str, episodes: Sequence[tuple[int, int]], priority: Priority
+        self,
+        provider: str,
+        key: str,
+        episodes: Sequence[tuple[int, int]],
+        priority: Priority,
+        *,
+        upgrade_from: str | None = None,
     ) -> list[int]:
         """Queue episodes of a series in the library; already queued ones keep their item."""
         await self._library.by_key(key, provider)
-        new, every = await self.store.add(provider, key, episodes, priority, self.clock())
+        new, every = await self.store.add(
+            provider, key, episodes, priority, self.clock(), upgrade_from=upgrade_from
+        )
         if new:
             await self._publish_status("added", new)
             self.wake()
@@ -488,6 +318,16 @@ class DownloadQueue:
             },
         }
 
+    async def status_json(self) -> bytes:
+        """status() as JSON, fast: unchanged lists come serialized from the store's snapshot."""
+        return status_body(
+            await self.store.snapshot(),
+            running=self.running,
+            paused=self.paused,
+            progress=self._progress,
+            max_concurrent=self._max_concurrent(),
+        )
+
     async def _publish_status(self, action: str, item_ids: list[int]) -> None:
         self._bus.publish(
             EventType.QUEUE_STATUS, {"action": action, "item_ids": item_ids, **await self.summary()}
@@ -499,15 +339,4 @@ class DownloadQueue:
             self.wake()
 
 
-def _attempt(candidate: Candidate, err: AppError, now: float) -> dict[str, Any]:
-    return {
-        "hoster": candidate.hoster,
-        "language": candidate.language.value,
-        "code": err.code,
-        "message": err.message,
-        "at": now,
-    }
-
-
-def _label(item: QueueItem) -> str:
-    return f"{item.series_key} S{item.season:02d}E{item.episode:02d} (item {item.id})"
+__all__ = ["AllHostersFailedError", "DownloadQueue", "NoCandidatesError"]

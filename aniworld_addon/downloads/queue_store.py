@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -12,12 +13,13 @@ import aiosqlite
 
 from ..db import Database
 from ..errors import NotFoundError, ValidationError
+from .queue_snapshot import QueueSnapshot, TrackedDatabase
 
 ACTIVE: Final = ("pending", "downloading")
 _COLUMNS: Final = (
     "id, provider, series_key, season, episode, language, status, priority, position,"
     " retry_count, next_attempt_at, error, attempts, file_path, part_base, size_mb,"
-    " created_at, started_at, completed_at"
+    " created_at, started_at, completed_at, upgrade_from"
 )
 
 
@@ -65,6 +67,8 @@ class QueueItem:
     created_at: float
     started_at: float | None
     completed_at: float | None
+    #: set on an upgrade: the language of the file it replaces once the new one is verified
+    upgrade_from: str | None = None
     rank: int | None = None
     progress: dict[str, Any] = field(default_factory=dict)
 
@@ -91,6 +95,7 @@ class QueueItem:
             created_at=row["created_at"],
             started_at=row["started_at"],
             completed_at=row["completed_at"],
+            upgrade_from=row["upgrade_from"],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,14 +127,28 @@ class QueueItem:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "completed_at": self.completed_at,
+            "upgrade_from": self.upgrade_from,
         }
+
+
+def _ranked(items: Iterable[QueueItem]) -> list[QueueItem]:
+    """Items in queue order, pending ones numbered in the order they will start."""
+    ranked = list(items)
+    rank = 0
+    for item in ranked:
+        if item.status == "pending":
+            rank += 1
+            item.rank = rank
+    return ranked
 
 
 class QueueStore:
     """SQL for the queue; ordering is priority, then position, then id."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
+        self._db = TrackedDatabase(db)
+        self._snapshot: QueueSnapshot | None = None
+        self._snapshot_lock = asyncio.Lock()
 
     async def add(
         self,
@@ -138,6 +157,8 @@ class QueueStore:
         episodes: Sequence[tuple[int, int]],
         priority: Priority,
         now: float,
+        *,
+        upgrade_from: str | None = None,
     ) -> tuple[list[int], list[int]]:
         """Insert each episode not already waiting or downloading; return (new ids, all ids)."""
         new: list[int] = []
@@ -159,8 +180,9 @@ class QueueStore:
                 position += 1
                 cursor = await conn.execute(
                     "INSERT INTO queue (provider, series_key, season, episode, status, priority,"
-                    " position, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
-                    (provider, key, season, episode, int(priority), position, now),
+                    " position, created_at, upgrade_from)"
+                    " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+                    (provider, key, season, episode, int(priority), position, now, upgrade_from),
                 )
                 assert cursor.lastrowid is not None
                 new.append(cursor.lastrowid)
@@ -189,13 +211,25 @@ class QueueStore:
             f"SELECT {_COLUMNS} FROM queue ORDER BY"  # noqa: S608
             " status, priority DESC, position, id"
         )
-        items = [QueueItem.from_row(r) for r in rows]
-        rank = 0
-        for item in items:
-            if item.status == "pending":
-                rank += 1
-                item.rank = rank
-        return items
+        return _ranked(QueueItem.from_row(r) for r in rows)
+
+    async def snapshot(self) -> QueueSnapshot:
+        """Every item as of now, read and serialized again only after the table changed."""
+        async with self._snapshot_lock:  # concurrent requests share one rebuild
+            version = await self._db.version()
+            if self._snapshot is None or self._snapshot.version != version:
+                rows = await self._db.fetchall(
+                    f"SELECT {_COLUMNS} FROM queue ORDER BY"  # noqa: S608
+                    " status, priority DESC, position, id"
+                )
+                downloaded_mb = await self.completed_mb()
+                # Building thousands of items and their JSON is CPU work: off the loop.
+                self._snapshot = await asyncio.to_thread(
+                    lambda: QueueSnapshot.of(
+                        version, _ranked(QueueItem.from_row(r) for r in rows), downloaded_mb
+                    )
+                )
+            return self._snapshot
 
     async def next_pending(self, now: float) -> QueueItem | None:
         """The first pending item whose backoff has passed."""

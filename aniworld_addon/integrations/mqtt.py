@@ -15,7 +15,7 @@ from ..downloads.queue_store import Priority
 from ..errors import AppError
 from ..events import Event, EventBus, EventType, Subscription
 from ..health import CheckResult
-from ..library.store import SeriesRecord
+from ..library.records import SeriesRecord
 from ..operations import Operation
 from ..options import Options
 from ..settings import Settings

@@ -17,8 +17,10 @@ from ..providers.live import LiveProviders
 from ..providers.registry import ProviderRegistry
 from ..settings import Settings
 from .naming import confine, render_series_folder, sanitize_component
-from .scanner import SIDECAR_NAME, ScanCache, SeriesIdentity, scan_library, write_sidecar
-from .store import EpisodeRecord, LibraryStore, SeriesRecord
+from .records import EpisodeRecord, SeriesRecord
+from .scanner import ScanCache, scan_library
+from .sidecar import SIDECAR_NAME, SeriesIdentity, write_sidecar
+from .store import LibraryStore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -238,12 +240,14 @@ class LibraryService:
         assert refreshed is not None
         return await self._detail(refreshed)
 
-    async def set_languages(self, key: str, languages: list[str] | None) -> dict[str, Any]:
-        """Store a series' own language order (None: follow the global setting)."""
+    async def set_languages(
+        self, key: str, languages: list[str] | None, upgrade: bool | None = None
+    ) -> dict[str, Any]:
+        """Store a series' own language order and upgrade switch (None: the global setting)."""
         series = await self.store.by_key(key)
         if languages is not None and not languages:
             raise ValidationError("give at least one language, or null for the global order")
-        await self.store.set_languages(series.id, languages)
+        await self.store.set_languages(series.id, languages, upgrade)
         return await self.detail(key)
 
 
@@ -264,4 +268,5 @@ def _episode_dict(episode: EpisodeRecord) -> dict[str, Any]:
         "state": episode.state,
         "on_provider": episode.on_provider,
         "file": episode.local_path,
+        "language": episode.local_language,  # null: not downloaded here, language unknown
     }

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import aiosqlite
 
 from ..db import Database
 from ..errors import NotFoundError, ValidationError
+from .records import EpisodeRecord, SeriesRecord
 
 Filter = Literal["all", "missing", "unmatched"]
 SORT_KEYS: Final = {
@@ -28,83 +28,6 @@ _COUNTS: Final = """
         COALESCE(SUM(e.on_provider = 1 AND e.local_path IS NULL), 0) AS missing_count
     FROM series s LEFT JOIN episodes e ON e.series_id = s.id
 """
-
-
-@dataclass(slots=True, frozen=True)
-class SeriesRecord:
-    """One series as the API lists it."""
-
-    id: int
-    key: str | None
-    provider: str | None
-    name: str
-    year: int | None
-    folder: str
-    local_count: int
-    missing_count: int
-    description: str | None
-    cover_url: str | None
-    languages: tuple[str, ...] | None
-    error: dict[str, Any] | None
-    refreshed_at: float | None
-
-    @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> SeriesRecord:
-        """Build from a row of the counting query."""
-        return cls(
-            id=row["id"],
-            key=row["key"],
-            provider=row["provider"],
-            name=row["name"],
-            year=row["year"],
-            folder=row["folder"],
-            local_count=row["local_count"],
-            missing_count=row["missing_count"],
-            description=row["description"],
-            cover_url=row["cover_url"],
-            languages=tuple(json.loads(row["languages"])) if row["languages"] else None,
-            error=json.loads(row["error"]) if row["error"] else None,
-            refreshed_at=row["refreshed_at"],
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The SPEC §5 record plus what the panel shows beside it."""
-        return {
-            "key": self.key,
-            "provider": self.provider,
-            "name": self.name,
-            "year": self.year,
-            "folder": self.folder,
-            "local_count": self.local_count,
-            "missing_count": self.missing_count,
-            "description": self.description,
-            "cover_url": self.cover_url,
-            "languages": list(self.languages) if self.languages is not None else None,
-            "error": self.error,
-            "refreshed_at": self.refreshed_at,
-        }
-
-
-@dataclass(slots=True, frozen=True)
-class EpisodeRecord:
-    """One episode of a series, local and/or listed by the provider."""
-
-    season: int
-    episode: int
-    title: str | None
-    title_en: str | None
-    on_provider: bool
-    local_path: str | None
-    queue_status: str | None = None
-
-    @property
-    def state(self) -> str:
-        """local, downloading, queued or missing."""
-        if self.local_path:
-            return "local"
-        if self.queue_status == "downloading":
-            return "downloading"
-        return "queued" if self.queue_status == "pending" else "missing"
 
 
 class LibraryStore:
@@ -190,12 +113,12 @@ class LibraryStore:
             "SELECT e.season, e.episode, e.title, e.title_en, e.on_provider, e.local_path,"
             " (SELECT q.status FROM queue q WHERE q.provider = s.provider"
             "  AND q.series_key = s.key AND q.season = e.season AND q.episode = e.episode"
-            "  AND q.status IN ('pending', 'downloading')) AS queued"
+            "  AND q.status IN ('pending', 'downloading')) AS queued, e.local_language"
             " FROM episodes e JOIN series s ON s.id = e.series_id"
             " WHERE e.series_id = ? ORDER BY e.season = 0, e.season, e.episode",
             [series_id],
         )
-        return [EpisodeRecord(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
+        return [EpisodeRecord(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7]) for r in rows]
 
     async def missing(self, series_id: int) -> list[tuple[int, int]]:
         """(season, episode) the provider lists and the disk lacks."""
@@ -216,16 +139,23 @@ class LibraryStore:
         return row[0] if row else None
 
     async def mark_local(
-        self, provider: str, key: str, season: int, episode: int, relative: str
+        self,
+        provider: str,
+        key: str,
+        season: int,
+        episode: int,
+        relative: str,
+        language: str | None = None,
     ) -> None:
         """A download landed: the episode is local (path relative to the library root)."""
         series = await self.by_key(key, provider)
         folder_relative = relative.split("/", 1)[1] if "/" in relative else relative
         await self._db.write(
-            "INSERT INTO episodes (series_id, season, episode, local_path) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (series_id, season, episode)"
-            " DO UPDATE SET local_path = excluded.local_path",
-            [series.id, season, episode, folder_relative],
+            "INSERT INTO episodes (series_id, season, episode, local_path, local_language)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (series_id, season, episode)"
+            " DO UPDATE SET local_path = excluded.local_path,"
+            " local_language = excluded.local_language",
+            [series.id, season, episode, folder_relative, language],
         )
 
     async def totals(self) -> dict[str, int]:
@@ -329,11 +259,17 @@ class LibraryStore:
             [json.dumps(error) if error else None, series_id],
         )
 
-    async def set_languages(self, series_id: int, languages: list[str] | None) -> None:
-        """The series' own language order (None = the global one)."""
+    async def set_languages(
+        self, series_id: int, languages: list[str] | None, upgrade: bool | None
+    ) -> None:
+        """The series' own language order and upgrade switch (None = the global ones)."""
         await self._db.write(
-            "UPDATE series SET languages = ? WHERE id = ?",
-            [json.dumps(languages) if languages is not None else None, series_id],
+            "UPDATE series SET languages = ?, upgrade = ? WHERE id = ?",
+            [
+                json.dumps(languages) if languages is not None else None,
+                None if upgrade is None else int(upgrade),
+                series_id,
+            ],
         )
 
     async def set_meta(self, name: str, value: Any) -> None:
@@ -387,8 +323,8 @@ async def _sync_episodes_local(
             )
         else:
             await conn.execute(
-                "UPDATE episodes SET local_path = ? WHERE series_id = ? AND season = ?"
-                " AND episode = ?",
+                "UPDATE episodes SET local_path = ?, local_language = NULL WHERE series_id = ?"
+                " AND season = ? AND episode = ?",
                 [wanted, series_id, season, episode],
             )
     await conn.executemany(

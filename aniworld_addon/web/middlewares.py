@@ -85,7 +85,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:  # redirects and 2xx raised as exceptions pass through
             raise
-        return _error_response(request, _from_http_exception(exc))
+        response = _error_response(request, _from_http_exception(exc))
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            # RFC 9110: a 405 names the methods the resource does support.
+            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        return response
     except Exception:
         _LOGGER.exception("Unhandled error on %s %s", request.method, request.path)
         return _error_response(request, AppError("an internal error occurred; see the log"))
@@ -135,6 +139,11 @@ async def identify(request: web.Request) -> Identity | None:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Attach the identity; refuse protected routes without one; CSRF-check cookie writes."""
+    if request.path == "/health":
+        # Public, and the probe of last resort: it must answer even while another process
+        # holds the database, where a token lookup would wait behind the lock.
+        request[keys.IDENTITY] = None
+        return await handler(request)
     identity = await identify(request)
     request[keys.IDENTITY] = identity
     if needs_auth(request):

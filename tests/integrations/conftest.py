@@ -25,7 +25,7 @@ from aniworld_addon.events import EventBus, EventType
 from aniworld_addon.integrations.mqtt import MqttBridge
 from aniworld_addon.integrations.mqtt_discovery import DeviceInfo
 from aniworld_addon.integrations.supervisor import BrokerConfig
-from aniworld_addon.library.store import SeriesRecord
+from aniworld_addon.library.records import SeriesRecord
 from aniworld_addon.operations import Operation
 from aniworld_addon.settings import Settings
 from tests.conftest import require_tool

@@ -11,14 +11,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aniworld_addon.errors import PathOutsideLibraryError, ValidationError
-from aniworld_addon.library.naming import (
-    COMPONENT_MAX_BYTES,
+from aniworld_addon.library.episode_tags import (
     MAX_EPISODE,
     MAX_SEASON,
     EpisodeNumber,
+    parse_episodes,
+)
+from aniworld_addon.library.naming import (
+    COMPONENT_MAX_BYTES,
     confine,
     final_episode_path,
-    parse_episodes,
     render_episode_path,
     render_series_folder,
     validate_template,
@@ -482,3 +484,17 @@ def test_parse_episodes_survives_digit_runs_beyond_the_int_limit(
     name: str, expected: tuple[EpisodeNumber, ...]
 ) -> None:
     assert parse_episodes(name) == expected
+
+
+def test_a_lone_surrogate_in_a_template_literal_is_a_validation_error() -> None:
+    # Found by the property above: the length check encoded the raw literal before cleaning.
+    with pytest.raises(ValidationError):
+        render_episode_path(
+            "\ud800",
+            series_title="..",
+            year=None,
+            season=0,
+            episode=1,
+            episode_title="..",
+            language="..",
+        )

@@ -11,15 +11,17 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aniworld_addon.errors import PathOutsideLibraryError, ValidationError
-from aniworld_addon.library.naming import (
-    COMPONENT_MAX_BYTES,
+from aniworld_addon.library.episode_tags import (
     MAX_EPISODE,
     MAX_SEASON,
     EpisodeNumber,
-    confine,
-    final_episode_path,
     parse_episode,
     parse_episodes,
+)
+from aniworld_addon.library.naming import (
+    COMPONENT_MAX_BYTES,
+    confine,
+    final_episode_path,
     rename_preview,
     render_episode_path,
     render_series_folder,

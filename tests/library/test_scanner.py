@@ -17,16 +17,9 @@ from hypothesis import strategies as st
 
 from aniworld_addon.errors import ValidationError
 from aniworld_addon.library import scanner
-from aniworld_addon.library.naming import EpisodeNumber
-from aniworld_addon.library.scanner import (
-    SIDECAR_NAME,
-    LibraryError,
-    LocalSeries,
-    ScanResult,
-    SeriesIdentity,
-    scan_library,
-    write_sidecar,
-)
+from aniworld_addon.library.episode_tags import EpisodeNumber
+from aniworld_addon.library.scanner import LibraryError, LocalSeries, ScanResult, scan_library
+from aniworld_addon.library.sidecar import SIDECAR_NAME, SeriesIdentity, write_sidecar
 
 
 def ep(season: int, episode: int) -> EpisodeNumber:

@@ -18,9 +18,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from aniworld_addon import keys
 from aniworld_addon.app import create_app
+from aniworld_addon.backups import BACKUPS_KEPT
 from aniworld_addon.events import Event, EventType
 from aniworld_addon.options import Options
-from aniworld_addon.scheduler import BACKUPS_KEPT, JobSpec, Scheduler, schedule_triggers
+from aniworld_addon.scheduler import JobSpec, Scheduler, schedule_triggers
 from tests.site.plugin import RunningSite
 
 from ..conftest import PASSWORD, AiohttpClient
@@ -150,11 +151,7 @@ async def harness(
     client = await aiohttp_client(create_app(options, clock=clock))
     await client.app[keys.SETTINGS].update(
         {
-            "providers": {
-                "aniworld": {"url": provider_site.base_url},
-                "sto": {"enabled": False},
-                "ytdlp": {"enabled": False},
-            },
+            "providers": provider_site.providers_config(),
             "downloads": {"min_free_space_mb": 0},
         }
     )

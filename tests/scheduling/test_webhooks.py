@@ -223,11 +223,7 @@ async def downloads(
     client = await aiohttp_client(create_app(options, clock=clock))
     await client.app[keys.SETTINGS].update(
         {
-            "providers": {
-                "aniworld": {"url": provider_site.base_url},
-                "sto": {"enabled": False},
-                "ytdlp": {"enabled": False},
-            },
+            "providers": provider_site.providers_config(),
             "downloads": {"min_free_space_mb": 0},
         }
     )

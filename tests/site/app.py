@@ -85,7 +85,11 @@ async def episode_handler(request: web.Request) -> web.Response:
 
 async def redirect_handler(request: web.Request) -> web.Response:
     """GET /redirect/<id>: 302 to the hoster's embed page, made absolute."""
-    hoster = request.app[_STATE].hosters.get(int(request.match_info["link_id"]))
+    link_id = int(request.match_info["link_id"])
+    hoster = request.app[_STATE].hosters.get(link_id)
+    if hoster is None:  # a link a test added to the catalogue while the site runs
+        catalogue = request.app[SITE_CATALOGUE].hosters()
+        hoster = next((h for h in catalogue if h.link_id == link_id), None)
     if hoster is None:
         raise web.HTTPNotFound()
     location = request.url.origin().join(URL(hoster.target))
@@ -197,7 +201,7 @@ async def site_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if await control.pause(control.timeout_hold_s):
             return web.Response(status=503, text="shutting down")
     elif fault is not None:
-        return fault_response(fault)
+        return fault_response(fault, control.retry_after)
     try:
         return await handler(request)
     except web.HTTPNotFound:

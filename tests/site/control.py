@@ -54,6 +54,10 @@ class SiteControl:
     latency_s: float = 0.0
     timeout_hold_s: float = 30.0
     media_rate_bps: int | None = None
+    #: the Retry-After header of a RATE_LIMITED answer (delta-seconds or an HTTP date)
+    retry_after: str = "30"
+    #: cut every media response off after this many bytes (a hoster dying mid-transfer)
+    media_drop_after_bytes: int | None = None
     _faults: list[tuple[re.Pattern[str], Fault]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -137,7 +141,7 @@ _MALFORMED_BODY: Final = (
 )
 
 
-def fault_response(fault: Fault) -> web.Response:
+def fault_response(fault: Fault, retry_after: str = "30") -> web.Response:
     """The response a fault answers with (TIMEOUT is handled by holding, not here)."""
     html = "text/html"
     match fault:
@@ -154,7 +158,9 @@ def fault_response(fault: Fault) -> web.Response:
                 status=403, text=_CLOUDFLARE_BODY, content_type=html, headers=headers
             )
         case Fault.RATE_LIMITED:
-            return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": "30"})
+            return web.Response(
+                status=429, text="Too Many Requests", headers={"Retry-After": retry_after}
+            )
         case Fault.SERVER_ERROR:
             return web.Response(
                 status=500, text="<h1>500 Internal Server Error</h1>", content_type=html

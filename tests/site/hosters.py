@@ -77,18 +77,18 @@ def _media_path(media_dir: Path, file: str) -> Path | None:
 async def serve_media(
     request: web.Request, media_dir: Path | None, control: SiteControl
 ) -> web.StreamResponse:
-    """A media file, with Range support, throttled while control.media_rate_bps is set."""
+    """A media file, with Range support, throttled or cut off as `control` says."""
     file = request.match_info["file"]
     path = None if media_dir is None else await asyncio.to_thread(_media_path, media_dir, file)
     if path is None:
         raise web.HTTPNotFound()
     headers = {"Content-Type": _CONTENT_TYPES.get(path.suffix, "application/octet-stream")}
-    if control.media_rate_bps is None:
+    if control.media_rate_bps is None and control.media_drop_after_bytes is None:
         return web.FileResponse(path, headers=headers)
-    return await _throttled(request, path, headers, control)
+    return await _streamed(request, path, headers, control)
 
 
-async def _throttled(
+async def _streamed(
     request: web.Request, path: Path, headers: dict[str, str], control: SiteControl
 ) -> web.StreamResponse:
     # The media is a few hundred KB: reading it whole keeps the range arithmetic simple.
@@ -114,16 +114,29 @@ async def _throttled(
     if request.method == hdrs.METH_HEAD:
         return resp
     offset = start
+    # The whole length was promised above; a hoster that dies sends less and hangs up.
+    drop = control.media_drop_after_bytes
+    cut = stop if drop is None else min(stop, start + drop)
     try:
-        while offset < stop:
+        while offset < cut:
             # Re-read the rate every chunk so a test can lift or tighten it mid-transfer.
             rate = control.media_rate_bps
-            chunk = stop - offset if rate is None else max(1, rate // 10)
+            chunk = cut - offset if rate is None else min(cut - offset, max(1, rate // 10))
             await resp.write(data[offset : offset + chunk])
             offset += chunk
-            if rate is not None and offset < stop and await control.pause(chunk / rate):
+            if rate is not None and offset < cut and await control.pause(chunk / rate):
                 break  # the site is shutting down: end the transfer short
+        if cut < stop:
+            _hang_up(request)
+            return resp
     except ConnectionResetError:
         return resp  # the client went away (a killed downloader); nothing left to do
     await resp.write_eof()
     return resp
+
+
+def _hang_up(request: web.Request) -> None:
+    """Drop the connection mid-body, as a crashing hoster does (no chunk end, no EOF)."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()

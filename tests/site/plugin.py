@@ -30,6 +30,14 @@ class RunningSite:
         """Absolute URL of a site path."""
         return self.base_url + path
 
+    def providers_config(self) -> dict[str, dict[str, object]]:
+        """The service's `providers` settings with this site as the only provider."""
+        return {
+            "aniworld": {"url": self.base_url},
+            "sto": {"enabled": False},
+            "ytdlp": {"enabled": False},
+        }
+
 
 @pytest.fixture
 def site_catalogue() -> Catalogue:

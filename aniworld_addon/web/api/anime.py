@@ -10,7 +10,15 @@ from aiohttp import web
 from ... import keys
 from ...library.store import SORT_KEYS, Filter
 from ...settings_schema import LANGUAGES, unique_languages
-from ..routing import ApiDoc, ApiRoutes, json_response, query_choice, query_int, read_json
+from ..routing import (
+    ApiDoc,
+    ApiRoutes,
+    json_response,
+    query_choice,
+    query_int,
+    query_value,
+    read_json,
+)
 from ..schemas import INT, NULL_INT, NULL_STR, STR, array, obj, page
 
 routes = ApiRoutes()
@@ -25,7 +33,10 @@ SERIES = obj(
         "folder": STR,
         "local_count": INT,
         "missing_count": INT,
+        "languages": {"type": "array", "items": STR, "nullable": True},
+        "upgrade": {"type": "boolean", "nullable": True},
     },
+    required=["key", "provider", "name", "year", "folder", "local_count", "missing_count"],
 )
 EPISODE = obj(
     {
@@ -65,6 +76,9 @@ LANGUAGES_SCHEMA = vol.Schema(
         vol.Required("languages"): vol.Any(
             None, vol.All([vol.In(LANGUAGES)], vol.Length(min=1), unique_languages)
         ),
+        # Replace files held in a lesser language once a better one appears; null: the global
+        # downloads.upgrade. Left out, it is null too: the body states the whole profile.
+        vol.Optional("upgrade", default=None): vol.Any(None, bool),
     }
 )
 LIST_QUERY: dict[str, dict[str, Any]] = {
@@ -87,7 +101,7 @@ async def list_series(request: web.Request) -> web.Response:
     direction = query_choice(request, "sort_direction", ("asc", "desc"), "asc")
     page_no = query_int(request, "page", 1, 1, 1_000_000)
     page_size = query_int(request, "page_size", 50, 1, 500)
-    query = request.query.get("q", "").strip()[:200] or None
+    query = (query_value(request, "q") or "").strip()[:200] or None
     total, records = await request.app[keys.LIBRARY].store.page(
         filter_=filter_,
         query=query,
@@ -160,7 +174,7 @@ async def rescan(request: web.Request) -> web.Response:
 async def get_series(request: web.Request) -> web.Response:
     """Series record plus episodes [{season, episode, title, state}]."""
     detail = await request.app[keys.LIBRARY].detail(
-        request.match_info["key"], request.query.get("provider") or None
+        request.match_info["key"], query_value(request, "provider") or None
     )
     return json_response(detail)
 
@@ -182,12 +196,17 @@ async def match(request: web.Request) -> web.Response:
 @routes.api(
     "PUT",
     "/api/anime/{key}/languages",
-    ApiDoc("Set a series' language order (null: the global order)", TAG, LANGUAGES_SCHEMA, DETAIL),
+    ApiDoc(
+        "Set a series' language order and upgrade switch (null: the global setting)",
+        TAG,
+        LANGUAGES_SCHEMA,
+        DETAIL,
+    ),
 )
 async def set_languages(request: web.Request) -> web.Response:
     """The series' own language profile."""
     body = await read_json(request, LANGUAGES_SCHEMA)
     detail = await request.app[keys.LIBRARY].set_languages(
-        request.match_info["key"], body["languages"]
+        request.match_info["key"], body["languages"], body["upgrade"]
     )
     return json_response(detail)

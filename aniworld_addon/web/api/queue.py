@@ -9,8 +9,19 @@ from aiohttp import web
 
 from ... import keys
 from ...downloads.queue_store import Priority
-from ...errors import NotFoundError, ValidationError
-from ..routing import ApiDoc, ApiRoutes, json_response, query_int, read_json
+from ...errors import NotFoundError
+from ...settings_schema import strict_int
+from ..routing import (
+    ID_PARAM,
+    ID_SEGMENT,
+    MAX_ID,
+    ApiDoc,
+    ApiRoutes,
+    json_response,
+    path_id,
+    query_int,
+    read_json,
+)
 from ..schemas import BOOL, INT, NULL_NUM, NULL_STR, NUM, OK, STR, array, obj, page
 
 routes = ApiRoutes()
@@ -45,6 +56,7 @@ ITEM = obj(
         "created_at": NUM,
         "started_at": NULL_NUM,
         "completed_at": NULL_NUM,
+        "upgrade_from": NULL_STR,
     },
 )
 STATUS = obj(
@@ -60,11 +72,11 @@ STATUS = obj(
 )
 IDS = obj({"item_ids": array(INT)})
 
-ITEM_ID = vol.All(int, vol.Range(min=1))
+ITEM_ID = vol.All(strict_int, vol.Range(min=1, max=MAX_ID))
 EPISODE = vol.Schema(
     {
-        vol.Required("season"): vol.All(int, vol.Range(min=0, max=10_000)),
-        vol.Required("episode"): vol.All(int, vol.Range(min=1, max=100_000)),
+        vol.Required("season"): vol.All(strict_int, vol.Range(min=0, max=10_000)),
+        vol.Required("episode"): vol.All(strict_int, vol.Range(min=1, max=100_000)),
     }
 )
 PRIORITY = vol.Any(None, vol.All(str, vol.In(["HIGH", "NORMAL", "LOW", "high", "normal", "low"])))
@@ -100,7 +112,7 @@ REORDER_SCHEMA = vol.Schema(
         {vol.Required("item_ids"): vol.All([ITEM_ID], vol.Length(min=1, max=10_000))},
         {
             vol.Required("item_id"): ITEM_ID,
-            vol.Required("new_position"): vol.All(int, vol.Range(min=1)),
+            vol.Required("new_position"): vol.All(strict_int, vol.Range(min=1, max=MAX_ID)),
         },
     )
 )
@@ -138,8 +150,9 @@ async def download_series(request: web.Request) -> web.Response:
 
 @routes.api("GET", "/api/queue/status", ApiDoc("The queue with every item", TAG, None, STATUS))
 async def status(request: web.Request) -> web.Response:
-    """Running/paused flags, items per state, stats."""
-    return json_response(await request.app[keys.QUEUE].status())
+    """Running/paused flags, items per state, stats (the shape of DownloadQueue.status())."""
+    body = await request.app[keys.QUEUE].status_json()
+    return web.Response(body=body, content_type="application/json")
 
 
 @routes.api("POST", "/api/queue/add", ApiDoc("Queue episodes", TAG, ADD_SCHEMA, IDS))
@@ -152,15 +165,6 @@ async def add(request: web.Request) -> web.Response:
         series.provider, series.key, _pairs(body["episodes"]), Priority.parse(body.get("priority"))
     )
     return json_response({"item_ids": ids})
-
-
-def _item_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise ValidationError(
-            "item id must be a number", details=[{"path": "id", "message": "not a number"}]
-        )
-    return int(raw)
 
 
 @routes.api(
@@ -205,10 +209,7 @@ _state_route("resume", paused=False)
     ApiDoc(
         "New order of pending items ({item_ids} or {item_id, new_position})",
         TAG,
-        {
-            "type": "object",
-            "properties": {"item_ids": array(INT), "item_id": INT, "new_position": INT},
-        },
+        REORDER_SCHEMA,
         OK,
     ),
 )
@@ -244,11 +245,14 @@ async def retry(request: web.Request) -> web.Response:
     return json_response({"item_ids": await request.app[keys.QUEUE].retry(body["item_ids"])})
 
 
-# Registered last: "{id}" would otherwise swallow /api/queue/completed and /failed.
-@routes.api("DELETE", "/api/queue/{id}", ApiDoc("Remove (and cancel) one item", TAG, None, OK))
+@routes.api(
+    "DELETE",
+    f"/api/queue/{{id:{ID_SEGMENT}}}",
+    ApiDoc("Remove (and cancel) one item", TAG, None, OK, path={"id": ID_PARAM}),
+)
 async def remove_one(request: web.Request) -> web.Response:
     """404 for an unknown id."""
-    item_id = _item_id(request)
+    item_id = path_id(request)
     queue = request.app[keys.QUEUE]
     await queue.store.get(item_id)
     await queue.remove([item_id])
@@ -302,8 +306,12 @@ async def blocklist(request: web.Request) -> web.Response:
     )
 
 
-@routes.api("DELETE", "/api/blocklist/{id}", ApiDoc("Unblock a hoster link", "blocklist", None, OK))
+@routes.api(
+    "DELETE",
+    f"/api/blocklist/{{id:{ID_SEGMENT}}}",
+    ApiDoc("Unblock a hoster link", "blocklist", None, OK, path={"id": ID_PARAM}),
+)
 async def unblock(request: web.Request) -> web.Response:
     """404 for an unknown id."""
-    await request.app[keys.QUEUE].blocklist.remove(_item_id(request))
+    await request.app[keys.QUEUE].blocklist.remove(path_id(request))
     return json_response({"ok": True})

@@ -1,0 +1,224 @@
+"""What the service queues by itself: missing episodes (auto-download) and language upgrades."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final, Protocol, runtime_checkable
+
+from .db import Database
+from .downloads.queue import DownloadQueue
+from .downloads.queue_store import Priority
+from .errors import AppError
+from .events import EventBus, EventType
+from .library.records import EpisodeRecord, SeriesRecord
+from .library.service import LibraryService
+from .providers.base import Provider
+from .settings import Settings
+
+_LOGGER = logging.getLogger(__name__)
+
+# Automatic downloads wait behind what a user asked for (user requests default to NORMAL).
+AUTO_PRIORITY: Final = Priority.LOW
+
+Only = Mapping[int, set[tuple[int, int]]]  # series id -> the episodes to consider
+
+
+@runtime_checkable
+class _Invalidating(Protocol):
+    def invalidate(self, key: str | None = None) -> None:
+        """Forget cached pages of one series."""
+
+
+class AutoQueue:
+    """Decides which episodes to queue without anyone asking; the scheduler says when."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        library: LibraryService,
+        queue: DownloadQueue,
+        bus: EventBus,
+        db: Database,
+    ) -> None:
+        self._settings = settings
+        self._library = library
+        self._queue = queue
+        self._bus = bus
+        self._db = db
+
+    async def queue_missing(
+        self, series: list[SeriesRecord], source: str, only: Only | None = None
+    ) -> list[int]:
+        """Queue the missing episodes (of `only`, if given) that are not queued yet.
+
+        An episode whose download failed for good is left for the user to retry, so a dead
+        episode is not queued again on every rescan.
+        """
+        failed = await self._failed_episodes()
+        queued: list[int] = []
+        details: list[dict[str, Any]] = []
+        for record in sorted(series, key=lambda s: s.name.casefold()):
+            if record.provider is None or record.key is None:
+                continue
+            episodes = [
+                (e.season, e.episode)
+                for e in await self._library.store.episodes(record.id)
+                if e.on_provider
+                and e.state == "missing"
+                and _wanted(record, e, only)
+                and (record.provider, record.key, e.season, e.episode) not in failed
+            ]
+            if episodes:
+                # The queue picks hosters in the series' own language order, else the global one.
+                queued += await self._queue.add(
+                    record.provider, record.key, episodes, AUTO_PRIORITY
+                )
+                details.append(_detail(record, episodes))
+        self._announce(source, queued, details)
+        return queued
+
+    async def check_new_episodes(self) -> dict[str, Any]:
+        """Read each provider's new-episodes list once; refresh only listed library series.
+
+        New episodes are queued when auto-download is on; a listed episode already held in a
+        lesser language is queued again when upgrades are on and a better language is offered.
+        """
+        matched = await self._library.store.matched()
+        fresh: dict[int, set[tuple[int, int]]] = {}
+        upgrades: dict[int, set[tuple[int, int]]] = {}
+        found: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for provider in self._library.providers:
+            if not provider.supports_new_episodes:
+                continue
+            try:
+                listed = await provider.new_episodes()
+            except AppError as err:
+                errors.append({"provider": provider.name, "message": err.message})
+                continue
+            ours = {s.key: s for s in matched if s.provider == provider.name}
+            wanted: dict[str, set[tuple[int, int]]] = {}
+            for new in listed:
+                if new.key in ours:
+                    wanted.setdefault(new.key, set()).add((new.season, new.episode))
+            for key, episodes in wanted.items():
+                series = ours[key]
+                # A listed episode already held may have come out in a better language.
+                upgrades[series.id] = episodes
+                try:
+                    added = await self._refresh_if_new(provider, series, episodes)
+                except AppError as err:
+                    errors.append({"provider": provider.name, "key": key, "message": err.message})
+                    continue
+                if added is None:
+                    continue
+                fresh[series.id] = set(added)
+                found += [
+                    {"provider": provider.name, "series_key": key, "name": series.name}
+                    | {"season": s, "episode": e}
+                    for s, e in added
+                ]
+        queued: list[int] = []
+        if found:
+            self._bus.publish(
+                EventType.NEW_EPISODES_FOUND, {"episodes": found, "count": len(found)}
+            )
+            if self._settings.section("scheduler")["auto_download"]:
+                changed = [s for s in matched if s.id in fresh]
+                queued = await self.queue_missing(changed, "new_episodes", fresh)
+        held = [s for s in matched if s.id in upgrades]
+        queued += await self.queue_upgrades(held, "new_episodes", upgrades)
+        refreshed = sorted({s.key or "" for s in matched if s.id in fresh})
+        return {"refreshed": refreshed, "new": found, "queued": len(queued), "errors": errors}
+
+    async def _refresh_if_new(
+        self, provider: Provider, series: SeriesRecord, listed: set[tuple[int, int]]
+    ) -> list[tuple[int, int]] | None:
+        """Refresh a series whose listed episodes are not all known; None when all are known,
+        else the episodes that became missing."""
+        store = self._library.store
+        known = {(e.season, e.episode) for e in await store.episodes(series.id) if e.on_provider}
+        if listed <= known:
+            return None  # nothing new: not a single request for this series
+        before = set(await store.missing(series.id))
+        if isinstance(provider, _Invalidating):
+            provider.invalidate(series.key)  # its cached pages predate the new episode
+        await self._library.refresh(series)
+        return [pair for pair in await store.missing(series.id) if pair not in before]
+
+    def upgrades_on(self, series: SeriesRecord) -> bool:
+        """The series' own upgrade switch, else the global downloads.upgrade."""
+        if series.upgrade is not None:
+            return series.upgrade
+        return bool(self._settings.section("downloads")["upgrade"])
+
+    async def queue_upgrades(
+        self, series: list[SeriesRecord], source: str, only: Only | None = None
+    ) -> list[int]:
+        """Queue a better version of each episode held in a lesser language, once offered.
+
+        Only files this service downloaded have a known language. Each candidate costs one
+        episode page (where the site lists an episode's languages), so only series with
+        upgrades on and episodes not already at their first choice are looked at.
+        """
+        failed = await self._failed_episodes()
+        queued: list[int] = []
+        details: list[dict[str, Any]] = []
+        for record in sorted(series, key=lambda s: s.name.casefold()):
+            if record.provider is None or record.key is None or not self.upgrades_on(record):
+                continue
+            order = list(record.languages or self._settings.section("languages"))
+            by_held: dict[str, list[tuple[int, int]]] = {}
+            for e in await self._library.store.episodes(record.id):
+                held = e.local_language
+                if (
+                    held is None
+                    or e.queue_status is not None
+                    or not _wanted(record, e, only)
+                    or (record.provider, record.key, e.season, e.episode) in failed
+                ):
+                    continue
+                better = order[: order.index(held)] if held in order else order
+                if better and await self._offered(record, e, better):
+                    by_held.setdefault(held, []).append((e.season, e.episode))
+            for held, episodes in by_held.items():
+                queued += await self._queue.add(
+                    record.provider, record.key, episodes, AUTO_PRIORITY, upgrade_from=held
+                )
+                details.append(_detail(record, episodes) | {"upgrade_from": held})
+        self._announce(f"{source}:upgrade", queued, details)
+        return queued
+
+    async def _offered(self, series: SeriesRecord, e: EpisodeRecord, better: list[str]) -> bool:
+        assert series.provider is not None and series.key is not None
+        try:
+            provider = self._library.providers.get(series.provider)
+            links = await provider.episode_links(series.key, e.season, e.episode)
+        except AppError as err:  # a page that cannot be read now is looked at next time
+            _LOGGER.info(
+                "upgrade check of %s S%02dE%02d: %s", series.key, e.season, e.episode, err.message
+            )
+            return False
+        return any(language.value in better for language in links.languages)
+
+    async def _failed_episodes(self) -> set[tuple[str, str, int, int]]:
+        rows = await self._db.fetchall(
+            "SELECT provider, series_key, season, episode FROM queue WHERE status = 'failed'"
+        )
+        return {(r[0], r[1], int(r[2]), int(r[3])) for r in rows}
+
+    def _announce(self, source: str, queued: list[int], details: list[dict[str, Any]]) -> None:
+        if queued:
+            data = {"source": source, "item_ids": queued, "count": len(queued), "series": details}
+            self._bus.publish(EventType.AUTO_DOWNLOAD_QUEUED, data)
+
+
+def _wanted(series: SeriesRecord, episode: EpisodeRecord, only: Only | None) -> bool:
+    return only is None or (episode.season, episode.episode) in only.get(series.id, ())
+
+
+def _detail(series: SeriesRecord, episodes: list[tuple[int, int]]) -> dict[str, Any]:
+    pairs = [{"season": s, "episode": e} for s, e in episodes]
+    return {"provider": series.provider, "series_key": series.key, "episodes": pairs}

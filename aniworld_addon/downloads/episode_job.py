@@ -1,0 +1,277 @@
+"""One queued episode's download: hosters in language order, one after another, then upgrades.
+
+The queue (queue.py) decides *when* an item runs; this module decides *what* it fetches and
+where the file lands, including an upgrade's swap of an older file for a better language.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from ..errors import AppError, PathOutsideLibraryError
+from ..events import EventBus, EventType
+from ..fsutil import fsync_dir
+from ..library.naming import confine, final_episode_path
+from ..library.records import SeriesRecord
+from ..library.store import LibraryStore
+from ..providers.base import Language
+from ..providers.live import LiveProviders
+from ..settings import Settings
+from .blocklist import Blocklist
+from .progress import Progress
+from .queue_store import QueueItem, QueueStore
+from .resolver import Candidate, DownloadFailedError, Resolver
+
+_LOGGER = logging.getLogger("aniworld_addon.downloads.queue")
+
+# The name the template renders gets this placeholder extension; the downloader picks the
+# real one from the media, so it is stripped again before the download.
+_PLACEHOLDER_EXT: Final = "mkv"
+
+
+class NoCandidatesError(DownloadFailedError):
+    """No hoster offers the episode in any wanted language (it may appear later)."""
+
+    code = "no_hoster"
+
+
+class AllHostersFailedError(DownloadFailedError):
+    """Every hoster in every wanted language failed; the attempts say why."""
+
+    code = "all_hosters_failed"
+
+
+@dataclass(slots=True, frozen=True)
+class Landed:
+    """A verified file at its final path, and what it replaced (an upgrade)."""
+
+    path: Path
+    language: str
+    size_mb: float
+    replaced: str | None = None  # library-relative path of the file the upgrade removed
+
+
+def wanted_languages(series: SeriesRecord, settings: Settings, item: QueueItem) -> list[Language]:
+    """The series' language order; for an upgrade only the languages better than the held one."""
+    order = [Language(v) for v in (series.languages or settings.section("languages"))]
+    if item.upgrade_from is None:
+        return order
+    values = [v.value for v in order]
+    # A held language the order no longer names is worse than every language it does name.
+    held = values.index(item.upgrade_from) if item.upgrade_from in values else len(values)
+    return order[:held]
+
+
+class EpisodeJob:
+    """Downloads one queue item; everything it needs comes from the queue that owns it."""
+
+    def __init__(
+        self,
+        store: QueueStore,
+        library: LibraryStore,
+        providers: LiveProviders,
+        resolver: Resolver,
+        blocklist: Blocklist,
+        settings: Settings,
+        bus: EventBus,
+        root: Callable[[], Path],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._library = library
+        self._providers = providers
+        self._resolver = resolver
+        self._blocklist = blocklist
+        self._settings = settings
+        self._bus = bus
+        self._root = root
+        self._clock = clock
+
+    async def run(
+        self,
+        item: QueueItem,
+        attempts: list[dict[str, Any]],
+        on_progress: Callable[[QueueItem, Progress], None],
+    ) -> Landed:
+        """Try every candidate until one lands; raises the error that ends the attempt."""
+        series = await self._library.by_key(item.series_key, item.provider)
+        provider = self._providers.registry.get(item.provider)
+        wanted = wanted_languages(series, self._settings, item)
+        offered = (
+            await self._resolver.candidates(
+                provider, item.series_key, item.season, item.episode, wanted
+            )
+            if wanted
+            else []
+        )
+        # The blocklist is for the next time an episode is queued: an item's own retries
+        # still try every link, so max_retries keeps its meaning.
+        blocked = (
+            await self._blocklist.blocked_links(
+                item.provider, item.series_key, item.season, item.episode
+            )
+            if item.retry_count == 0
+            else set()
+        )
+        candidates = [c for c in offered if c.link.redirect_url not in blocked]
+        if not candidates:
+            raise _no_candidates(wanted, bool(offered), item)
+        title = await self._library.episode_title(series.id, item.season, item.episode)
+        downloads = self._settings.section("downloads")
+        from .downloader import Downloader  # yt-dlp loads on the first download, not at start
+
+        downloader = Downloader(
+            min_free_space_mb=downloads["min_free_space_mb"], verify=downloads["verify"]
+        )
+        for candidate in candidates:
+            # Rendering resolves symlinks to prove confinement: file-system work, off the loop.
+            base = await asyncio.to_thread(
+                self._target_base, series, item, title, candidate, downloads["episode_path"]
+            )
+            await self._store.set_part_base(item.id, str(base), candidate.language.value)
+            try:
+                source = await self._resolver.resolve(provider, candidate)
+                self._bus.publish(EventType.DOWNLOAD_STARTED, _started(item, candidate))
+                path = await downloader.download(
+                    source, base, on_progress=functools.partial(on_progress, item)
+                )
+            except DownloadFailedError as err:
+                attempts.append(_attempt(candidate, err, self._clock()))
+                _LOGGER.info("%s: %s failed: %s", label(item), candidate, err.message)
+                if not err.next_candidate:
+                    raise
+                await self._count_failure(item, candidate, err, downloads["max_retries"])
+                continue
+            replaced = await self._replace_older(series, item, path)
+            size_mb = round((await asyncio.to_thread(path.stat)).st_size / 2**20, 2)
+            return Landed(path, candidate.language.value, size_mb, replaced)
+        raise AllHostersFailedError(
+            f"all {len(candidates)} hosters failed; last: {attempts[-1]['message']}",
+            details={"attempts": attempts[-len(candidates) :]},
+        )
+
+    async def _replace_older(self, series: SeriesRecord, item: QueueItem, new: Path) -> str | None:
+        """An upgrade's new file is verified and in place: now remove the file it replaces.
+
+        When both have the same name the rename already replaced it atomically; otherwise the
+        old file goes only now, so the episode is never without a verified file.
+        """
+        if item.upgrade_from is None:
+            return None
+        held = next(
+            (
+                e.local_path
+                for e in await self._library.episodes(series.id)
+                if (e.season, e.episode) == (item.season, item.episode)
+            ),
+            None,
+        )
+        if held is None:
+            return None
+        relative = f"{series.folder}/{held}"
+
+        def remove() -> bool:
+            try:
+                old = confine(self._root(), relative)
+            except PathOutsideLibraryError:
+                return False
+            if old == new or not old.is_file():
+                return False
+            old.unlink()
+            fsync_dir(old.parent)
+            return True
+
+        with contextlib.suppress(FileNotFoundError):
+            if await asyncio.to_thread(remove):
+                _LOGGER.info("%s: upgraded; removed %s", label(item), relative)
+        return relative
+
+    async def _count_failure(
+        self, item: QueueItem, candidate: Candidate, err: AppError, threshold: int
+    ) -> None:
+        blocked = await self._blocklist.record_failure(
+            provider=item.provider,
+            key=item.series_key,
+            season=item.season,
+            episode=item.episode,
+            hoster=candidate.hoster,
+            language=candidate.language.value,
+            link=candidate.link.redirect_url,
+            reason=err.message,
+            threshold=threshold,
+            now=self._clock(),
+        )
+        if blocked:
+            _LOGGER.info("%s: %s is blocklisted for this episode", label(item), candidate)
+
+    def _target_base(
+        self,
+        series: SeriesRecord,
+        item: QueueItem,
+        title: str | None,
+        candidate: Candidate,
+        template: str,
+    ) -> Path:
+        path = final_episode_path(
+            self._root(),
+            series.folder,
+            template,
+            series_title=series.name,
+            year=series.year,
+            season=item.season,
+            episode=item.episode,
+            episode_title=title or "",
+            language=candidate.language.value,
+            ext=_PLACEHOLDER_EXT,
+        )
+        return path.with_name(path.name[: -len(_PLACEHOLDER_EXT) - 1])
+
+
+def _no_candidates(wanted: Sequence[Language], offered: bool, item: QueueItem) -> AppError:
+    languages = ", ".join(v.value for v in wanted)
+    if item.upgrade_from is not None and not offered:
+        reason = f"no hoster offers this episode in a language better than {item.upgrade_from}"
+    elif offered:
+        reason = f"every hoster offering it in {languages} is on the blocklist"
+    else:
+        reason = f"no hoster offers this episode in {languages}"
+    return NoCandidatesError(reason, details={"languages": [v.value for v in wanted]})
+
+
+def _started(item: QueueItem, candidate: Candidate) -> dict[str, Any]:
+    return {
+        "item_id": item.id,
+        "provider": item.provider,
+        "series_key": item.series_key,
+        "season": item.season,
+        "episode": item.episode,
+        "language": candidate.language.value,
+        "hoster": candidate.hoster,
+        "upgrade_from": item.upgrade_from,
+    }
+
+
+def _attempt(candidate: Candidate, err: AppError, now: float) -> dict[str, Any]:
+    return {
+        "hoster": candidate.hoster,
+        "language": candidate.language.value,
+        "code": err.code,
+        "message": err.message,
+        "at": now,
+    }
+
+
+def label(item: QueueItem) -> str:
+    """How log lines name an item."""
+    return f"{item.series_key} S{item.season:02d}E{item.episode:02d} (item {item.id})"
+
+
+__all__ = ["AllHostersFailedError", "EpisodeJob", "Landed", "NoCandidatesError", "label"]

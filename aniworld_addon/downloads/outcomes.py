@@ -1,0 +1,152 @@
+"""What a finished attempt leaves behind: the item's new state, events, and retry timing."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Final
+
+from ..errors import AppError, ProviderError, StorageError
+from ..events import EventBus, EventType
+from ..library.store import LibraryStore
+from ..settings import Settings
+from .blocklist import Blocklist
+from .episode_job import Landed, label
+from .progress import InsufficientSpaceError
+from .queue_store import QueueItem, QueueStore
+
+_LOGGER = logging.getLogger("aniworld_addon.downloads.queue")
+
+# After a download, its bookkeeping must land even if another process holds the database for
+# a while: retried with this backoff (seconds) until it does or the item is cancelled.
+BOOKKEEPING_BACKOFF_S: Final = (0.25, 0.5, 1.0, 2.0, 5.0)
+
+PublishStatus = Callable[[str, list[int]], Awaitable[None]]
+
+
+class Outcomes:
+    """Records how an item's attempt ended: completed, retry later, or failed for good."""
+
+    def __init__(
+        self,
+        store: QueueStore,
+        library: LibraryStore,
+        blocklist: Blocklist,
+        settings: Settings,
+        bus: EventBus,
+        root: Callable[[], Path],
+        publish_status: PublishStatus,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._library = library
+        self._blocklist = blocklist
+        self._settings = settings
+        self._bus = bus
+        self._root = root
+        self._publish_status = publish_status
+        self._clock = clock
+
+    async def until_stored(
+        self, item: QueueItem, bookkeeping: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run an item's closing writes until they land: a file in place is never forgotten.
+
+        A database held by another process past the busy timeout raises StorageError; the
+        item would otherwise stay 'downloading' with nothing running it until a restart.
+        """
+        for attempt in itertools.count():
+            try:
+                await bookkeeping()
+                return
+            except StorageError as err:
+                delay = BOOKKEEPING_BACKOFF_S[min(attempt, len(BOOKKEEPING_BACKOFF_S) - 1)]
+                _LOGGER.warning(
+                    "%s: cannot record the outcome (%s); retrying in %.2f s",
+                    label(item),
+                    err.message,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def completed(
+        self, item: QueueItem, landed: Landed, attempts: list[dict[str, Any]]
+    ) -> None:
+        path = landed.path
+        await self._blocklist.forget_episode(
+            item.provider, item.series_key, item.season, item.episode
+        )
+        relative = path.relative_to(self._root()).as_posix()
+        await self._store.complete(
+            item.id, str(path), landed.language, landed.size_mb, self._clock(), attempts
+        )
+        await self._library.mark_local(
+            item.provider, item.series_key, item.season, item.episode, relative, landed.language
+        )
+        _LOGGER.info(
+            "%s %s S%02dE%02d to %s",
+            "Upgraded" if item.upgrade_from else "Downloaded",
+            item.series_key,
+            item.season,
+            item.episode,
+            path,
+        )
+        self._bus.publish(
+            EventType.DOWNLOAD_COMPLETE,
+            {
+                "item_id": item.id,
+                "series_key": item.series_key,
+                "season": item.season,
+                "episode": item.episode,
+                "language": landed.language,
+                "file_path": str(path),
+                "size_mb": landed.size_mb,
+                "upgrade_from": item.upgrade_from,
+                "replaced": landed.replaced,
+            },
+        )
+        await self._publish_status("completed", [item.id])
+
+    async def failed(
+        self, item: QueueItem, err: AppError | OSError, attempts: list[dict[str, Any]]
+    ) -> None:
+        message = err.message if isinstance(err, AppError) else f"file system error: {err}"
+        code = err.code if isinstance(err, AppError) else "os_error"
+        downloads = self._settings.section("downloads")
+        backoff: list[int] = downloads["retry_backoff_s"]
+        retryable = not isinstance(err, InsufficientSpaceError)
+        will_retry = retryable and item.retry_count < int(downloads["max_retries"])
+        next_at: float | None = None
+        if will_retry:
+            delay = float(backoff[min(item.retry_count, len(backoff) - 1)])
+            if isinstance(err, ProviderError) and err.retry_after:
+                delay = max(delay, err.retry_after)
+            next_at = self._clock() + delay
+            await self._store.retry_later(item.id, message, attempts, next_at)
+        else:
+            await self._store.fail(item.id, message, attempts, self._clock())
+        _LOGGER.warning(
+            "%s failed (%s): %s%s",
+            label(item),
+            code,
+            message,
+            f"; retry in {next_at - self._clock():.0f} s" if next_at else "",
+        )
+        self._bus.publish(
+            EventType.DOWNLOAD_FAILED,
+            {
+                "item_id": item.id,
+                "series_key": item.series_key,
+                "season": item.season,
+                "episode": item.episode,
+                "error": {"code": code, "message": message},
+                "retry_count": item.retry_count + (1 if will_retry else 0),
+                "will_retry": will_retry,
+                "next_attempt_at": next_at,
+            },
+        )
+        await self._publish_status("failed" if not will_retry else "retry_scheduled", [item.id])

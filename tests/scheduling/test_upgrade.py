@@ -1,0 +1,166 @@
+"""Language upgrades end to end: a dub appears for an episode held as sub, on the real site."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from aniworld_addon import keys
+from aniworld_addon.events import EventType
+from aniworld_addon.options import Options
+from tests.site import MediaSet
+from tests.site.data import GERMAN_DUB, TARGET_HTML5, SiteHoster, SiteNewEpisode
+from tests.site.plugin import RunningSite
+
+from ..conftest import AiohttpClient
+from ..test_queue_api import FakeClock, Service, final_files, sha256, start_service
+
+LANTERN = "sky-lantern"
+
+
+async def lantern_service(
+    aiohttp_client: AiohttpClient, options: Options, site: RunningSite
+) -> Service:
+    """Sky Lantern in the library; its episode 1 is offered in German Sub only, for now."""
+    folder = options.library_path / "Sky Lantern (2023)"
+    folder.mkdir(parents=True)
+    (folder / ".aniworld.json").write_text(json.dumps({"provider": "aniworld", "key": LANTERN}))
+    first = site.catalogue.series[LANTERN].seasons[1][0]
+    first.hosters[:] = [h for h in first.hosters if h.lang_key != GERMAN_DUB]
+    svc = await start_service(aiohttp_client, options, site, FakeClock())
+    await svc.call(
+        "PUT",
+        "/api/config",
+        json={
+            "providers": site.providers_config(),
+            "languages": ["German Dub", "German Sub"],
+            "downloads": {"min_free_space_mb": 0, "max_retries": 0},
+        },
+    )
+    op = await svc.call("POST", "/api/anime/rescan", status=202)
+    await svc.client.app[keys.OPERATIONS].wait(op["operation_id"])
+    return svc
+
+
+def offer_dub(site: RunningSite, hoster: str, target: str) -> None:
+    """Episode 1 gets a German Dub hoster, and the new-episodes list says so."""
+    first = site.catalogue.series[LANTERN].seasons[1][0]
+    link_id = max(h.link_id for h in site.catalogue.hosters()) + 1
+    first.hosters.append(SiteHoster(link_id, GERMAN_DUB, hoster, target))
+    site.catalogue.new_episodes.insert(0, SiteNewEpisode(LANTERN, 1, 1, GERMAN_DUB, "18.07.2025"))
+
+
+async def history_of(svc: Service, event: str) -> list[dict[str, object]]:
+    """The history entries of `event`, once there are any (each handled event re-checks)."""
+    history = svc.client.app[keys.HISTORY]
+    async with asyncio.timeout(10):
+        while True:
+            seen = history.handled
+            page = await svc.call("GET", "/api/history", params={"event": event})
+            if page["records"]:
+                return list(page["records"])
+            await history.wait_handled(seen + 1)
+
+
+async def run_new_episodes_check(svc: Service) -> dict[str, object]:
+    run = await svc.client.app[keys.SCHEDULER].run_job("new_episodes")
+    assert run.ok, run
+    assert isinstance(run.result, dict)
+    return run.result
+
+
+async def test_a_dub_replaces_the_sub_file_only_after_it_is_verified(
+    aiohttp_client: AiohttpClient, options: Options, provider_site: RunningSite, media_set: MediaSet
+) -> None:
+    svc = await lantern_service(aiohttp_client, options, provider_site)
+    (item_id,) = await svc.queue([(1, 1)], key=LANTERN)
+    await svc.wait_item(item_id, EventType.DOWNLOAD_COMPLETE)
+    (sub_file,) = final_files(options)
+    sub_hash = sha256(sub_file)
+    detail = await svc.call("GET", f"/api/anime/{LANTERN}")
+    assert detail["episodes"][0]["language"] == "German Sub"
+
+    # A broken dub appears. Upgrades are off (global default, series unset): nothing happens.
+    bogus = media_set.root / "bogus-dub.mp4"
+    bogus.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"not really a video" * 4096)
+    offer_dub(provider_site, "VOE", f"/embed/html5/{bogus.stem}")
+    provider_site.control.reset()
+    result = await run_new_episodes_check(svc)
+    assert result["queued"] == 0
+    assert provider_site.control.count("episode") == 0  # no page read for a switched-off series
+
+    # Upgrades on for this series: the check reads that one episode page and queues the dub.
+    profile = {"languages": ["German Dub", "German Sub"], "upgrade": True}
+    detail = await svc.call("PUT", f"/api/anime/{LANTERN}/languages", json=profile)
+    assert detail["upgrade"] is True
+    result = await run_new_episodes_check(svc)
+    assert result["queued"] == 1
+    assert provider_site.control.count("episode") == 1
+    queued = await svc.wait_event(
+        lambda e: (
+            e.type is EventType.AUTO_DOWNLOAD_QUEUED and e.data["source"] == "new_episodes:upgrade"
+        )
+    )
+    (upgrade_id,) = queued.data["item_ids"]
+    assert (await svc.item(upgrade_id))["upgrade_from"] == "German Sub"
+
+    # The dub fails verification: the sub file stays, untouched, and nothing else is left.
+    failed = await svc.wait_item(upgrade_id, EventType.DOWNLOAD_FAILED)
+    assert failed.data["will_retry"] is False
+    assert "not readable media" in failed.data["error"]["message"]
+    assert final_files(options) == [sub_file] and sha256(sub_file) == sub_hash
+    assert not list(options.library_path.rglob("*.part*"))
+
+    # A working dub appears beside the broken (now blocklisted) one; a retry lands it, and
+    # only then does the sub file go.
+    offer_dub(provider_site, "Vidoza", TARGET_HTML5)
+    await svc.call("POST", "/api/queue/retry", json={"item_ids": [upgrade_id]})
+    done = await svc.wait_item(upgrade_id, EventType.DOWNLOAD_COMPLETE)
+    assert done.data["language"] == "German Dub" and done.data["upgrade_from"] == "German Sub"
+    (dub_file,) = final_files(options)
+    assert sha256(dub_file) == sha256(media_set.mp4)
+    detail = await svc.call("GET", f"/api/anime/{LANTERN}")
+    episode = detail["episodes"][0]
+    assert episode["language"] == "German Dub" and episode["state"] == "local"
+    assert Path(options.library_path, detail["folder"], episode["file"]) == dub_file
+
+    (upgraded,) = await history_of(svc, "upgraded")
+    assert upgraded["series_key"] == LANTERN and upgraded["language"] == "German Dub"
+
+    # Held in the first choice now: the next check has nothing to upgrade and reads no page.
+    provider_site.control.reset()
+    result = await run_new_episodes_check(svc)
+    assert result["queued"] == 0 and provider_site.control.count("episode") == 0
+
+
+async def test_the_rescan_queues_upgrades_when_the_global_switch_is_on(
+    aiohttp_client: AiohttpClient, options: Options, provider_site: RunningSite, media_set: MediaSet
+) -> None:
+    svc = await lantern_service(aiohttp_client, options, provider_site)
+    (item_id,) = await svc.queue([(1, 1)], key=LANTERN)
+    await svc.wait_item(item_id, EventType.DOWNLOAD_COMPLETE)
+    await svc.client.app[keys.QUEUE].set_state(running=False)  # only the queueing is looked at
+    first = provider_site.catalogue.series[LANTERN].seasons[1][0]
+    link_id = max(h.link_id for h in provider_site.catalogue.hosters()) + 1
+    first.hosters.append(SiteHoster(link_id, GERMAN_DUB, "VOE", TARGET_HTML5))  # not listed new
+
+    scheduler = svc.client.app[keys.SCHEDULER]
+    assert (await scheduler.run_job("rescan")).result["queued"] == 0  # upgrades are off
+    await svc.call("PUT", "/api/config", json={"downloads": {"upgrade": True}})
+    provider_site.control.reset()
+    run = await scheduler.run_job("rescan")
+    assert run.ok and run.result["queued"] == 1, run
+    # One episode page: the only episode held below its first choice.
+    assert provider_site.control.count("episode") == 1
+    items = await svc.client.app[keys.QUEUE].store.all()
+    (upgrade,) = [i for i in items if i.status == "pending"]
+    assert (upgrade.season, upgrade.episode, upgrade.upgrade_from) == (1, 1, "German Sub")
+
+    # A series can opt out of the global switch: its profile says so, and nothing more is read.
+    await svc.call("DELETE", "/api/queue", json={"item_ids": [upgrade.id]})
+    profile = {"languages": None, "upgrade": False}
+    await svc.call("PUT", f"/api/anime/{LANTERN}/languages", json=profile)
+    provider_site.control.reset()
+    run = await scheduler.run_job("rescan")
+    assert run.ok and run.result["queued"] == 0 and provider_site.control.count("episode") == 0
