@@ -138,6 +138,10 @@ class PahoSession:
             self._gone = None
             self._acks.clear()
         await asyncio.to_thread(client.loop_stop)
+        # paho closes its wake-up socket pair only when the client is freed. Its callbacks
+        # point back at this session, so holding it here would leave both to the cyclic
+        # collector (the sockets then close late, with a ResourceWarning): let it go now.
+        self._client = None
 
     # --- paho's network thread -> event loop -------------------------------------------------
 

@@ -495,6 +495,9 @@ async def test_a_short_database_lock_makes_writes_wait_and_succeed(
 ) -> None:
     control = svc.site.control
     control.media_rate_bps = 200_000  # about two seconds: the download spans the lock
+    # Longer than the test can take, so the write is still waiting however slow this machine
+    # is while it polls /health (production waits 10 s; past that is the next test's case).
+    await svc.client.app[keys.DB].set_busy_timeout(60)
     (before,) = await svc.queue([(1, 1)])
     await control.wait_for("media")
 
