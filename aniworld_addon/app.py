@@ -32,9 +32,9 @@ from .library.store import LibraryStore
 from .logging_setup import FileLogging
 from .operations import Operations
 from .options import Options
-from .providers.http import HttpOptions
+from .providers.http import HttpOptions, LazyTransport
 from .providers.live import LiveProviders
-from .scheduler import scheduler_ctx
+from .scheduler_start import scheduler_ctx
 from .settings import Settings
 from .web import pages
 from .web.api import anime as anime_api
@@ -129,7 +129,10 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     # One client for every provider: connection reuse and one place that is closed.
-    async with httpx.AsyncClient(follow_redirects=False, timeout=20.0) as client:
+    transport = LazyTransport()  # TLS set-up on the first request, not at start-up
+    async with httpx.AsyncClient(
+        transport=transport, follow_redirects=False, timeout=20.0
+    ) as client:
         app[keys.HTTP_CLIENT] = client
         live = LiveProviders(client, HttpOptions())
         settings = app[keys.SETTINGS]

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .operations import Operations
     from .options import Options
     from .providers.live import LiveProviders
-    from .scheduler import Scheduler
+    from .scheduler_start import SchedulerSlot
     from .settings import Settings
     from .web.auth import AuthService, Identity
     from .web.ratelimit import LoginLimiter
@@ -49,7 +49,7 @@ QUEUE: web.AppKey[DownloadQueue] = web.AppKey("queue")
 MQTT: web.AppKey[MqttBridge] = web.AppKey("mqtt")
 HISTORY: web.AppKey[History] = web.AppKey("history")
 WEBHOOKS: web.AppKey[WebhookNotifier] = web.AppKey("webhooks")
-SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler")
+SCHEDULER: web.AppKey[SchedulerSlot] = web.AppKey("scheduler")
 API_DOCS: web.AppKey[dict[tuple[str, str], ApiDoc]] = web.AppKey("api_docs")
 
 # Per-request state.

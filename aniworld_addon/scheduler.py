@@ -6,19 +6,17 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Final
 
-from aiohttp import web
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from . import keys
 from .auto_queue import AutoQueue
 from .backups import BACKUP_DIR, BACKUPS_KEPT, write_backup
 from .const import DB_FILENAME
@@ -354,27 +352,3 @@ class Scheduler:
             return CheckResult("error", f"last run failed: {text}", failed)
         upcoming = {k: v.isoformat() for k, v in self.next_runs().items() if v}
         return CheckResult("ok", f"{len(upcoming)} jobs scheduled", upcoming)
-
-
-async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context: start the scheduler in the running loop; stop it leaving nothing behind."""
-    settings = app[keys.SETTINGS]
-    scheduler = Scheduler(
-        settings=settings,
-        library=app[keys.LIBRARY],
-        queue=app[keys.QUEUE],
-        operations=app[keys.OPERATIONS],
-        bus=app[keys.BUS],
-        db=app[keys.DB],
-        history=app.get(keys.HISTORY),
-        data_path=app[keys.OPTIONS].data_path,
-        clock=app[keys.CLOCK],
-    )
-    scheduler.start()
-    app[keys.SCHEDULER] = scheduler
-    remove = settings.add_listener(scheduler.on_settings_change)
-    unregister = app[keys.HEALTH].register("scheduler", scheduler.check)
-    yield
-    unregister()
-    remove()
-    await scheduler.close()

@@ -102,3 +102,18 @@ async def test_operations_are_tracked_to_completion(authed: Authed) -> None:
     assert error["status"] == "failed" and error["error"]["code"] == "validation_error"
     missing = await client.get("/api/operations/nope", headers=authed.headers)
     assert missing.status == 404
+
+
+async def test_the_scheduler_starts_after_the_app_and_requests_wait_for_it(
+    authed: Authed,
+) -> None:
+    # /health answers at once; the scheduler check says "starting" until it runs.
+    health = await (await authed.client.get("/health")).json()
+    assert health["checks"]["scheduler"]["status"] == "ok"
+    response = await authed.client.get("/api/scheduler/config", headers=authed.headers)
+    assert response.status == 200  # waited for the start, did not fail
+    assert (await response.json())["running"] is True
+    scheduler = await authed.client.app[keys.SCHEDULER].get()
+    assert scheduler.running
+    health = await (await authed.client.get("/health")).json()
+    assert health["checks"]["scheduler"]["message"].endswith("jobs scheduled")

@@ -24,6 +24,7 @@ from aniworld_addon.providers.cache import TtlCache
 from aniworld_addon.providers.http import (
     DEFAULT_USER_AGENT,
     HttpOptions,
+    LazyTransport,
     ProviderHttp,
     parse_retry_after,
 )
@@ -413,3 +414,23 @@ def test_retry_after_http_date_in_the_past_is_zero() -> None:
 def test_any_retry_after_header_gives_seconds_or_none(header: str | None) -> None:
     seconds = parse_retry_after(header)
     assert seconds is None or seconds >= 0
+
+
+async def test_the_lazy_transport_is_built_once_on_the_first_request(
+    provider_site: RunningSite,
+) -> None:
+    lazy = LazyTransport()
+    async with httpx.AsyncClient(transport=lazy):
+        pass  # closing a client that never sent anything builds nothing
+    assert lazy._transport is None
+    lazy = LazyTransport()
+    async with httpx.AsyncClient(transport=lazy) as http:
+        assert lazy._transport is None  # nothing paid before the first request
+        url = provider_site.url("/anime/stream/kaiju-academy")
+        responses = await asyncio.gather(*(http.get(url) for _ in range(5)))
+        assert [r.status_code for r in responses] == [200] * 5
+        built = lazy._transport
+        assert built is not None
+        await http.get(url)
+        assert lazy._transport is built  # one transport, one connection pool
+    assert provider_site.control.count("series") == 6

@@ -64,7 +64,7 @@ async def history_of(svc: Service, event: str) -> list[dict[str, object]]:
 
 
 async def run_new_episodes_check(svc: Service) -> dict[str, object]:
-    run = await svc.client.app[keys.SCHEDULER].run_job("new_episodes")
+    run = await (await svc.client.app[keys.SCHEDULER].get()).run_job("new_episodes")
     assert run.ok, run
     assert isinstance(run.result, dict)
     return run.result
@@ -145,7 +145,7 @@ async def test_the_rescan_queues_upgrades_when_the_global_switch_is_on(
     link_id = max(h.link_id for h in provider_site.catalogue.hosters()) + 1
     first.hosters.append(SiteHoster(link_id, GERMAN_DUB, "VOE", TARGET_HTML5))  # not listed new
 
-    scheduler = svc.client.app[keys.SCHEDULER]
+    scheduler = await svc.client.app[keys.SCHEDULER].get()
     assert (await scheduler.run_job("rescan")).result["queued"] == 0  # upgrades are off
     await svc.call("PUT", "/api/config", json={"downloads": {"upgrade": True}})
     provider_site.control.reset()

@@ -51,7 +51,7 @@ PATCH_DOC = obj(
 )
 async def get_config(request: web.Request) -> web.Response:
     """The scheduler settings plus next_runs, last_runs and whether it is running."""
-    return json_response(request.app[keys.SCHEDULER].status())
+    return json_response((await request.app[keys.SCHEDULER].get()).status())
 
 
 @routes.api(
@@ -63,7 +63,7 @@ async def set_config(request: web.Request) -> web.Response:
     """Partial update of the scheduler settings, validated and backed up like /api/config."""
     body = await read_json(request, PATCH_SCHEMA)
     await request.app[keys.SETTINGS].update({"scheduler": body})
-    return json_response(request.app[keys.SCHEDULER].status())
+    return json_response((await request.app[keys.SCHEDULER].get()).status())
 
 
 @routes.api(
@@ -79,5 +79,5 @@ async def set_config(request: web.Request) -> web.Response:
 )
 async def trigger_rescan(request: web.Request) -> web.Response:
     """Start (or join) a rescan; poll /api/operations/{id} or watch scan_progress."""
-    operation = request.app[keys.SCHEDULER].trigger_rescan()
+    operation = (await request.app[keys.SCHEDULER].get()).trigger_rescan()
     return json_response({"operation_id": operation.id}, status=202)
