@@ -70,30 +70,26 @@ def wanted_languages(series: SeriesRecord, settings: Settings, item: QueueItem) 
     return order[:held]
 
 
+@dataclass(slots=True, frozen=True)
+class QueueParts:
+    """What the queue's pieces share: its tables, the library, the sites, settings, events."""
+
+    store: QueueStore
+    library: LibraryStore
+    providers: LiveProviders
+    resolver: Resolver
+    blocklist: Blocklist
+    settings: Settings
+    bus: EventBus
+    root: Callable[[], Path]  # the library folder (it can change with the settings)
+    clock: Callable[[], float] = time.time
+
+
 class EpisodeJob:
     """Downloads one queue item; everything it needs comes from the queue that owns it."""
 
-    def __init__(
-        self,
-        store: QueueStore,
-        library: LibraryStore,
-        providers: LiveProviders,
-        resolver: Resolver,
-        blocklist: Blocklist,
-        settings: Settings,
-        bus: EventBus,
-        root: Callable[[], Path],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._store = store
-        self._library = library
-        self._providers = providers
-        self._resolver = resolver
-        self._blocklist = blocklist
-        self._settings = settings
-        self._bus = bus
-        self._root = root
-        self._clock = clock
+    def __init__(self, parts: QueueParts) -> None:
+        self._parts = parts
 
     async def run(
         self,
@@ -102,11 +98,11 @@ class EpisodeJob:
         on_progress: Callable[[QueueItem, Progress], None],
     ) -> Landed:
         """Try every candidate until one lands; raises the error that ends the attempt."""
-        series = await self._library.by_key(item.series_key, item.provider)
-        provider = self._providers.registry.get(item.provider)
-        wanted = wanted_languages(series, self._settings, item)
+        series = await self._parts.library.by_key(item.series_key, item.provider)
+        provider = self._parts.providers.registry.get(item.provider)
+        wanted = wanted_languages(series, self._parts.settings, item)
         offered = (
-            await self._resolver.candidates(
+            await self._parts.resolver.candidates(
                 provider, item.series_key, item.season, item.episode, wanted
             )
             if wanted
@@ -115,7 +111,7 @@ class EpisodeJob:
         # The blocklist is for the next time an episode is queued: an item's own retries
         # still try every link, so max_retries keeps its meaning.
         blocked = (
-            await self._blocklist.blocked_links(
+            await self._parts.blocklist.blocked_links(
                 item.provider, item.series_key, item.season, item.episode
             )
             if item.retry_count == 0
@@ -124,8 +120,8 @@ class EpisodeJob:
         candidates = [c for c in offered if c.link.redirect_url not in blocked]
         if not candidates:
             raise _no_candidates(wanted, bool(offered), item)
-        title = await self._library.episode_title(series.id, item.season, item.episode)
-        downloads = self._settings.section("downloads")
+        title = await self._parts.library.episode_title(series.id, item.season, item.episode)
+        downloads = self._parts.settings.section("downloads")
         from .downloader import Downloader  # yt-dlp loads on the first download, not at start
 
         downloader = Downloader(
@@ -136,15 +132,15 @@ class EpisodeJob:
             base = await asyncio.to_thread(
                 self._target_base, series, item, title, candidate, downloads["episode_path"]
             )
-            await self._store.set_part_base(item.id, str(base), candidate.language.value)
+            await self._parts.store.set_part_base(item.id, str(base), candidate.language.value)
             try:
-                source = await self._resolver.resolve(provider, candidate)
-                self._bus.publish(EventType.DOWNLOAD_STARTED, _started(item, candidate))
+                source = await self._parts.resolver.resolve(provider, candidate)
+                self._parts.bus.publish(EventType.DOWNLOAD_STARTED, _started(item, candidate))
                 path = await downloader.download(
                     source, base, on_progress=functools.partial(on_progress, item)
                 )
             except DownloadFailedError as err:
-                attempts.append(_attempt(candidate, err, self._clock()))
+                attempts.append(_attempt(candidate, err, self._parts.clock()))
                 _LOGGER.info("%s: %s failed: %s", label(item), candidate, err.message)
                 if not err.next_candidate:
                     raise
@@ -169,7 +165,7 @@ class EpisodeJob:
         held = next(
             (
                 e.local_path
-                for e in await self._library.episodes(series.id)
+                for e in await self._parts.library.episodes(series.id)
                 if (e.season, e.episode) == (item.season, item.episode)
             ),
             None,
@@ -180,7 +176,7 @@ class EpisodeJob:
 
         def remove() -> bool:
             try:
-                old = confine(self._root(), relative)
+                old = confine(self._parts.root(), relative)
             except PathOutsideLibraryError:
                 return False
             if old == new or not old.is_file():
@@ -197,7 +193,7 @@ class EpisodeJob:
     async def _count_failure(
         self, item: QueueItem, candidate: Candidate, err: AppError, threshold: int
     ) -> None:
-        blocked = await self._blocklist.record_failure(
+        blocked = await self._parts.blocklist.record_failure(
             provider=item.provider,
             key=item.series_key,
             season=item.season,
@@ -207,7 +203,7 @@ class EpisodeJob:
             link=candidate.link.redirect_url,
             reason=err.message,
             threshold=threshold,
-            now=self._clock(),
+            now=self._parts.clock(),
         )
         if blocked:
             _LOGGER.info("%s: %s is blocklisted for this episode", label(item), candidate)
@@ -221,7 +217,7 @@ class EpisodeJob:
         template: str,
     ) -> Path:
         path = final_episode_path(
-            self._root(),
+            self._parts.root(),
             series.folder,
             template,
             series_title=series.name,
@@ -274,4 +270,11 @@ def label(item: QueueItem) -> str:
     return f"{item.series_key} S{item.season:02d}E{item.episode:02d} (item {item.id})"
 
 
-__all__ = ["AllHostersFailedError", "EpisodeJob", "Landed", "NoCandidatesError", "label"]
+__all__ = [
+    "AllHostersFailedError",
+    "EpisodeJob",
+    "Landed",
+    "NoCandidatesError",
+    "QueueParts",
+    "label",
+]

@@ -5,19 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, Final
 
 from ..errors import AppError, ProviderError, StorageError
-from ..events import EventBus, EventType
-from ..library.store import LibraryStore
-from ..settings import Settings
-from .blocklist import Blocklist
-from .episode_job import Landed, label
+from ..events import EventType
+from .episode_job import Landed, QueueParts, label
 from .progress import InsufficientSpaceError
-from .queue_store import QueueItem, QueueStore
+from .queue_store import QueueItem
 
 _LOGGER = logging.getLogger("aniworld_addon.downloads.queue")
 
@@ -31,25 +26,9 @@ PublishStatus = Callable[[str, list[int]], Awaitable[None]]
 class Outcomes:
     """Records how an item's attempt ended: completed, retry later, or failed for good."""
 
-    def __init__(
-        self,
-        store: QueueStore,
-        library: LibraryStore,
-        blocklist: Blocklist,
-        settings: Settings,
-        bus: EventBus,
-        root: Callable[[], Path],
-        publish_status: PublishStatus,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._store = store
-        self._library = library
-        self._blocklist = blocklist
-        self._settings = settings
-        self._bus = bus
-        self._root = root
+    def __init__(self, parts: QueueParts, publish_status: PublishStatus) -> None:
+        self._parts = parts
         self._publish_status = publish_status
-        self._clock = clock
 
     async def until_stored(
         self, item: QueueItem, bookkeeping: Callable[[], Awaitable[None]]
@@ -77,14 +56,14 @@ class Outcomes:
         self, item: QueueItem, landed: Landed, attempts: list[dict[str, Any]]
     ) -> None:
         path = landed.path
-        await self._blocklist.forget_episode(
+        await self._parts.blocklist.forget_episode(
             item.provider, item.series_key, item.season, item.episode
         )
-        relative = path.relative_to(self._root()).as_posix()
-        await self._store.complete(
-            item.id, str(path), landed.language, landed.size_mb, self._clock(), attempts
+        relative = path.relative_to(self._parts.root()).as_posix()
+        await self._parts.store.complete(
+            item.id, str(path), landed.language, landed.size_mb, self._parts.clock(), attempts
         )
-        await self._library.mark_local(
+        await self._parts.library.mark_local(
             item.provider, item.series_key, item.season, item.episode, relative, landed.language
         )
         _LOGGER.info(
@@ -95,7 +74,7 @@ class Outcomes:
             item.episode,
             path,
         )
-        self._bus.publish(
+        self._parts.bus.publish(
             EventType.DOWNLOAD_COMPLETE,
             {
                 "item_id": item.id,
@@ -116,7 +95,7 @@ class Outcomes:
     ) -> None:
         message = err.message if isinstance(err, AppError) else f"file system error: {err}"
         code = err.code if isinstance(err, AppError) else "os_error"
-        downloads = self._settings.section("downloads")
+        downloads = self._parts.settings.section("downloads")
         backoff: list[int] = downloads["retry_backoff_s"]
         retryable = not isinstance(err, InsufficientSpaceError)
         will_retry = retryable and item.retry_count < int(downloads["max_retries"])
@@ -125,18 +104,18 @@ class Outcomes:
             delay = float(backoff[min(item.retry_count, len(backoff) - 1)])
             if isinstance(err, ProviderError) and err.retry_after:
                 delay = max(delay, err.retry_after)
-            next_at = self._clock() + delay
-            await self._store.retry_later(item.id, message, attempts, next_at)
+            next_at = self._parts.clock() + delay
+            await self._parts.store.retry_later(item.id, message, attempts, next_at)
         else:
-            await self._store.fail(item.id, message, attempts, self._clock())
+            await self._parts.store.fail(item.id, message, attempts, self._parts.clock())
         _LOGGER.warning(
             "%s failed (%s): %s%s",
             label(item),
             code,
             message,
-            f"; retry in {next_at - self._clock():.0f} s" if next_at else "",
+            f"; retry in {next_at - self._parts.clock():.0f} s" if next_at else "",
         )
-        self._bus.publish(
+        self._parts.bus.publish(
             EventType.DOWNLOAD_FAILED,
             {
                 "item_id": item.id,

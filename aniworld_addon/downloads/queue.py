@@ -17,7 +17,13 @@ from ..library.store import LibraryStore
 from ..providers.live import LiveProviders
 from ..settings import Settings
 from .blocklist import Blocklist
-from .episode_job import AllHostersFailedError, EpisodeJob, NoCandidatesError, label
+from .episode_job import (
+    AllHostersFailedError,
+    EpisodeJob,
+    NoCandidatesError,
+    QueueParts,
+    label,
+)
 from .outcomes import BOOKKEEPING_BACKOFF_S, Outcomes
 from .progress import Progress, cleanup_partials
 from .queue_snapshot import status_body
@@ -54,12 +60,11 @@ class DownloadQueue:
         self._bus = bus
         self._root = root
         self.clock = clock
-        self._job = EpisodeJob(
+        parts = QueueParts(
             store, library, providers, resolver, blocklist, settings, bus, root, clock
         )
-        self._outcomes = Outcomes(
-            store, library, blocklist, settings, bus, root, self._publish_status, clock
-        )
+        self._job = EpisodeJob(parts)
+        self._outcomes = Outcomes(parts, self._publish_status)
         self.running = True
         self.paused = False
         self._active: dict[int, asyncio.Task[None]] = {}
