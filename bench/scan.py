@@ -111,10 +111,11 @@ def main() -> None:
             statistics.median(sample[index] for sample in samples)
             for samples in (walks, fulls, sized, rescans)
         )
+        what = "wall" if index == 0 else "CPU"
         rows: list[tuple[str, float, str, float, float | None]] = [
-            ("full scan (no cache)", full, "os.walk", walk, 1.5),
-            ("no-change rescan", rescan, "full scan", full, 0.2),
-            ("full scan, with_sizes=True", full_sized, "os.walk", walk, None),
+            (f"full scan (no cache), {what}", full, "os.walk", walk, 1.5),
+            (f"no-change rescan, {what}", rescan, "full scan", full, 0.2),
+            (f"full scan, with_sizes=True, {what}", full_sized, "os.walk", walk, None),
         ]
         table(f"\n{clock}, median of {args.runs} runs each", rows)
 
