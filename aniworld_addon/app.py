@@ -9,9 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import aiohttp_jinja2
 import httpx
-import jinja2
 from aiohttp import web
 
 from . import keys
@@ -49,6 +47,7 @@ from .web.ingress import ingress_middleware
 from .web.middlewares import auth_middleware, body_limit_middleware, error_middleware
 from .web.openapi import routes as openapi_routes
 from .web.ratelimit import LoginLimiter
+from .web.rendering import Templates
 
 API_TABLES = (
     auth_api.routes,
@@ -264,11 +263,7 @@ def create_app(options: Options, *, clock: Callable[[], float] = time.time) -> w
     app.router.add_static(
         "/static", Path(__file__).parent / "web" / "static", name="static", append_version=True
     )
-    aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.PackageLoader("aniworld_addon", "web/templates"),
-        autoescape=jinja2.select_autoescape(default=True),
-    )
+    app[keys.TEMPLATES] = Templates(app)  # jinja2 loads on the first page
     app.cleanup_ctx.extend(
         [
             _logging_ctx,

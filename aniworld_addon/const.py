@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Final
 
-
-def _version() -> str:
-    try:
-        return version("aniworld-addon")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0.0.0+source"
-
-
-VERSION: Final = _version()
+# The same as pyproject.toml's and config.yaml's (a test holds all three together). A literal,
+# not importlib.metadata.version(): that import and its scan of the installed packages cost
+# start-up time on every start.
+VERSION: Final = "0.1.0"
 
 APP_NAME: Final = "AniWorld add-on"
 DB_FILENAME: Final = "aniworld.db"

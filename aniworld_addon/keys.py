@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .settings import Settings
     from .web.auth import AuthService, Identity
     from .web.ratelimit import LoginLimiter
+    from .web.rendering import Templates
     from .web.routing import ApiDoc
 
 # Annotations carry the types (evaluated only by the type checker, so no import cycles).
@@ -51,6 +52,7 @@ HISTORY: web.AppKey[History] = web.AppKey("history")
 WEBHOOKS: web.AppKey[WebhookNotifier] = web.AppKey("webhooks")
 SCHEDULER: web.AppKey[SchedulerSlot] = web.AppKey("scheduler")
 API_DOCS: web.AppKey[dict[tuple[str, str], ApiDoc]] = web.AppKey("api_docs")
+TEMPLATES: web.AppKey[Templates] = web.AppKey("templates")
 
 # Per-request state.
 IDENTITY: web.RequestKey[Identity | None] = web.RequestKey("identity")

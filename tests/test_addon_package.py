@@ -18,6 +18,7 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator, ValidationError, validators
 
+from aniworld_addon.const import VERSION
 from aniworld_addon.options import LOG_LEVELS, load_options, option_names
 from tests.conftest import IN_CI, require_tool
 
@@ -211,7 +212,7 @@ def test_config_has_no_webui_and_no_watchdog(config: dict[str, Any]) -> None:
 
 def test_config_version_matches_the_package(config: dict[str, Any]) -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    assert config["version"] == pyproject["project"]["version"]
+    assert config["version"] == pyproject["project"]["version"] == VERSION
 
 
 def test_build_yaml_passes_the_addon_linter(config: dict[str, Any]) -> None:

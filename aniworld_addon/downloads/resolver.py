@@ -30,14 +30,16 @@ import inspect
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
-from typing import ClassVar, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Final, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import httpx
 
 from ..errors import AppError, ProviderNotFoundError, ProviderParseError
 from ..providers.base import EpisodeLinks, HosterLink, Language, Provider
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -117,6 +119,8 @@ class MediaSource:
 
 def load_plugins(group: str = ENTRY_POINT_GROUP) -> list[ResolverPlugin]:
     """The installed resolver plugins by entry-point name; broken ones are logged and skipped."""
+    from importlib.metadata import entry_points  # scans every installed package: on first use
+
     plugins: list[ResolverPlugin] = []
     for entry in sorted(entry_points(group=group), key=lambda e: (e.name, e.value)):
         plugin = _load_one(entry)
@@ -175,8 +179,9 @@ class Resolver:
         plugin_timeout_s: float = DEFAULT_PLUGIN_TIMEOUT_S,
     ) -> None:
         self._client = client
-        self.plugins: tuple[ResolverPlugin, ...] = tuple(
-            load_plugins() if plugins is None else plugins
+        # None: read from the entry points when first needed, not at start-up.
+        self._plugins: tuple[ResolverPlugin, ...] | None = (
+            None if plugins is None else tuple(plugins)
         )
         self._plugin_timeout_s = plugin_timeout_s
 
@@ -191,6 +196,13 @@ class Resolver:
         """The hosters to try for one episode (reads the episode page once)."""
         links = await provider.episode_links(key, season, episode)
         return order_candidates(links, languages)
+
+    @property
+    def plugins(self) -> tuple[ResolverPlugin, ...]:
+        """The resolver plugins (the installed ones unless a list was given)."""
+        if self._plugins is None:
+            self._plugins = tuple(load_plugins())
+        return self._plugins
 
     def plugin_for(self, embed_url: str) -> ResolverPlugin | None:
         """The first plugin that reads `embed_url`, if any."""
@@ -214,6 +226,8 @@ class Resolver:
                 details={"hoster": candidate.hoster, "link": candidate.link.redirect_url},
             ) from err
         _require_http(embed_url, f"hoster {candidate} embed page")
+        if self._plugins is None:  # importing third-party plugins is file work: off the loop
+            self._plugins = tuple(await asyncio.to_thread(load_plugins))
         plugin = self.plugin_for(embed_url)
         if plugin is None:
             return MediaSource(embed_url, {}, candidate.hoster, candidate.language)

@@ -7,13 +7,10 @@ import logging
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Final
-
-from paho.mqtt.reasoncodes import ReasonCode
+from typing import TYPE_CHECKING, Any, Final
 
 from ..health import CheckResult
 from ..settings import Settings
-from .mqtt_client import PahoSession
 from .mqtt_discovery import (
     DEVICE_ID,
     PAYLOAD_OFFLINE,
@@ -24,6 +21,11 @@ from .mqtt_discovery import (
     dumps,
 )
 from .supervisor import BrokerConfig, SupervisorError
+
+if TYPE_CHECKING:
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from .mqtt_client import PahoSession
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -193,6 +195,9 @@ class MqttConnection:
                 await self._open(self.broker)
 
     async def _open(self, broker: BrokerConfig) -> None:
+        # paho loads with the first broker, not at start-up: without MQTT it is never needed.
+        from .mqtt_client import PahoSession
+
         self._reason = f"connecting to {broker.address}"
         self._failures = 0
         self._session = await PahoSession.open(

@@ -6,7 +6,6 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -64,4 +63,4 @@ def render(
 
         context = {**error_context(request), **context}
     full = {"base": base_path(request) + "/", "version": VERSION, **context}
-    return aiohttp_jinja2.render_template(template, request, full, status=status)
+    return request.app[keys.TEMPLATES].render(template, request, full, status=status)

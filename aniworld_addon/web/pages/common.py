@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from ... import keys
 from ..auth import Identity
 from ..i18n import client_strings, negotiate, theme, translator
 from ..ingress import base_path, render
+from ..rendering import REQUEST_CONTEXT_KEY
 
 routes = web.RouteTableDef()
 
@@ -80,7 +80,7 @@ def page_context(request: web.Request, page: str, title_key: str) -> dict[str, A
     # (aiohttp_jinja2 reads this str key; aiohttp warns once about str keys, harmlessly.)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        request[aiohttp_jinja2.REQUEST_CONTEXT_KEY] = context
+        request[REQUEST_CONTEXT_KEY] = context
     return context
 
 
@@ -95,7 +95,7 @@ async def full_context(request: web.Request, page: str, title_key: str) -> dict[
 def error_context(request: web.Request) -> dict[str, Any]:
     """The panel's context for error pages rendered outside a page handler (404s of unknown
     URLs, middleware errors): language, theme, navigation. Meant for ingress.render()."""
-    existing = request.get(aiohttp_jinja2.REQUEST_CONTEXT_KEY)
+    existing = request.get(REQUEST_CONTEXT_KEY)
     if isinstance(existing, dict) and "t" in existing:
         return existing
     return page_context(request, "error", "common.error")
