@@ -26,7 +26,7 @@ from .episode_job import (
 )
 from .outcomes import BOOKKEEPING_BACKOFF_S, Outcomes
 from .progress import Progress, cleanup_partials
-from .queue_snapshot import status_body
+from .queue_snapshot import QueueSnapshot, status_body, status_head, status_lists
 from .queue_store import Priority, QueueItem, QueueStore
 from .resolver import Resolver
 
@@ -271,15 +271,6 @@ class DownloadQueue:
 
     # --- status ------------------------------------------------------------------------------
 
-    async def items(self) -> list[QueueItem]:
-        """Every item, with live progress on the running ones."""
-        items = await self.store.all()
-        for item in items:
-            live = self._progress.get(item.id)
-            if live:
-                item.progress = live
-        return items
-
     async def summary(self) -> dict[str, Any]:
         """Counts and flags (MQTT state, queue_status events)."""
         counts = await self.store.counts()
@@ -293,40 +284,18 @@ class DownloadQueue:
         }
 
     async def status(self) -> dict[str, Any]:
-        """GET /api/queue/status."""
-        items = await self.items()
-        groups: dict[str, list[dict[str, Any]]] = {
-            "downloading": [],
-            "pending": [],
-            "completed": [],
-            "failed": [],
-            "cancelled": [],
-        }
-        for item in items:
-            groups[item.status].append(item.to_dict())
-        speeds = [i["progress"].get("speed_mbps") or 0.0 for i in groups["downloading"]]
-        return {
-            "is_running": self.running,
-            "is_paused": self.paused,
-            "active_downloads": groups["downloading"],
-            "pending_queue": groups["pending"],
-            "completed_downloads": groups["completed"],
-            "failed_downloads": groups["failed"],
-            "stats": {
-                "pending": len(groups["pending"]),
-                "active": len(groups["downloading"]),
-                "completed": len(groups["completed"]),
-                "failed": len(groups["failed"]),
-                "downloaded_mb": round(await self.store.completed_mb(), 2),
-                "current_speed_mbps": round(sum(speeds), 3),
-                "max_concurrent": self._max_concurrent(),
-            },
-        }
+        """GET /api/queue/status as objects (the panel, MQTT, the CLI)."""
+        snapshot = await self.store.snapshot()
+        return {**self._status_head(snapshot), **status_lists(snapshot)}
 
     async def status_json(self) -> bytes:
-        """status() as JSON, fast: unchanged lists come serialized from the store's snapshot."""
-        return status_body(
-            await self.store.snapshot(),
+        """GET /api/queue/status as JSON: unchanged lists come serialized from the snapshot."""
+        snapshot = await self.store.snapshot()
+        return status_body(snapshot, self._status_head(snapshot))
+
+    def _status_head(self, snapshot: QueueSnapshot) -> dict[str, Any]:
+        return status_head(
+            snapshot,
             running=self.running,
             paused=self.paused,
             progress=self._progress,

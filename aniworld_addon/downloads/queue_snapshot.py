@@ -21,8 +21,14 @@ if TYPE_CHECKING:
     from .queue_store import QueueItem
 
 STATUSES: Final = ("downloading", "pending", "completed", "failed", "cancelled")
-# The lists that change only with the table; "downloading" carries live progress.
-STORED_LISTS: Final = ("pending", "completed", "failed")
+# The lists of GET /api/queue/status that change only with the table, by the status they hold;
+# "downloading" carries live progress and is rendered per request.
+_LISTS: Final = {
+    "pending_queue": "pending",
+    "completed_downloads": "completed",
+    "failed_downloads": "failed",
+}
+STORED_LISTS: Final = tuple(_LISTS.values())
 
 
 class TrackedDatabase:
@@ -101,15 +107,15 @@ class QueueSnapshot:
         return cls(version, groups, lists_json, downloaded_mb)
 
 
-def status_body(
+def status_head(
     snapshot: QueueSnapshot,
     *,
     running: bool,
     paused: bool,
     progress: Mapping[int, dict[str, Any]],
     max_concurrent: int,
-) -> bytes:
-    """GET /api/queue/status as JSON: the stored lists spliced in as the snapshot holds them."""
+) -> dict[str, Any]:
+    """The status without the stored lists: flags, the running items (live progress), stats."""
     active = []
     for item in snapshot.groups["downloading"]:
         data = item.to_dict()
@@ -117,7 +123,7 @@ def status_body(
             data["progress"] = live
         active.append(data)
     speeds = [i["progress"].get("speed_mbps") or 0.0 for i in active]
-    head = {
+    return {
         "is_running": running,
         "is_paused": paused,
         "active_downloads": active,
@@ -131,12 +137,16 @@ def status_body(
             "max_concurrent": max_concurrent,
         },
     }
-    lists = {
-        "pending_queue": snapshot.lists_json["pending"],
-        "completed_downloads": snapshot.lists_json["completed"],
-        "failed_downloads": snapshot.lists_json["failed"],
-    }
+
+
+def status_lists(snapshot: QueueSnapshot) -> dict[str, list[dict[str, Any]]]:
+    """The stored lists as objects (status_body splices the same lists as JSON text)."""
+    return {name: [i.to_dict() for i in snapshot.groups[s]] for name, s in _LISTS.items()}
+
+
+def status_body(snapshot: QueueSnapshot, head: Mapping[str, Any]) -> bytes:
+    """GET /api/queue/status as JSON: `head` plus the stored lists as the snapshot holds them."""
     parts = [dumps(head)[:-1]]  # the object without its closing brace, then the JSON arrays
-    parts += [f",{dumps(name)}:{text}" for name, text in lists.items()]
+    parts += [f",{dumps(name)}:{snapshot.lists_json[s]}" for name, s in _LISTS.items()]
     parts.append("}")
     return "".join(parts).encode()
