@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final, Protocol, runtime_checkable
 
-from .db import Database
+from .downloads.episode_job import better_than, language_order
 from .downloads.queue import DownloadQueue
 from .downloads.queue_store import Priority
 from .errors import AppError
@@ -40,13 +40,11 @@ class AutoQueue:
         library: LibraryService,
         queue: DownloadQueue,
         bus: EventBus,
-        db: Database,
     ) -> None:
         self._settings = settings
         self._library = library
         self._queue = queue
         self._bus = bus
-        self._db = db
 
     async def queue_missing(
         self, series: list[SeriesRecord], source: str, only: Only | None = None
@@ -56,7 +54,7 @@ class AutoQueue:
         An episode whose download failed for good is left for the user to retry, so a dead
         episode is not queued again on every rescan.
         """
-        failed = await self._failed_episodes()
+        failed = await self._queue.store.failed_episodes()
         queued: list[int] = []
         details: list[dict[str, Any]] = []
         for record in sorted(series, key=lambda s: s.name.casefold()):
@@ -163,13 +161,13 @@ class AutoQueue:
         episode page (where the site lists an episode's languages), so only series with
         upgrades on and episodes not already at their first choice are looked at.
         """
-        failed = await self._failed_episodes()
+        failed = await self._queue.store.failed_episodes()
         queued: list[int] = []
         details: list[dict[str, Any]] = []
         for record in sorted(series, key=lambda s: s.name.casefold()):
             if record.provider is None or record.key is None or not self.upgrades_on(record):
                 continue
-            order = list(record.languages or self._settings.section("languages"))
+            order = language_order(record, self._settings)
             by_held: dict[str, list[tuple[int, int]]] = {}
             for e in await self._library.store.episodes(record.id):
                 held = e.local_language
@@ -180,7 +178,7 @@ class AutoQueue:
                     or (record.provider, record.key, e.season, e.episode) in failed
                 ):
                     continue
-                better = order[: order.index(held)] if held in order else order
+                better = better_than(order, held)
                 if better and await self._offered(record, e, better):
                     by_held.setdefault(held, []).append((e.season, e.episode))
             for held, episodes in by_held.items():
@@ -202,12 +200,6 @@ class AutoQueue:
             )
             return False
         return any(language.value in better for language in links.languages)
-
-    async def _failed_episodes(self) -> set[tuple[str, str, int, int]]:
-        rows = await self._db.fetchall(
-            "SELECT provider, series_key, season, episode FROM queue WHERE status = 'failed'"
-        )
-        return {(r[0], r[1], int(r[2]), int(r[3])) for r in rows}
 
     def _announce(self, source: str, queued: list[int], details: list[dict[str, Any]]) -> None:
         if queued:

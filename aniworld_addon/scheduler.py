@@ -20,7 +20,6 @@ from apscheduler.triggers.interval import IntervalTrigger
 from .auto_queue import AutoQueue
 from .backups import BACKUP_DIR, BACKUPS_KEPT, write_backup
 from .const import DB_FILENAME
-from .db import Database
 from .downloads.queue import DownloadQueue
 from .errors import AppError
 from .events import EventBus, EventType
@@ -100,7 +99,6 @@ class Scheduler:
         queue: DownloadQueue,
         operations: Operations,
         bus: EventBus,
-        db: Database,
         history: History | None,
         data_path: Path,
         db_path: Path | None = None,
@@ -110,15 +108,13 @@ class Scheduler:
     ) -> None:
         self._settings = settings
         self._library = library
-        self._queue = queue
         self._operations = operations
         self._bus = bus
-        self._db = db
         self._history = history
         self.backup_dir = data_path / BACKUP_DIR
         self._db_path = db_path or data_path / DB_FILENAME
         self._clock = clock
-        self.auto = AutoQueue(settings=settings, library=library, queue=queue, bus=bus, db=db)
+        self.auto = AutoQueue(settings=settings, library=library, queue=queue, bus=bus)
         self._aps = AsyncIOScheduler(timezone=timezone) if timezone else AsyncIOScheduler()
         self.timezone: tzinfo = self._aps.timezone
         self._triggers = triggers

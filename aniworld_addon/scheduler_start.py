@@ -74,7 +74,6 @@ async def _start(app: web.Application, slot: SchedulerSlot, undo: list[Callable[
             queue=app[keys.QUEUE],
             operations=app[keys.OPERATIONS],
             bus=app[keys.BUS],
-            db=app[keys.DB],
             history=app.get(keys.HISTORY),
             data_path=app[keys.OPTIONS].data_path,
             clock=app[keys.CLOCK],

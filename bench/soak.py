@@ -152,7 +152,6 @@ async def soak(tmp: Path, site_url: str, trace: bool = False) -> dict[str, Any]:
                 queue=app[keys.QUEUE],
                 operations=app[keys.OPERATIONS],
                 bus=app[keys.BUS],
-                db=app[keys.DB],
                 history=history,
                 data_path=options.data_path,
             )

@@ -59,15 +59,22 @@ class Landed:
     replaced: str | None = None  # library-relative path of the file the upgrade removed
 
 
+def language_order(series: SeriesRecord, settings: Settings) -> list[str]:
+    """The series' own language order, else the global one."""
+    return list(series.languages or settings.section("languages"))
+
+
+def better_than(order: list[str], held: str) -> list[str]:
+    """The languages of `order` preferred to `held` (all of them when the order lacks it)."""
+    return order[: order.index(held)] if held in order else order
+
+
 def wanted_languages(series: SeriesRecord, settings: Settings, item: QueueItem) -> list[Language]:
     """The series' language order; for an upgrade only the languages better than the held one."""
-    order = [Language(v) for v in (series.languages or settings.section("languages"))]
-    if item.upgrade_from is None:
-        return order
-    values = [v.value for v in order]
-    # A held language the order no longer names is worse than every language it does name.
-    held = values.index(item.upgrade_from) if item.upgrade_from in values else len(values)
-    return order[:held]
+    order = language_order(series, settings)
+    if item.upgrade_from is not None:
+        order = better_than(order, item.upgrade_from)
+    return [Language(v) for v in order]
 
 
 @dataclass(slots=True, frozen=True)

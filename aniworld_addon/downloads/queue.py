@@ -53,12 +53,9 @@ class DownloadQueue:
     ) -> None:
         self.store = store
         self._library = library
-        self._providers = providers
-        self._resolver = resolver
         self.blocklist = blocklist
         self._settings = settings
         self._bus = bus
-        self._root = root
         self.clock = clock
         parts = QueueParts(
             store, library, providers, resolver, blocklist, settings, bus, root, clock

@@ -38,10 +38,6 @@ class TrackedDatabase:
         self._db = db
         self.revision = 0
 
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        """A read, as Database.execute."""
-        return self._db.execute(sql, params)
-
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         """The first row of a read, or None."""
         return await self._db.fetchone(sql, params)

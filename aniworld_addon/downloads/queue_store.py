@@ -15,7 +15,6 @@ from ..db import Database
 from ..errors import NotFoundError, ValidationError
 from .queue_snapshot import QueueSnapshot, TrackedDatabase
 
-ACTIVE: Final = ("pending", "downloading")
 _COLUMNS: Final = (
     "id, provider, series_key, season, episode, language, status, priority, position,"
     " retry_count, next_attempt_at, error, attempts, file_path, part_base, size_mb,"
@@ -382,6 +381,13 @@ class QueueStore:
                 "UPDATE queue SET position = ? WHERE id = ?",
                 [(n, i) for n, i in enumerate(order, 1)],
             )
+
+    async def failed_episodes(self) -> set[tuple[str, str, int, int]]:
+        """(provider, series key, season, episode) of every item that failed for good."""
+        rows = await self._db.fetchall(
+            "SELECT provider, series_key, season, episode FROM queue WHERE status = 'failed'"
+        )
+        return {(r[0], r[1], int(r[2]), int(r[3])) for r in rows}
 
     async def counts(self) -> dict[str, int]:
         """Items per state."""

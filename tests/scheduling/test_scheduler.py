@@ -98,7 +98,6 @@ class Harness:
             queue=app[keys.QUEUE],
             operations=app[keys.OPERATIONS],
             bus=app[keys.BUS],
-            db=app[keys.DB],
             history=None,
             data_path=self.options.data_path,
             clock=self.clock,
