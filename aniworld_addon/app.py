@@ -63,8 +63,7 @@ API_TABLES = (
 
 def library_root(app: web.Application) -> Path:
     """The library folder: the one set in the panel, else the deployment option."""
-    configured = app[keys.SETTINGS].get()["library_path"]
-    return Path(configured) if configured else app[keys.OPTIONS].library_path
+    return app[keys.SETTINGS].library_path(app[keys.OPTIONS].library_path)
 
 
 async def _logging_ctx(app: web.Application) -> AsyncIterator[None]:

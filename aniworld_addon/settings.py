@@ -19,7 +19,13 @@ import voluptuous as vol
 from .const import CONFIG_BACKUP_DIR, CONFIG_BACKUPS_KEPT, CONFIG_FILENAME
 from .errors import NotFoundError, StorageError, ValidationError
 from .fsutil import atomic_write_text
-from .settings_schema import CONFIG_VERSION, DEFAULT_CONFIG, SETTINGS_SCHEMA, invalid_details
+from .settings_schema import (
+    CONFIG_VERSION,
+    DEFAULT_CONFIG,
+    SETTINGS_SCHEMA,
+    defaults,
+    invalid_details,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -115,7 +121,7 @@ class Settings:
         self._path = data_path / CONFIG_FILENAME
         self._backup_dir = data_path / CONFIG_BACKUP_DIR
         self._clock = clock
-        self._current: dict[str, Any] = copy.deepcopy(DEFAULT_CONFIG)
+        self._current: dict[str, Any] = defaults()
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
         self.load_problem: str | None = None
@@ -133,6 +139,11 @@ class Settings:
         """A copy of one top-level section."""
         return copy.deepcopy(self._current[name])
 
+    def library_path(self, default: Path) -> Path:
+        """The library folder set in the panel, else `default` (the deployment option)."""
+        configured = self._current["library_path"]
+        return Path(configured) if configured else default
+
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call listener(old, new) after each change; returns a function that removes it."""
         self._listeners.append(listener)
@@ -146,7 +157,7 @@ class Settings:
         self._backup_dir.mkdir(parents=True, exist_ok=True)
         if not self._path.exists():
             atomic_write_text(self._path, _dump(DEFAULT_CONFIG))
-            return copy.deepcopy(DEFAULT_CONFIG)
+            return defaults()
         try:
             raw = json.loads(self._path.read_text(encoding="utf-8"))
             if not isinstance(raw, dict):
@@ -160,7 +171,7 @@ class Settings:
             self.load_problem = f"config.json was unusable ({err}); moved to {aside.name}"
             _LOGGER.error("%s; using defaults", self.load_problem)
             atomic_write_text(self._path, _dump(DEFAULT_CONFIG))
-            return copy.deepcopy(DEFAULT_CONFIG)
+            return defaults()
         if found != CONFIG_VERSION:
             self._backup_sync(suffix=f"v{found}")
             atomic_write_text(self._path, _dump(valid))

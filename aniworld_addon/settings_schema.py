@@ -121,8 +121,6 @@ def strict_int(value: Any) -> int:
     return value
 
 
-_INT = strict_int
-
 SETTINGS_SCHEMA: Final = vol.Schema(
     {
         vol.Required("version"): vol.All(int, vol.In([CONFIG_VERSION])),
@@ -138,21 +136,23 @@ SETTINGS_SCHEMA: Final = vol.Schema(
             [vol.In(LANGUAGES)], vol.Length(min=1), unique_languages
         ),
         vol.Required("downloads"): {
-            vol.Required("max_concurrent"): vol.All(_INT, vol.Range(min=1, max=10)),
-            vol.Required("max_retries"): vol.All(_INT, vol.Range(min=0, max=20)),
+            vol.Required("max_concurrent"): vol.All(strict_int, vol.Range(min=1, max=10)),
+            vol.Required("max_retries"): vol.All(strict_int, vol.Range(min=0, max=20)),
             vol.Required("retry_backoff_s"): vol.All(
-                [vol.All(_INT, vol.Range(min=0, max=86400))], vol.Length(min=1, max=20)
+                [vol.All(strict_int, vol.Range(min=0, max=86400))], vol.Length(min=1, max=20)
             ),
             vol.Required("series_folder"): template("series_folder"),
             vol.Required("episode_path"): template("episode_path"),
-            vol.Required("min_free_space_mb"): vol.All(_INT, vol.Range(min=0)),
+            vol.Required("min_free_space_mb"): vol.All(strict_int, vol.Range(min=0)),
             vol.Required("verify"): bool,
             vol.Required("upgrade"): bool,
         },
         vol.Required("scheduler"): {
-            vol.Required("rescan_interval_h"): vol.All(_INT, vol.Range(min=0, max=24 * 30)),
+            vol.Required("rescan_interval_h"): vol.All(strict_int, vol.Range(min=0, max=24 * 30)),
             vol.Required("rescan_cron"): cron,
-            vol.Required("new_episodes_interval_min"): vol.All(_INT, vol.Range(min=0, max=10080)),
+            vol.Required("new_episodes_interval_min"): vol.All(
+                strict_int, vol.Range(min=0, max=10080)
+            ),
             vol.Required("auto_download"): bool,
         },
         vol.Required("mqtt"): {
@@ -164,7 +164,7 @@ SETTINGS_SCHEMA: Final = vol.Schema(
             vol.Required("webhooks"): vol.All([http_url], vol.Length(max=20)),
         },
         vol.Required("auth"): {
-            vol.Required("session_hours"): vol.All(_INT, vol.Range(min=1, max=24 * 365)),
+            vol.Required("session_hours"): vol.All(strict_int, vol.Range(min=1, max=24 * 365)),
         },
         vol.Optional("library_path", default=None): vol.Any(None, absolute_path),
     }

@@ -182,6 +182,12 @@ class ProviderHttp:
         self.base_url = base_url.rstrip("/")
         self.stats = HttpStats()
         self._client = client
+        # The options are frozen: the per-request timeout is made once (None: the client's).
+        self._timeout = (
+            client.timeout
+            if self.options.timeout_s is None
+            else httpx.Timeout(self.options.timeout_s)
+        )
         self._semaphore = asyncio.Semaphore(max(1, self.options.concurrency))
         self._pace_lock = asyncio.Lock()
         self._next_start = 0.0
@@ -285,11 +291,6 @@ class ProviderHttp:
         follow_redirects: bool,
     ) -> Page:
         request_headers = {**self._headers, **(headers or {})}
-        timeout = (
-            self._client.timeout
-            if self.options.timeout_s is None
-            else httpx.Timeout(self.options.timeout_s)
-        )
         async with self._semaphore:
             await self._pace()
             self.stats.requests += 1
@@ -302,7 +303,7 @@ class ProviderHttp:
                     data=data,
                     headers=request_headers,
                     follow_redirects=follow_redirects,
-                    timeout=timeout,
+                    timeout=self._timeout,
                 ) as response:
                     body = await self._read_capped(response, url)
                     return Page(

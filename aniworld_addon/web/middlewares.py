@@ -106,7 +106,7 @@ async def body_limit_middleware(request: web.Request, handler: Handler) -> web.S
 def needs_auth(request: web.Request) -> bool:
     """Everything under /api/ and /ws/ except the few public auth routes."""
     path = request.path
-    if not (path.startswith(("/api/", "/ws/")) or path == "/api/ws"):
+    if not path.startswith(("/api/", "/ws/")):
         return False
     return (request.method, path) not in PUBLIC_API
 
@@ -139,9 +139,10 @@ async def identify(request: web.Request) -> Identity | None:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Attach the identity; refuse protected routes without one; CSRF-check cookie writes."""
-    if request.path == "/health":
-        # Public, and the probe of last resort: it must answer even while another process
-        # holds the database, where a token lookup would wait behind the lock.
+    if request.path == "/health" or request.path.startswith("/static/"):
+        # Public, and nobody's identity matters: no token lookup (a page's assets would each
+        # cost one), and /health, the probe of last resort, must answer even while another
+        # process holds the database, where a lookup would wait behind the lock.
         request[keys.IDENTITY] = None
         return await handler(request)
     identity = await identify(request)

@@ -8,10 +8,9 @@ STR: Final = {"type": "string"}
 INT: Final = {"type": "integer"}
 NUM: Final = {"type": "number"}
 BOOL: Final = {"type": "boolean"}
-NULLABLE_NUM: Final = {"type": "number", "nullable": True}
 NULL_STR: Final = {"type": "string", "nullable": True}
 NULL_INT: Final = {"type": "integer", "nullable": True}
-NULL_NUM: Final = NULLABLE_NUM
+NULL_NUM: Final = {"type": "number", "nullable": True}
 
 
 def obj(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:

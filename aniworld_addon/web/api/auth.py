@@ -13,7 +13,7 @@ from ...errors import InvalidCredentialsError, NotFoundError
 from ...settings_schema import strict_int
 from ..auth import IssuedToken
 from ..routing import ApiDoc, ApiRoutes, json_response, read_json
-from ..schemas import BOOL, NULLABLE_NUM, NUM, OK, STR, array, obj
+from ..schemas import BOOL, NULL_NUM, NUM, OK, STR, array, obj
 
 routes = ApiRoutes()
 TAG = "auth"
@@ -34,8 +34,8 @@ TOKEN_INFO = obj(
         "id": STR,
         "name": STR,
         "created_at": NUM,
-        "expires_at": NULLABLE_NUM,
-        "last_used_at": NULLABLE_NUM,
+        "expires_at": NULL_NUM,
+        "last_used_at": NULL_NUM,
     }
 )
 
@@ -166,7 +166,7 @@ async def list_tokens(request: web.Request) -> web.Response:
         "Create an API token (its value is shown only in this response)",
         TAG,
         TOKEN_SCHEMA,
-        obj({"id": STR, "name": STR, "token": STR, "created_at": NUM, "expires_at": NULLABLE_NUM}),
+        obj({"id": STR, "name": STR, "token": STR, "created_at": NUM, "expires_at": NULL_NUM}),
         status=201,
     ),
 )

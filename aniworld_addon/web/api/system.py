@@ -82,7 +82,7 @@ async def system_status(request: web.Request) -> web.Response:
     """What a bug report needs to know about this installation."""
     options = request.app[keys.OPTIONS]
     settings = request.app[keys.SETTINGS]
-    library = settings.get()["library_path"] or str(options.library_path)
+    library = str(settings.library_path(options.library_path))
 
     def disk(path: str) -> dict[str, Any]:
         try:

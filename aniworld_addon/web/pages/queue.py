@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 from aiohttp import web
@@ -44,11 +45,6 @@ async def _names(
         }
         found[(provider, key)] = {"name": series.name, "titles": titles}
     return found
-
-
-def _library_root(request: web.Request) -> str:
-    configured = request.app[keys.SETTINGS].get()["library_path"]
-    return str(configured or request.app[keys.OPTIONS].library_path.resolve())
 
 
 def _relative(path: str | None, root: str) -> str:
@@ -107,7 +103,9 @@ async def queue_page(request: web.Request) -> web.Response:
     }
     names = await _names(request, [i for group in shown.values() for i in group])
     lang = context["lang"]
-    root = _library_root(request)
+    library = request.app[keys.SETTINGS].library_path(request.app[keys.OPTIONS].library_path)
+    # Stored file paths are resolved ones; resolving is file-system work, so off the loop.
+    root = str(await asyncio.to_thread(library.resolve))
     context.update(
         {
             "status": status,
