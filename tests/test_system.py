@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from aniworld_addon import keys
-from aniworld_addon.errors import ValidationError
+from aniworld_addon.errors import ServiceUnavailableError, ValidationError
+from aniworld_addon.health import CheckResult
 from aniworld_addon.operations import Operation
+from aniworld_addon.scheduler_start import SchedulerSlot
 
 from .conftest import Authed
 
@@ -117,3 +121,25 @@ async def test_the_scheduler_starts_after_the_app_and_requests_wait_for_it(
     assert scheduler.running
     health = await (await authed.client.get("/health")).json()
     assert health["checks"]["scheduler"]["message"].endswith("jobs scheduled")
+
+
+async def test_the_scheduler_slot_holds_requests_until_the_start_and_reports_a_failure(
+    authed: Authed,
+) -> None:
+    running = await authed.client.app[keys.SCHEDULER].get()
+    slot = SchedulerSlot()
+    waiting = asyncio.create_task(slot.get())
+    await asyncio.sleep(0)  # one loop turn: the waiter is now parked on the slot
+    assert not waiting.done()
+    assert slot.scheduler is None
+    assert await slot.check() == CheckResult("ok", "starting")
+    slot.started(running)
+    assert await waiting is running
+    assert slot.scheduler is running
+
+    broken = SchedulerSlot()
+    broken.failed(RuntimeError("no apscheduler"))
+    with pytest.raises(ServiceUnavailableError, match="no apscheduler"):
+        await broken.get()
+    result = await broken.check()
+    assert result.status == "error" and "no apscheduler" in result.message

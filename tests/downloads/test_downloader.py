@@ -213,7 +213,10 @@ async def test_cancel_while_reading_the_hoster_page_waits_for_the_thread(
     await provider_site.control.wait_for("embed")
 
     task.cancel()
-    await asyncio.sleep(0.1)
+    # One loop turn delivers that cancel: the task sets the thread's stop flag and parks in
+    # the wait for the thread, which is where the second cancel has to land.
+    await asyncio.sleep(0)
+    assert download_threads() != []  # still waiting for the thread
     task.cancel()  # a second cancel must not cut the wait for the thread short
     with pytest.raises(asyncio.CancelledError):
         await task

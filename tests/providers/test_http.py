@@ -175,13 +175,14 @@ async def test_a_cancelled_leader_hands_the_fetch_to_a_waiter(
     http = make_http(provider_site, client)
 
     leader = asyncio.create_task(http.get(SERIES))
-    await asyncio.sleep(0.05)
+    await provider_site.control.wait_for("series")  # the leader's request is at the site
     waiter = asyncio.create_task(http.get(SERIES))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # one loop turn: the waiter is now parked on the leader's fetch
     leader.cancel()
 
     page = await waiter
     assert "Kaiju Academy" in page.text
+    assert provider_site.control.count("series") == 2  # the waiter fetched it anew
     with pytest.raises(asyncio.CancelledError):
         await leader
 
@@ -417,18 +418,28 @@ def test_any_retry_after_header_gives_seconds_or_none(header: str | None) -> Non
 
 
 async def test_the_lazy_transport_is_built_once_on_the_first_request(
-    provider_site: RunningSite,
+    provider_site: RunningSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    built_count = 0
+
+    class CountedTransport(httpx.AsyncHTTPTransport):  # the real transport, counted
+        def __init__(self) -> None:
+            nonlocal built_count
+            built_count += 1
+            super().__init__()
+
+    monkeypatch.setattr(httpx, "AsyncHTTPTransport", CountedTransport)
     lazy = LazyTransport()
     async with httpx.AsyncClient(transport=lazy):
         pass  # closing a client that never sent anything builds nothing
-    assert lazy._transport is None
+    assert lazy._transport is None and built_count == 0
     lazy = LazyTransport()
     async with httpx.AsyncClient(transport=lazy) as http:
         assert lazy._transport is None  # nothing paid before the first request
         url = provider_site.url("/anime/stream/kaiju-academy")
         responses = await asyncio.gather(*(http.get(url) for _ in range(5)))
         assert [r.status_code for r in responses] == [200] * 5
+        assert built_count == 1  # five concurrent first requests, one transport
         built = lazy._transport
         assert built is not None
         await http.get(url)

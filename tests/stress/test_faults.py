@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ from aniworld_addon.events import EventType
 from aniworld_addon.options import Options
 from aniworld_addon.providers.http import HttpOptions
 from aniworld_addon.providers.registry import build_providers
-from tests.conftest import AiohttpClient
+from tests.conftest import IN_CI, AiohttpClient
 from tests.integrations.conftest import Mosquitto, Watcher, start_mosquitto
 from tests.site import Fault, MediaSet
 from tests.site.plugin import RunningSite
@@ -107,6 +108,19 @@ async def svc(
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+class LogSeen(logging.Handler):
+    """Sets `event` once a log line containing `text` is written (a condition to wait on)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.WARNING)
+        self.text = text
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
 
 
 async def health(svc: Service) -> dict[str, Any]:
@@ -377,6 +391,8 @@ async def test_a_full_disk_fails_the_item_without_retrying_and_leaves_nothing(
     await svc.call("PUT", "/api/config", json={"downloads": {"min_free_space_mb": 0}})
     season = library / SERIES_DIR / "Season 02"
     with small_filesystem(season, "256k") as mounted:
+        if not mounted and IN_CI:
+            pytest.fail("cannot mount a 256 KiB tmpfs (needs root and mount) for the real case")
         if mounted:
             (small,) = await svc.queue([(2, 1)])
             failed = await failed_event(svc, small)
@@ -394,6 +410,8 @@ async def test_a_full_disk_fails_the_item_without_retrying_and_leaves_nothing(
         await svc.call("POST", "/api/queue/retry", json={"item_ids": [guarded]})
     await completes(svc, guarded, media_set)
     assert await item_ids(svc) == {guarded}
+    if not mounted:  # said, not passed over in silence: only the guard was shown here
+        pytest.skip("the real small file system needs root and mount; the guard part passed")
 
 
 @bounded
@@ -566,15 +584,20 @@ async def test_a_download_finishing_during_a_long_database_lock_is_not_lost(
     await control.wait_for("media")
     task = next(t for t in asyncio.all_tasks() if t.get_name() == f"download:{item_id}")
 
-    async with database_lock(svc.options.data_path / DB_FILENAME):
-        control.media_rate_bps = None  # the file lands while its row cannot be written
-        # Bounded: a queue that retries its bookkeeping keeps the task alive until the lock
-        # goes; one that gives up ends it within the 0.3 s busy timeout.
-        await asyncio.wait([task], timeout=3)
-
-    if task.done():
-        # Nothing runs for the item any more, so its row must say where it stands.
-        assert not task.cancelled() and task.exception() is None, task.exception()
-        assert (await svc.item(item_id))["status"] != "downloading"
+    seen = LogSeen("cannot record the outcome")
+    logger = logging.getLogger("aniworld_addon.downloads.queue")
+    logger.addHandler(seen)
+    try:
+        async with database_lock(svc.options.data_path / DB_FILENAME):
+            control.media_rate_bps = None  # the file lands while its row cannot be written
+            async with asyncio.timeout(WAIT_S):
+                await seen.event.wait()  # a closing write hit the lock past the busy timeout
+            # The file is in place, whole, and the item's task is still there retrying its
+            # bookkeeping (it neither gave up nor left the row 'downloading' unattended).
+            (landed,) = final_files(svc.options)
+            assert sha256(landed) == sha256(media_set.mp4)
+            assert not task.done()
+    finally:
+        logger.removeHandler(seen)
     await completes(svc, item_id, media_set)
     assert await item_ids(svc) == {item_id}
