@@ -245,7 +245,7 @@ class DownloadQueue:
 
     async def move(self, item_id: int, new_position: int) -> None:
         """Move one pending item to a 1-based position."""
-        pending = [i.id for i in await self.store.all() if i.status == "pending"]
+        pending = [i.id for i in (await self.store.snapshot()).groups["pending"]]
         if item_id not in pending:
             await self.store.get(item_id)  # 404 for an unknown id
             raise ConflictError("only pending items can be moved", details={"id": item_id})

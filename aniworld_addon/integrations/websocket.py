@@ -84,9 +84,11 @@ class WebSocketHub:
         self._subscription = self._bus.subscribe(self._on_event, name="websocket", maxsize=10_000)
 
     async def _on_event(self, event: Event) -> None:
-        text = json.dumps(event.to_dict(), ensure_ascii=False)
+        text: str | None = None  # encoded once, and only when someone listens
         for client in list(self._clients.values()):
             if event.room in client.rooms and not client.slow:
+                if text is None:
+                    text = json.dumps(event.to_dict(), ensure_ascii=False)
                 self._deliver(client, text)
 
     def _deliver(self, client: WsClient, text: str) -> None:

@@ -148,15 +148,18 @@ class LibraryStore:
         language: str | None = None,
     ) -> None:
         """A download landed: the episode is local (path relative to the library root)."""
-        series = await self.by_key(key, provider)
         folder_relative = relative.split("/", 1)[1] if "/" in relative else relative
-        await self._db.write(
+        # The series id in the same statement: by_key() would count every episode to say it.
+        cursor = await self._db.write(
             "INSERT INTO episodes (series_id, season, episode, local_path, local_language)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (series_id, season, episode)"
+            " SELECT id, ?, ?, ?, ? FROM series WHERE provider = ? AND key = ?"
+            " ON CONFLICT (series_id, season, episode)"
             " DO UPDATE SET local_path = excluded.local_path,"
             " local_language = excluded.local_language",
-            [series.id, season, episode, folder_relative, language],
+            [season, episode, folder_relative, language, provider, key],
         )
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"no series {key!r} in the library", details={"key": key})
 
     async def totals(self) -> dict[str, int]:
         """Counts for MQTT/health: series, unmatched, missing episodes."""

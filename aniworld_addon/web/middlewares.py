@@ -28,14 +28,6 @@ from .ingress import render
 _LOGGER = logging.getLogger(__name__)
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-PUBLIC_API: Final = frozenset(
-    {
-        ("POST", "/api/auth/setup"),
-        ("POST", "/api/auth/login"),
-        ("GET", "/api/auth/status"),
-        ("GET", "/api/openapi.json"),
-    }
-)
 
 
 def wants_json(request: web.Request) -> bool:
@@ -104,11 +96,12 @@ async def body_limit_middleware(request: web.Request, handler: Handler) -> web.S
 
 
 def needs_auth(request: web.Request) -> bool:
-    """Everything under /api/ and /ws/ except the few public auth routes."""
+    """Everything under /api/ and /ws/ except the routes documented as public (ApiDoc)."""
     path = request.path
     if not path.startswith(("/api/", "/ws/")):
         return False
-    return (request.method, path) not in PUBLIC_API
+    doc = request.app[keys.API_DOCS].get((request.method, path))
+    return doc is None or not doc.public
 
 
 def _presented(request: web.Request) -> tuple[str, Via] | None:
