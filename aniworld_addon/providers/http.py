@@ -38,8 +38,11 @@ class HttpOptions:
 
     user_agent: str = DEFAULT_USER_AGENT
     concurrency: int = 4
-    #: minimum gap between two request starts; real pages take longer than this anyway
+    #: average gap between two request starts; real pages take longer than this anyway
     min_interval_s: float = 0.05
+    #: requests that may start back to back after a quiet spell (an episode page and its
+    #: hoster redirect): the long-run rate stays one per min_interval_s
+    burst: int = 2
     cache_ttl_s: float = 6 * 3600
     cache_max_entries: int = 2048
     #: extra attempts for 5xx, timeouts and connection errors (never for 403/429/challenges)
@@ -343,12 +346,15 @@ class ProviderHttp:
         return b"".join(chunks)
 
     async def _pace(self) -> None:
+        # A token bucket kept as one timestamp (GCRA): `_next_start` is when the bucket would
+        # be empty; a request may start while it is less than `burst` intervals ahead of now.
         interval = self.options.min_interval_s
         if interval <= 0:
             return
+        slack = (max(1, self.options.burst) - 1) * interval
         async with self._pace_lock:
             loop = asyncio.get_running_loop()
-            wait = self._next_start - loop.time()
+            wait = self._next_start - slack - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
             self._next_start = max(loop.time(), self._next_start) + interval

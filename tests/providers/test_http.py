@@ -147,12 +147,27 @@ async def test_concurrency_cap_against_the_test_site(
 
 
 async def test_request_starts_are_paced(probe: Probe, client: httpx.AsyncClient) -> None:
-    http = probe_http(probe, client, min_interval_s=0.05, concurrency=4)
+    http = probe_http(probe, client, min_interval_s=0.05, concurrency=4, burst=1)
 
     await asyncio.gather(*(http.get(f"/p{i}") for i in range(5)))
 
     gaps = [b - a for a, b in zip(probe.starts, probe.starts[1:], strict=False)]
     assert min(gaps) >= 0.04
+
+
+async def test_a_burst_starts_at_once_and_the_rate_stays(
+    probe: Probe, client: httpx.AsyncClient
+) -> None:
+    http = probe_http(probe, client, min_interval_s=0.05, concurrency=4, burst=2)
+
+    await asyncio.gather(*(http.get(f"/p{i}") for i in range(6)))
+
+    gaps = [b - a for a, b in zip(probe.starts, probe.starts[1:], strict=False)]
+    # An episode page and its redirect go together; after that one start per interval, so six
+    # requests take at least four intervals, as the long-run rate promises.
+    assert gaps[0] < 0.035
+    assert min(gaps[1:]) >= 0.04
+    assert probe.starts[-1] - probe.starts[0] >= 4 * 0.05 - 0.01
 
 
 async def test_concurrent_gets_of_one_url_fetch_once(
