@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yt_dlp
 from yt_dlp.utils import DownloadCancelled, YoutubeDLError
 
 from ..fsutil import fsync_dir
@@ -32,6 +31,7 @@ from .progress import (
 from .resolver import DownloadFailedError, MediaSource, NoResolverError
 from .verification import find_ffprobe, verify_download
 from .ytdlp_errors import close_abandoned, convert_error
+from .ytdlp_sessions import SessionPool, YtdlpSession
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,6 +97,7 @@ class Downloader:
         ffprobe_path: str | None = None,
         socket_timeout_s: float = 30.0,
         retries: int = 2,
+        sessions: SessionPool[YtdlpSession] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.min_free_space_mb = min_free_space_mb
@@ -107,6 +108,8 @@ class Downloader:
         #: also bounds how long a cancel waits when a hoster stops sending mid-transfer
         self.socket_timeout_s = socket_timeout_s
         self.retries = retries
+        #: idle yt-dlp instances to reuse (the queue's); None: one per download, then closed
+        self.sessions = sessions if sessions is not None else SessionPool[YtdlpSession](0)
         self._clock = clock
 
     async def download(
@@ -161,7 +164,19 @@ class Downloader:
 
     def _fetch(self, job: _Job) -> tuple[Path, str]:
         source = job.source
-        with yt_dlp.YoutubeDL(self._options(job)) as ydl:
+        # A literal "%" in the library path would otherwise read as a template field.
+        template = str(job.final_base).replace("%", "%%") + PART_SUFFIX + ".%(ext)s"
+        options = self._options(source.headers)
+        key = (
+            tuple(sorted(source.headers.items())),
+            *(self.retries, self.socket_timeout_s, self.ffmpeg_location),
+        )
+        with (
+            self.sessions.borrow(key, lambda: YtdlpSession(options)) as session,
+            session.lend(
+                template, lambda status: self._hook(job, status), lambda _: job.check_cancelled()
+            ) as ydl,
+        ):
             try:
                 info = ydl.extract_info(source.url, download=False, process=False)
             except _Cancelled:
@@ -182,19 +197,18 @@ class Downloader:
             raise DownloadFailedError(f"yt-dlp downloaded nothing from hoster {source.hoster}")
         return Path(downloaded["filepath"]), str(downloaded.get("ext") or "").lower()
 
-    def _options(self, job: _Job) -> dict[str, Any]:
-        # A literal "%" in the library path would otherwise read as a template field.
-        template = str(job.final_base).replace("%", "%%") + PART_SUFFIX + ".%(ext)s"
+    def _options(self, headers: Mapping[str, str]) -> dict[str, Any]:
+        """A session's options: the same for every download with the same headers."""
         options: dict[str, Any] = {
-            "outtmpl": {"default": template},
             "quiet": True,
             "no_warnings": False,
             "noprogress": True,
+            # yt-dlp formats its console progress line on every block it writes, even when it
+            # prints nothing; once a second is plenty (our own hook still sees every block).
+            "progress_delta": 1.0,
             "color": "no_color",
             "logger": _YtdlpLogger(),
-            "progress_hooks": [lambda status: self._hook(job, status)],
-            "postprocessor_hooks": [lambda _status: job.check_cancelled()],
-            "http_headers": dict(job.source.headers),
+            "http_headers": dict(headers),
             "retries": self.retries,
             "fragment_retries": self.retries,
             "extractor_retries": self.retries,

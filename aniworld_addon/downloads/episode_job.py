@@ -29,6 +29,7 @@ from .blocklist import Blocklist
 from .progress import Progress
 from .queue_store import QueueItem, QueueStore
 from .resolver import Candidate, DownloadFailedError, Resolver
+from .ytdlp_sessions import SessionPool, YtdlpSession
 
 _LOGGER = logging.getLogger("aniworld_addon.downloads.queue")
 
@@ -89,6 +90,7 @@ class QueueParts:
     settings: Settings
     bus: EventBus
     root: Callable[[], Path]  # the library folder (it can change with the settings)
+    ytdlp: SessionPool[YtdlpSession]  # idle yt-dlp instances, closed with the queue
     clock: Callable[[], float] = time.time
 
 
@@ -132,7 +134,9 @@ class EpisodeJob:
         from .downloader import Downloader  # yt-dlp loads on the first download, not at start
 
         downloader = Downloader(
-            min_free_space_mb=downloads["min_free_space_mb"], verify=downloads["verify"]
+            min_free_space_mb=downloads["min_free_space_mb"],
+            verify=downloads["verify"],
+            sessions=self._parts.ytdlp,
         )
         for candidate in candidates:
             # Rendering resolves symlinks to prove confinement: file-system work, off the loop.

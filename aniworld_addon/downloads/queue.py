@@ -29,10 +29,13 @@ from .progress import Progress, cleanup_partials
 from .queue_snapshot import QueueSnapshot, status_body, status_head, status_lists
 from .queue_store import Priority, QueueItem, QueueStore
 from .resolver import Resolver
+from .ytdlp_sessions import SessionPool, YtdlpSession
 
 _LOGGER = logging.getLogger("aniworld_addon.downloads.queue")
 
 STATE_KEY: Final = "queue_state"
+#: yt-dlp instances kept for reuse between downloads (see ytdlp_sessions)
+MAX_IDLE_SESSIONS: Final = 4
 
 
 class DownloadQueue:
@@ -57,8 +60,9 @@ class DownloadQueue:
         self._settings = settings
         self._bus = bus
         self.clock = clock
+        self._ytdlp = SessionPool[YtdlpSession](MAX_IDLE_SESSIONS)
         parts = QueueParts(
-            store, library, providers, resolver, blocklist, settings, bus, root, clock
+            store, library, providers, resolver, blocklist, settings, bus, root, self._ytdlp, clock
         )
         self._job = EpisodeJob(parts)
         self._outcomes = Outcomes(parts, self._publish_status)
@@ -95,6 +99,7 @@ class DownloadQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatcher
         await self._cancel(list(self._active))
+        await asyncio.to_thread(self._ytdlp.close)  # every download thread has ended
 
     def wake(self) -> None:
         """Re-check the queue now (new items, settings changed, time advanced in tests)."""

@@ -36,6 +36,7 @@ from aniworld_addon.downloads import (
     progress_from_hook,
 )
 from aniworld_addon.downloads.downloader import Downloader
+from aniworld_addon.downloads.ytdlp_sessions import SessionPool, YtdlpSession
 from aniworld_addon.providers import AniworldProvider, HttpOptions, ProviderHttp
 from aniworld_addon.providers.base import HosterLink, Language
 from tests.conftest import require_tool
@@ -125,6 +126,42 @@ async def test_mp4_hoster_download_is_byte_identical(
     assert leftovers(final_base) == [final.name]
     assert reports[-1].percent == 100.0
     assert reports[-1].total_mb == pytest.approx(media_set.mp4_size / 2**20, abs=0.01)
+
+
+async def test_downloads_reuse_an_idle_ytdlp_session_but_never_a_failed_one(
+    provider: AniworldProvider,
+    resolver: Resolver,
+    media_set: MediaSet,
+    final_base: Path,
+) -> None:
+    pool = SessionPool[YtdlpSession](4)
+    downloader = Downloader(sessions=pool)
+    first: list[Progress] = []
+    second: list[Progress] = []
+    other_base = final_base.with_name("Kaiju Academy - S01E01 - again")
+
+    one = await downloader.download(
+        await source_for(resolver, provider, 1, "VOE"), final_base, on_progress=first.append
+    )
+    seen_by_first = len(first)
+    two = await downloader.download(
+        await source_for(resolver, provider, 1, "Vidoza"), other_base, on_progress=second.append
+    )
+
+    assert pool.made == 1  # the second download borrowed the first one's instance
+    assert one.read_bytes() == two.read_bytes() == media_set.mp4.read_bytes()
+    assert len(first) == seen_by_first  # its hooks now report to the second download only
+    assert second[-1].percent == 100.0
+    with pytest.raises(HosterUnavailableError):
+        await downloader.download(await source_for(resolver, provider, 2, "Doodstream"), final_base)
+    assert pool.made == 1  # the failure borrowed the idle one, then closed it
+    two.unlink()
+    await downloader.download(await source_for(resolver, provider, 1, "VOE"), other_base)
+    assert pool.made == 2
+    pool.close()
+    two.unlink()
+    await downloader.download(await source_for(resolver, provider, 1, "VOE"), other_base)
+    assert pool.made == 3  # a closed pool keeps nothing
 
 
 async def test_jwplayer_hls_download_is_a_valid_video(
