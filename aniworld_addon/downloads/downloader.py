@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from yt_dlp.utils import DownloadCancelled, YoutubeDLError
 
-from ..fsutil import fsync_dir
+from ..fsutil import fsync_dir, fsync_file, start_writeback
 from .progress import (
     MB,
     PART_SUFFIX,
@@ -37,6 +37,8 @@ _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _thread_ids = itertools.count(1)
+#: how often (in bytes) a transfer asks the kernel to start writing the .part out
+WRITEBACK_STEP: Final = 16 * 2**20
 
 
 class _Cancelled(DownloadCancelled):  # type: ignore[misc]  # yt-dlp is untyped
@@ -57,6 +59,7 @@ class _Job:
     token: threading.Event = field(default_factory=threading.Event)
     space_checked: bool = False
     last: Progress | None = None
+    written_back: int = 0  # bytes of the .part whose writeback to disk has been started
 
     def check_cancelled(self) -> None:
         """Abort yt-dlp from inside a hook once the awaiting task was cancelled."""
@@ -145,12 +148,18 @@ class Downloader:
             ffprobe = (
                 (self.ffprobe_path or find_ffprobe(self.ffmpeg_location)) if self.verify else None
             )
-            size = verify_download(temp, ext, job.source, ffprobe=ffprobe)
-            job.check_cancelled()
             final = base.with_name(f"{base.name}.{ext}")
+
+            def durable() -> None:
+                try:
+                    fsync_file(temp)
+                except OSError as err:
+                    raise _not_writable(final, err) from err
+
+            # The fsync overlaps ffprobe, which spends most of its time loading its libraries.
+            size = verify_download(temp, ext, job.source, ffprobe=ffprobe, meanwhile=durable)
+            job.check_cancelled()
             try:
-                with temp.open("rb") as handle:
-                    os.fsync(handle.fileno())
                 os.replace(temp, final)
             except OSError as err:
                 raise _not_writable(final, err) from err
@@ -246,11 +255,25 @@ class Downloader:
             job.space_checked = True
             downloaded = status.get("downloaded_bytes") or 0
             self._check_space(job.final_base.parent, max(0, total - int(downloaded)))
+        self._write_back(job, status)
         sendable = job.throttle.offer(progress)
         if sendable is not None:
             job.last = sendable
             if job.on_progress is not None:
                 job.loop.call_soon_threadsafe(_deliver, job.on_progress, sendable)
+
+    @staticmethod
+    def _write_back(job: _Job, status: Mapping[str, Any]) -> None:
+        """Start writing the .part to disk every WRITEBACK_STEP bytes, so the fsync at the
+        end finds little left to do (see fsutil.start_writeback)."""
+        done, temp = status.get("downloaded_bytes"), status.get("tmpfilename")
+        if not isinstance(done, int) or not isinstance(temp, str):
+            return
+        if done < job.written_back:
+            job.written_back = 0  # a retry starts the file over
+        if done - job.written_back >= WRITEBACK_STEP:
+            start_writeback(temp, job.written_back, done - job.written_back)
+            job.written_back = done
 
     def _check_space(self, directory: Path, needed_bytes: int) -> None:
         probe = directory

@@ -6,6 +6,8 @@ import json
 import math
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -16,8 +18,23 @@ from .resolver import MediaSource
 FFPROBE_TIMEOUT_S: Final = 120.0
 
 
-def verify_download(path: Path, ext: str, source: MediaSource, *, ffprobe: str | None) -> int:
-    """The file's size, once it is a non-empty video that ffprobe (when given) can read."""
+def _nothing() -> None:
+    pass
+
+
+def verify_download(
+    path: Path,
+    ext: str,
+    source: MediaSource,
+    *,
+    ffprobe: str | None,
+    meanwhile: Callable[[], None] = _nothing,
+) -> int:
+    """The file's size, once it is a non-empty video that ffprobe (when given) can read.
+
+    `meanwhile` runs while ffprobe does (most of its time is its own start-up): the downloader
+    makes the file durable then. If it raises, ffprobe is stopped and the error propagates.
+    """
     details = {"hoster": source.hoster, "url": source.url}
     if ext not in VIDEO_EXTENSIONS:
         raise VerificationFailedError(
@@ -29,7 +46,10 @@ def verify_download(path: Path, ext: str, source: MediaSource, *, ffprobe: str |
             f"the file from hoster {source.hoster} is empty", details=details
         )
     if ffprobe:
-        probe(ffprobe, path, source)
+        with probing(ffprobe, path, source):
+            meanwhile()
+    else:
+        meanwhile()
     return size
 
 
@@ -44,29 +64,36 @@ def find_ffprobe(ffmpeg_location: str | None) -> str | None:
     return shutil.which("ffprobe")
 
 
-def probe(ffprobe: str, path: Path, source: MediaSource) -> None:
-    """Raise VerificationFailedError unless ffprobe finds a video stream and a duration."""
+@contextmanager
+def probing(ffprobe: str, path: Path, source: MediaSource) -> Iterator[None]:
+    """Start ffprobe; after the block, raise VerificationFailedError unless it found a video
+    stream and a duration. An error in the block stops ffprobe and propagates."""
     details: dict[str, Any] = {"hoster": source.hoster, "url": source.url}
     # "file:" keeps a ":" in a library path from being read as a protocol name.
     command = [ffprobe, "-v", "error", "-show_entries", "stream=codec_type:format=duration"]
     command += ["-of", "json", f"file:{path}"]
+    with subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    ) as process:
+        try:
+            yield
+            stdout, stderr = process.communicate(timeout=FFPROBE_TIMEOUT_S)
+        except subprocess.TimeoutExpired as err:
+            process.kill()
+            raise VerificationFailedError("ffprobe timed out", details=details) from err
+        except BaseException:
+            process.kill()
+            raise
     try:
-        done = subprocess.run(  # noqa: S603 - fixed argument list, no shell
-            command,
-            capture_output=True,
-            text=True,
-            timeout=FFPROBE_TIMEOUT_S,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as err:
-        raise VerificationFailedError("ffprobe timed out", details=details) from err
-    try:
-        report = json.loads(done.stdout) if done.returncode == 0 else None
+        report = json.loads(stdout) if process.returncode == 0 else None
     except ValueError:
         report = None
     if not isinstance(report, dict):
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        reason = (stderr.strip().splitlines() or ["no output"])[-1]
         details["ffprobe"] = reason
         raise VerificationFailedError(
             f"the file from hoster {source.hoster} is not readable media: {reason}",

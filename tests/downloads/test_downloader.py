@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
@@ -36,6 +37,7 @@ from aniworld_addon.downloads import (
     progress_from_hook,
 )
 from aniworld_addon.downloads.downloader import Downloader
+from aniworld_addon.downloads.verification import verify_download
 from aniworld_addon.downloads.ytdlp_sessions import SessionPool, YtdlpSession
 from aniworld_addon.providers import AniworldProvider, HttpOptions, ProviderHttp
 from aniworld_addon.providers.base import HosterLink, Language
@@ -162,6 +164,42 @@ async def test_downloads_reuse_an_idle_ytdlp_session_but_never_a_failed_one(
     two.unlink()
     await downloader.download(await source_for(resolver, provider, 1, "VOE"), other_base)
     assert pool.made == 3  # a closed pool keeps nothing
+
+
+def ffprobe_children() -> list[str]:
+    """The command lines of this process's ffprobe children (Linux /proc)."""
+    found = []
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            with contextlib.suppress(OSError):
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if command and command[0].endswith(b"ffprobe"):
+                    found.append(b" ".join(command).decode())
+    return found
+
+
+def test_the_fsync_runs_beside_ffprobe_and_a_failing_one_stops_it(
+    media_set: MediaSet, tmp_path: Path
+) -> None:
+    ffprobe = require_tool("ffprobe")
+    video = tmp_path / "episode.mp4"
+    video.write_bytes(media_set.mp4.read_bytes())
+    source = MediaSource("http://hoster.invalid/e/1", {}, "VOE", GER_DUB)
+    seen: list[list[str]] = []
+
+    size = verify_download(
+        video, "mp4", source, ffprobe=ffprobe, meanwhile=lambda: seen.append(ffprobe_children())
+    )
+
+    assert size == media_set.mp4_size
+    assert len(seen) == 1 and any(str(video) in command for command in seen[0])
+
+    def fail() -> None:
+        raise TargetNotWritableError("cannot write: no space")
+
+    with pytest.raises(TargetNotWritableError):
+        verify_download(video, "mp4", source, ffprobe=ffprobe, meanwhile=fail)
+    assert ffprobe_children() == []  # stopped and reaped, not left running
 
 
 async def test_jwplayer_hls_download_is_a_valid_video(
