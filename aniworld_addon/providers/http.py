@@ -40,9 +40,9 @@ class HttpOptions:
     concurrency: int = 4
     #: average gap between two request starts; real pages take longer than this anyway
     min_interval_s: float = 0.05
-    #: requests that may start back to back after a quiet spell (an episode page and its
-    #: hoster redirect): the long-run rate stays one per min_interval_s
-    burst: int = 2
+    #: requests that may start back to back after a quiet spell (as many as may be in flight:
+    #: two downloads' episode pages and hoster redirects); the long-run rate stays the same
+    burst: int = 4
     cache_ttl_s: float = 6 * 3600
     cache_max_entries: int = 2048
     #: extra attempts for 5xx, timeouts and connection errors (never for 403/429/challenges)
