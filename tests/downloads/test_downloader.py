@@ -172,10 +172,18 @@ def ffprobe_children() -> list[str]:
     for children in Path("/proc/self/task").glob("*/children"):
         for pid in children.read_text().split():
             with contextlib.suppress(OSError):
-                command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                command = command_line(int(pid))
                 if command and command[0].endswith(b"ffprobe"):
                     found.append(b" ".join(command).decode())
     return found
+
+
+def command_line(pid: int) -> list[bytes]:
+    """A process's arguments; a child that is still inside exec() has none yet, so wait."""
+    deadline = time.monotonic() + 5
+    while not (raw := Path(f"/proc/{pid}/cmdline").read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.001)  # polls a condition: the arguments appear when exec() completes
+    return raw.split(b"\0")
 
 
 def test_the_fsync_runs_beside_ffprobe_and_a_failing_one_stops_it(
