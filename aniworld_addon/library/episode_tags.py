@@ -97,8 +97,13 @@ def _expand(first: tuple[EpisodeNumber, ...], extra: str) -> tuple[EpisodeNumber
 
 def _is_temp(tail: str) -> bool:
     """Whether a dotted part between the tag and the extension marks an unfinished download."""
-    parts = tail.upper().split(".")[1:]
-    return any(part in _TEMP_PARTS or _FORMAT_PART.fullmatch(part) for part in parts)
+    return any(map(is_temp_part, tail.split(".")[1:]))
+
+
+def is_temp_part(part: str) -> bool:
+    """Whether one dot-separated part of a name ("part", "f137") marks an unfinished download."""
+    upper = part.upper()
+    return upper in _TEMP_PARTS or _FORMAT_PART.fullmatch(upper) is not None
 
 
 # Parsing rules where SPEC §4 is silent: the first tag in a name counts; "S01E01E02" lists

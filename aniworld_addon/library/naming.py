@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ..errors import PathOutsideLibraryError, ValidationError
-from .episode_tags import VIDEO_EXTENSIONS, EpisodeNumber, parse_episodes
+from .episode_tags import VIDEO_EXTENSIONS, EpisodeNumber, is_temp_part, parse_episodes
 
 if TYPE_CHECKING:
     from .scanner import LocalFile
@@ -222,11 +222,23 @@ def render_episode_path(
     # The scanner must find what we write, or the episode would be downloaded again and again;
     # and only that episode, or the ones the name also claims would never be downloaded.
     if parse_episodes(names[-1] + ".mkv") != (number,):
+        names[-1] = _unmark(names[-1])
+    if parse_episodes(names[-1] + ".mkv") != (number,):
         raise ValidationError(
             f"the file name {names[-1]!r} does not carry the tag {number.tag}: the episode path "
             "template needs S{season:00}E{episode:00} in the file name"
         )
     return PurePosixPath(*names)
+
+
+def _unmark(name: str) -> str:
+    """The name without dots before parts that read as unfinished-download markers.
+
+    A dotted template with an episode titled "Part" or "F1" renders "Show.S01E01.Part": the
+    scanner would take it for a temp file and never count it. Such a part is joined with a space.
+    """
+    first, *parts = name.split(".")
+    return "".join([first, *((" " if is_temp_part(part) else ".") + part for part in parts)])
 
 
 def validate_template(template: str, kind: str) -> None:

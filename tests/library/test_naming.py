@@ -323,6 +323,8 @@ def test_long_titles_are_shortened_before_the_tag_is_lost() -> None:
     year=st.none() | st.integers(1900, 2100),
 )
 @example(DEFAULT_EPISODE, 0, 1, "S12E34", "S56E78", "German Dub", None)
+@example("{Series Title}.s{season:00}e{episode:00}.{Episode Title}", 1, 2, "T", "F0", "", None)
+@example("{Series Title}.s{season:00}e{episode:00}.{Episode Title}", 1, 2, "T", "a.Part", "", None)
 def test_any_rendered_episode_path_parses_back_to_its_numbers(
     template: str,
     season: int,
