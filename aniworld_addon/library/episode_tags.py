@@ -34,6 +34,34 @@ _TAG_ANY = re.compile(
 )
 _EXTRA = re.compile(r"(-?)[Ee]?(\d+)", re.A)
 _VIDEO_UPPER: Final = frozenset(ext.upper() for ext in VIDEO_EXTENSIONS)
+# parse_folder's patterns run over a folder's upper-cased ASCII names joined by line breaks. A
+# name gets its first tag and what follows it, where _TAG_FAST finds them: the first S that starts
+# a tag decides, as the extension and the dotted parts do not depend on which S it is.
+_VIDEO_ALTERNATIVES: Final = "|".join(  # the usual ones first: re tries them in this order
+    sorted(_VIDEO_UPPER, key=lambda ext: (ext not in {"MKV", "MP4"}, ext))
+)
+_TAGS_OF_LINES = re.compile(
+    r"S(?<![A-Z0-9]S)(\d++E\d++(?:-?E\d++|-\d++(?![A-Z]))*+)[^\n]*\.(?:"
+    + _VIDEO_ALTERNATIVES
+    + r")$",
+    re.M | re.A,
+)
+# When some names have no tag: mark each S that starts a tag (a NUL is in no file name), then
+# read one group per line, empty for hidden names and names without a mark.
+_MARK_TAGS = re.compile(
+    r"S(?<![A-Z0-9]S)(?=\d++E\d++(?:-?E\d++|-\d++(?![A-Z]))*+[^\n]*\.(?:"
+    + _VIDEO_ALTERNATIVES
+    + r")$)",
+    re.M | re.A,
+)
+_FIRST_MARK = re.compile(
+    r"^(?:\.[^\n]*+|[^\x00\n]*+(?:\x00(\d++E\d++(?:-?E\d++|-\d++(?![A-Z]))*+))?[^\n]*+)$",
+    re.M | re.A,
+)
+# A dotted part that _is_temp calls unfinished, anywhere in the names: then the slow path.
+_TEMP_PART_ANY = re.compile(
+    rf"\.(?:{'|'.join(sorted(_TEMP_PARTS))}|{_FORMAT_PART.pattern})(?=\.)", re.A
+)
 
 
 @dataclass(slots=True, frozen=True, order=True)
@@ -65,6 +93,8 @@ class EpisodeNumber:
 
 # Interned one-episode tuples by their upper-cased tag ("01E08"): a library holds a few thousand.
 _EPISODES: dict[str, tuple[EpisodeNumber, ...]] = {}
+# parse_folder's results by the captured tag and what follows it ("01E08", "01E01-E03").
+_BY_TAG: dict[str, tuple[EpisodeNumber, ...]] = {"": ()}
 
 
 def _number(digits: str) -> int:
@@ -127,10 +157,52 @@ def parse_episodes(filename: str) -> tuple[EpisodeNumber, ...]:
         tag, ext = tag.upper(), ext.upper()
     if ext not in _VIDEO_UPPER or ("." in tail and _is_temp(tail)):
         return ()
+    return _numbers(tag, extra)
+
+
+def _numbers(tag: str, extra: str) -> tuple[EpisodeNumber, ...]:
+    """The episodes of an upper-cased tag ("01E02") and what follows it ("-E04", "E03", "")."""
     found = _EPISODES.get(tag)
     if found is None:
         found = _single(tag)
     return _expand(found, extra) if extra and found else found
+
+
+def parse_folder(names: list[str]) -> list[tuple[EpisodeNumber, ...]]:
+    """parse_episodes of each name, in order, by a regex pass over all the names at once.
+
+    The scanner parses a folder's file names together: C code instead of a Python call per
+    name. A folder the batch patterns cannot answer exactly (a name that is not ASCII or holds a
+    line break, a dotted part that may mark a temp file) takes parse_episodes name by name.
+    """
+    text = "\n".join(names)
+    if not text.isascii() or text.count("\n") != len(names) - 1:  # before upper(): "ı" -> "I"
+        return list(map(parse_episodes, names))
+    text = text.upper()
+    tags = _TAGS_OF_LINES.findall(text)  # at most one per line: equal counts line them up
+    # Each name with a tag has a dot after it; with no other dot, no name is hidden or has a
+    # dotted part such as ".part" between its tag and its extension: the common case.
+    if len(tags) != len(names) or text.count(".") != len(names):
+        if "\x00" in text or _TEMP_PART_ANY.search(text) is not None:
+            return list(map(parse_episodes, names))  # a NUL would confuse the marks below
+        if len(tags) != len(names) or text[:1] == "." or "\n." in text:
+            tags = _FIRST_MARK.findall(_MARK_TAGS.sub("\x00", text))
+    try:
+        return list(map(_BY_TAG.__getitem__, tags))
+    except KeyError:  # the first time a tag is seen
+        return list(map(_by_tag, tags))
+
+
+def _by_tag(captured: str) -> tuple[EpisodeNumber, ...]:
+    """The episodes of a tag and what follows it, as the patterns capture them ("01E01-E03")."""
+    found = _BY_TAG.get(captured)
+    if found is None:
+        season, _, rest = captured.partition("E")
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        found = _numbers(f"{season}E{rest[:digits]}", rest[digits:])
+        if len(_BY_TAG) < 100_000:
+            _BY_TAG[captured] = found
+    return found
 
 
 def parse_episode(filename: str) -> EpisodeNumber | None:

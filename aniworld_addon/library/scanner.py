@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain, compress
+from operator import attrgetter, itemgetter, methodcaller
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, NamedTuple
 
 from ..errors import AppError
-from .episode_tags import EpisodeNumber, parse_episodes
+from .episode_tags import EpisodeNumber, parse_folder
 from .sidecar import KEY_FILE_NAME, SIDECAR_NAME, SeriesIdentity, read_identity
 
 MAX_DEPTH: Final = 12  # levels below a series folder; deeper trees are not episode folders
@@ -29,6 +31,12 @@ IGNORED_FOLDERS: Final = frozenset(
     {"@eaDir", "#recycle", "#snapshot", "lost+found", "$RECYCLE.BIN", "System Volume Information"}
 )
 Progress = Callable[[int, int], None]
+# C-level steps of a listing (see _Walk._list) and of LocalSeries.local_paths.
+_NAME = attrgetter("name")
+_IS_FILE = os.DirEntry.is_file
+_IS_DIR_HERE = methodcaller("is_dir", follow_symlinks=False)
+_FIRST = itemgetter(0)
+_SEASON_EPISODE = attrgetter("season", "episode")
 
 
 class LibraryError(AppError):
@@ -55,16 +63,100 @@ class LocalFile:
         }
 
 
+class _Files(NamedTuple):
+    """The episode files of one folder, in name order, as columns rather than a LocalFile each.
+
+    A full scan finds every file of the library; an object per file would cost it more than the
+    listing does, and its one regular consumer (LocalSeries.local_paths) needs none.
+    """
+
+    rel: str  # the folder relative to its series folder: "" or "Season 01/"
+    names: tuple[str, ...]
+    numbers: tuple[tuple[EpisodeNumber, ...], ...]
+    sizes: tuple[int, ...] | None  # with_sizes only
+
+
 @dataclass(slots=True, frozen=True)
 class LocalSeries:
-    """One folder directly under the library root and what the scan found in it."""
+    """One folder directly under the library root and what the scan found in it.
+
+    files and episodes are built from the scan's per-folder columns when first asked for;
+    local_paths answers what the library store keeps without building them.
+    """
 
     folder_name: str
-    path: Path
+    location: str  # the absolute path of the folder
     identity: SeriesIdentity | None
-    episodes: dict[EpisodeNumber, LocalFile]
-    error: str | None = None
-    files: tuple[LocalFile, ...] = ()  # every episode file, duplicates included
+    error: str | None
+    parts: tuple[_Files, ...] = field(repr=False)  # the folders with episode files, walk order
+    _files: tuple[LocalFile, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _episodes: dict[EpisodeNumber, LocalFile] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _local_paths: dict[tuple[int, int], str] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    @property
+    def path(self) -> Path:
+        """The series folder."""
+        return Path(self.location)
+
+    @property
+    def file_count(self) -> int:
+        """How many episode files the folder holds (duplicates included)."""
+        return sum(len(part.names) for part in self.parts)
+
+    @property
+    def files(self) -> tuple[LocalFile, ...]:
+        """Every episode file, duplicates included, in walk order."""
+        files = self._files
+        if files is None:
+            files = tuple(
+                LocalFile(rel + name, numbers, size)
+                for rel, names, column, sizes in self.parts
+                for name, numbers, size in zip(
+                    names, column, sizes or (None,) * len(names), strict=True
+                )
+            )
+            object.__setattr__(self, "_files", files)
+        return files
+
+    @property
+    def episodes(self) -> dict[EpisodeNumber, LocalFile]:
+        """One file per episode: the largest when sizes are known, else the first in walk order."""
+        episodes = self._episodes
+        if episodes is None:
+            episodes = _episodes(self.files)
+            object.__setattr__(self, "_episodes", episodes)
+        return episodes
+
+    def local_paths(self) -> dict[tuple[int, int], str]:
+        """{(season, episode): relative path} of the file that episodes picks for each episode.
+
+        What the library store keeps: built once per result (a rescan hands an unchanged
+        series' result on) without building files or episodes; each call returns a copy.
+        """
+        paths = self._local_paths
+        if paths is None:
+            paths = self._paths()
+            object.__setattr__(self, "_local_paths", paths)
+        return dict(paths)
+
+    def _paths(self) -> dict[tuple[int, int], str]:
+        parts = self.parts
+        if all(part.sizes is None for part in parts):
+            numbers = list(chain.from_iterable(part.numbers for part in parts))
+            if sum(map(len, numbers)) == len(numbers):  # one episode a file: the rule
+                # The first file in walk order wins: fill from the last one back, in C.
+                relatives = list(chain.from_iterable(map(p.rel.__add__, p.names) for p in parts))
+                relatives.reverse()
+                numbers.reverse()
+                keys = map(_SEASON_EPISODE, map(_FIRST, numbers))
+                return dict(zip(keys, relatives, strict=True))
+        return {(n.season, n.episode): file.relative for n, file in self.episodes.items()}
 
     def file_path(self, file: LocalFile) -> Path:
         """The absolute path of one of this series' files."""
@@ -88,8 +180,11 @@ class _Listing:
     stamp: tuple[int, int, int]  # (inode, mtime_ns, ctime_ns): ctime catches mtime resets
     trusted: bool
     subdirs: tuple[str, ...]
-    files: tuple[LocalFile, ...]
+    files: _Files | None  # None when it holds no episode file
     markers: frozenset[str]  # which of the sidecar / key file exist here
+    # Whether st_nlink counted this folder's subfolders (2 + their number, at least one): then
+    # the file system keeps that count, and a folder below with st_nlink 2 has none (a leaf).
+    counts_subdirs: bool
 
 
 @dataclass(slots=True)
@@ -132,52 +227,60 @@ class _Walk:
         self.racy_before = time.time_ns() - RACY_WINDOW_NS
         self.directories = self.listed = 0
 
-    def directory(self, path: str, st: os.stat_result, rel: str) -> tuple[_Listing, bool]:
-        """The listing of a directory and whether it was listed anew (else from the cache)."""
+    def directory(self, path: str, st: os.stat_result) -> tuple[_Listing, bool]:
+        """The listing of the library root and whether it was listed anew (else from the cache).
+
+        series() does the same for the folders below, inline.
+        """
         self.directories += 1
         stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-        cached = self.old.listings.get(path)
-        if cached is not None and cached.trusted and cached.stamp == stamp:
-            listing, fresh = cached, False
+        listing = self.old.listings.get(path)
+        if listing is not None and listing.trusted and listing.stamp == stamp:
+            fresh = False
         else:
-            listing, fresh = self._list(path, stamp, rel), True
+            listing, fresh = self._list(path, st, stamp, "", False), True
         self.new.listings[path] = listing
         return listing, fresh
 
-    def _list(self, path: str, stamp: tuple[int, int, int], rel: str) -> _Listing:
-        # The hot loop of a full scan: d_type answers is_dir/is_file without a stat per entry.
+    def _list(
+        self, path: str, st: os.stat_result, stamp: tuple[int, int, int], rel: str, leaf: bool
+    ) -> _Listing:
+        # The hot path of a full scan. Every step per entry is C code (map, filter, compress, a
+        # regex pass over the folder's names): a Python step per file would cost more than the
+        # listing itself. d_type answers is_dir/is_file without a stat per entry; is_file
+        # follows a symlink to a file, and a broken one is skipped.
         self.listed += 1
-        subdirs: list[str] = []
-        names: list[str] = []
-        markers: list[str] = []
-        with os.scandir(path) as entries:
-            for entry in entries:
-                name = entry.name
-                if name[0] == ".":
-                    if name == SIDECAR_NAME:
-                        markers.append(name)
-                elif entry.is_dir(follow_symlinks=False):
-                    if name not in IGNORED_FOLDERS:
-                        subdirs.append(name)
-                elif entry.is_file():  # follows a symlink to a file; a broken one is skipped
-                    names.append(name)
-        if KEY_FILE_NAME in names:
-            markers.append(KEY_FILE_NAME)
-        names.sort()
-        if self.with_sizes:
-            files = [
-                LocalFile(rel + name, episodes, size)
-                for name, episodes in zip(names, map(parse_episodes, names), strict=True)
-                if episodes and (size := _size(path, name)) >= 0
-            ]
+        with os.scandir(path) as it:
+            if leaf:  # st_nlink says there is no subfolder: only the files matter
+                names = list(map(_NAME, filter(_IS_FILE, it)))
+            else:
+                entries = list(it)
+        if leaf:
+            subdirs: tuple[str, ...] = ()
+            markers = _NO_MARKERS
+            counts_subdirs = False
         else:
-            files = [
-                LocalFile(rel + name, episodes)
-                for name, episodes in zip(names, map(parse_episodes, names), strict=True)
-                if episodes
-            ]
+            every = list(map(_NAME, entries))
+            folders = list(compress(every, map(_IS_DIR_HERE, entries)))
+            counts_subdirs = len(folders) > 0 and st.st_nlink == 2 + len(folders)
+            subdirs = tuple(sorted(n for n in folders if n[0] != "." and n not in IGNORED_FOLDERS))
+            names = [n for n in compress(every, map(_IS_FILE, entries)) if n[0] != "."]
+            markers = _markers(SIDECAR_NAME in every, KEY_FILE_NAME in names)
+        files: _Files | None = None
+        if names:
+            names.sort()
+            episodes = parse_folder(names)  # () for all but finished videos (and hidden names)
+            if not all(episodes):
+                names = list(compress(names, episodes))
+                episodes = list(filter(None, episodes))
+            if names:
+                files = (
+                    _sized(path, rel, names, episodes)
+                    if self.with_sizes
+                    else _Files(rel, tuple(names), tuple(episodes), None)
+                )
         trusted = max(stamp[1], stamp[2]) < self.racy_before
-        return _Listing(stamp, trusted, tuple(sorted(subdirs)), tuple(files), frozenset(markers))
+        return _Listing(stamp, trusted, subdirs, files, markers, counts_subdirs)
 
     def identity(self, path: str, listing: _Listing) -> tuple[_Identity | None, bool]:
         """Identity from the sidecar, else the key file, and whether it was read anew."""
@@ -202,18 +305,27 @@ class _Walk:
     def series(self, name: str) -> LocalSeries | None:
         """One series folder, walked depth first without following symlinked folders."""
         path = os.path.join(self.root, name)
+        cached, listings = self.old.listings, self.new.listings
         errors: list[str] = []
-        files: list[LocalFile] = []
+        parts: list[_Files] = []
         known: _Identity | None = None
         changed = False
+        leaves_on = -1  # the st_dev where st_nlink 2 marks a leaf folder, once the top proves it
         stack = [(path, "", 0)]
         while stack:
+            # directory(), inline (this loop runs for every folder of every scan), and a folder
+            # that st_nlink shows to have no subfolder is listed as a leaf.
             directory, rel, depth = stack.pop()
             try:
                 st = os.lstat(directory)
                 if not stat.S_ISDIR(st.st_mode):
                     raise FileNotFoundError(directory)  # now a file or symlink: not a folder
-                listing, fresh = self.directory(directory, st, rel)
+                stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+                listing = cached.get(directory)
+                if listing is None or not listing.trusted or listing.stamp != stamp:
+                    leaf = st.st_nlink == 2 and st.st_dev == leaves_on
+                    listing = self._list(directory, st, stamp, rel, leaf)
+                    changed = True
             except FileNotFoundError:
                 if depth == 0:
                     return None  # the series folder went away during the scan
@@ -221,30 +333,59 @@ class _Walk:
             except OSError as err:
                 errors.append(f"cannot read {rel or 'the folder'}: {err.strerror}")
                 continue
-            changed |= fresh
+            listings[directory] = listing
+            self.directories += 1
             if depth == 0:
                 known, fresh = self.identity(directory, listing)
                 changed |= fresh
-            files.extend(listing.files)
-            if listing.subdirs and depth >= MAX_DEPTH:
-                errors.append(f"folders nested deeper than {MAX_DEPTH} levels are not scanned")
-                continue
-            for sub in reversed(listing.subdirs):
-                stack.append((os.path.join(directory, sub), f"{rel}{sub}/", depth + 1))
+                if listing.counts_subdirs:
+                    leaves_on = st.st_dev
+            if listing.files is not None:
+                parts.append(listing.files)
+            if listing.subdirs:
+                if depth >= MAX_DEPTH:
+                    errors.append(f"folders nested deeper than {MAX_DEPTH} levels are not scanned")
+                    continue
+                for sub in reversed(listing.subdirs):
+                    stack.append((f"{directory}/{sub}", f"{rel}{sub}/", depth + 1))
         previous = self.old.series.get(path)
         if previous is not None and not changed and not errors:
-            # Same listings, same identity: the old result is exact, and building it is most of
-            # a rescan's cost (a dict entry per episode).
+            # Same listings, same identity: the old result is exact (and may hold the views
+            # built from it already).
             self.new.series[path] = previous
             return previous
         if known is not None and known.error:
             errors.insert(0, known.error)
         identity = known.identity if known is not None else None
         error = "; ".join(errors) or None
-        result = LocalSeries(name, Path(path), identity, _episodes(files), error, tuple(files))
+        result = LocalSeries(name, path, identity, error, tuple(parts))
         if error is None:
             self.new.series[path] = result
         return result
+
+
+_NO_MARKERS: Final[frozenset[str]] = frozenset()
+
+
+def _markers(sidecar: bool, key_file: bool) -> frozenset[str]:
+    """Which identity files a folder holds."""
+    if not (sidecar or key_file):
+        return _NO_MARKERS
+    return frozenset((SIDECAR_NAME,) * sidecar + (KEY_FILE_NAME,) * key_file)
+
+
+def _sized(
+    path: str, rel: str, names: list[str], episodes: list[tuple[EpisodeNumber, ...]]
+) -> _Files:
+    """A folder's episode files with their sizes (one stat each)."""
+    found = [_size(path, name) for name in names]
+    kept = [size >= 0 for size in found]  # a file gone since the listing is left out
+    return _Files(
+        rel,
+        tuple(compress(names, kept)),
+        tuple(compress(episodes, kept)),
+        tuple(compress(found, kept)),
+    )
 
 
 def _size(path: str, name: str) -> int:
@@ -255,7 +396,7 @@ def _size(path: str, name: str) -> int:
         return -1
 
 
-def _episodes(files: list[LocalFile]) -> dict[EpisodeNumber, LocalFile]:
+def _episodes(files: tuple[LocalFile, ...]) -> dict[EpisodeNumber, LocalFile]:
     """One file per episode: the largest when sizes are known, else the first in walk order."""
     if not files or files[0].size is None:
         # Without sizes the first file wins: fill from the last file back, so earlier files
@@ -311,7 +452,7 @@ def scan_library(
         raise LibraryError(f"the library path {root_path} is not a folder")
     walk = _Walk(root_path, cache, with_sizes)
     try:
-        names = walk.directory(root_path, st, "")[0].subdirs
+        names = walk.directory(root_path, st)[0].subdirs
     except OSError as err:
         raise LibraryError(f"cannot list the library folder {root_path}: {err.strerror}") from err
     found: list[LocalSeries] = []
@@ -322,6 +463,6 @@ def scan_library(
                 found.append(series)
             if progress is not None:
                 progress(done, len(names))
-    files = sum(len(series.files) for series in found)
+    files = sum(series.file_count for series in found)
     stats = ScanStats(walk.directories, walk.listed, files, time.perf_counter() - started)
     return ScanResult(tuple(found), walk.new, stats)

@@ -18,7 +18,7 @@ from ..providers.registry import ProviderRegistry
 from ..settings import Settings
 from .naming import confine, render_series_folder, sanitize_component
 from .records import EpisodeRecord, SeriesRecord
-from .scanner import ScanCache, scan_library
+from .scanner import ScanCache, ScanResult, scan_library
 from .sidecar import SIDECAR_NAME, SeriesIdentity, write_sidecar
 from .store import LibraryStore
 
@@ -119,19 +119,8 @@ class LibraryService:
     async def sync_disk(self) -> None:
         """Walk the library (in a thread) and store which folders and files exist."""
         root = self._root()
-        result = await asyncio.to_thread(scan_library, root, self._cache)
+        result, found = await asyncio.to_thread(_scan_disk, root, self._cache)
         self._cache = result.cache
-        found: dict[str, tuple[str | None, str | None, str, dict[tuple[int, int], str]]] = {}
-        for series in result.series:
-            identity = series.identity
-            local = {(n.season, n.episode): f.relative for n, f in series.episodes.items()}
-            name = (identity.name if identity and identity.name else None) or series.folder_name
-            found[series.folder_name] = (
-                identity.provider if identity else None,
-                identity.key if identity else None,
-                name,
-                local,
-            )
         removed = await self.store.sync_local(found, self._clock())
         if removed:
             self._bus.publish(EventType.EPISODE_FILES_REMOVED, {"files": removed})
@@ -249,6 +238,29 @@ class LibraryService:
             raise ValidationError("give at least one language, or null for the global order")
         await self.store.set_languages(series.id, languages, upgrade)
         return await self.detail(key)
+
+
+# What sync_local keeps of each series folder: provider, key, name, {(season, episode): path}.
+_Found = dict[str, tuple[str | None, str | None, str, dict[tuple[int, int], str]]]
+
+
+def _scan_disk(root: Path, cache: ScanCache | None) -> tuple[ScanResult, _Found]:
+    """The scan and what the store keeps of it, both in the worker thread.
+
+    The paths are a dict entry per episode file: work the event loop need not do.
+    """
+    result = scan_library(root, cache)
+    found: _Found = {}
+    for series in result.series:
+        identity = series.identity
+        name = (identity.name if identity and identity.name else None) or series.folder_name
+        found[series.folder_name] = (
+            identity.provider if identity else None,
+            identity.key if identity else None,
+            name,
+            series.local_paths(),
+        )
+    return result, found
 
 
 def _info_fields(info: SeriesInfo) -> dict[str, Any]:

@@ -460,3 +460,79 @@ def test_generated_libraries_scan_like_their_model_and_rescans_match_full_scans(
         assert rescan.series == scan_library(root).series
         if not changes:
             assert rescan.stats.listed == 0
+
+
+# --- what the library store is handed, and folders st_nlink may call leaves ----------------------
+
+
+def test_local_paths_are_the_episodes_files_without_building_them(tmp_path: Path) -> None:
+    build(
+        tmp_path,
+        {
+            "Show": {
+                "Show S01E01-E03.mkv": None,
+                "Show S01E05.mkv": None,
+                "Season 01": {"Show S01E02.mkv": "bigger", "Show S01E04.mp4": None},
+                "Specials": {"Show S00E01.mkv": None},
+            }
+        },
+    )
+    (series,) = scan_library(tmp_path).series
+    expected = {
+        (0, 1): "Specials/Show S00E01.mkv",
+        (1, 1): "Show S01E01-E03.mkv",
+        (1, 2): "Show S01E01-E03.mkv",  # the first in walk order
+        (1, 3): "Show S01E01-E03.mkv",
+        (1, 4): "Season 01/Show S01E04.mp4",
+        (1, 5): "Show S01E05.mkv",
+    }
+    assert series.local_paths() == expected
+    assert {(n.season, n.episode): f.relative for n, f in series.episodes.items()} == expected
+    assert series.local_paths() == expected  # the same once the views exist
+    sized = scan_library(tmp_path, with_sizes=True).series[0]
+    assert sized.local_paths() == expected | {(1, 2): "Season 01/Show S01E02.mkv"}
+    assert sized.file_count == len(sized.files) == 5
+
+
+def test_views_built_or_not_leave_results_equal(library: Path) -> None:
+    first, second = scan_library(library), scan_library(library)
+    assert [len(s.episodes) for s in first.series] == [4, 4, 4]  # builds first's views only
+    assert first.series == second.series
+    assert [s.files for s in first.series] == [s.files for s in second.series]
+
+
+@pytest.mark.parametrize("nlink", [1, 2, 3])
+def test_folders_are_found_whatever_st_nlink_the_file_system_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nlink: int
+) -> None:
+    # ext4 counts subfolders in st_nlink (2 + their number), btrfs reports 1, some network
+    # file systems a constant: a folder is only taken for a leaf where the count was proven.
+    tree = {"Show": {"Season 01": {"Show S01E01.mkv": None, "Extras": {"Show S01E02.mkv": None}}}}
+    build(tmp_path, tree)
+    real = os.lstat
+
+    class Reported:
+        def __init__(self, st: os.stat_result) -> None:
+            self._st = st
+            self.st_nlink = nlink
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._st, name)
+
+    monkeypatch.setattr(os, "lstat", lambda path: Reported(real(path)))
+    (series,) = scan_library(tmp_path).series
+    assert sorted(series.episodes) == [ep(1, 1), ep(1, 2)]
+
+
+@TREES
+@given(library=LIBRARIES)
+def test_generated_libraries_hand_the_store_their_episodes_files(
+    library: dict[str, list[Entry]],
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        populate(root, library)
+        for series in scan_library(root).series:
+            paths = series.local_paths()
+            assert paths == {(n.season, n.episode): f.relative for n, f in series.episodes.items()}
+            assert all(series.file_path(f).is_file() for f in series.files)
