@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import threading
@@ -22,6 +23,14 @@ pytest_plugins = ["tests.site.plugin"]
 
 PASSWORD = "correct horse battery"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def series_folder(library: Path, folder: str, key: str, provider: str = "aniworld") -> Path:
+    """A series folder in `library` with the minimal sidecar a user or an old version writes."""
+    path = library / folder
+    path.mkdir(parents=True)
+    (path / ".aniworld.json").write_text(json.dumps({"provider": provider, "key": key}))
+    return path
 
 
 def require_tool(name: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from aniworld_addon import keys
 from aniworld_addon.app import create_app
 from aniworld_addon.events import Event, EventType
 from aniworld_addon.options import Options
+from tests.conftest import series_folder
 from tests.site import Fault, MediaSet
 from tests.site.plugin import RunningSite
 
@@ -118,9 +118,7 @@ async def service(
     aiohttp_client: AiohttpClient, options: Options, provider_site: RunningSite, media_set: MediaSet
 ) -> Service:
     """A logged-in service whose library holds Kaiju Academy, scanned against the site."""
-    folder = options.library_path / "Kaiju Academy (2012)"
-    folder.mkdir(parents=True)
-    (folder / ".aniworld.json").write_text(json.dumps({"provider": "aniworld", "key": KAIJU}))
+    series_folder(options.library_path, "Kaiju Academy (2012)", KAIJU)
     svc = await start_service(aiohttp_client, options, provider_site, FakeClock())
     await svc.call(
         "PUT",

@@ -936,7 +936,7 @@ async def test_a_rescan_maps_a_mangled_site_to_parse_errors_and_the_service_goes
 ) -> None:
     from aniworld_addon import keys
     from aniworld_addon.app import create_app
-    from tests.conftest import PASSWORD
+    from tests.conftest import PASSWORD, series_folder
 
     site = create_site(default_catalogue())
     site.middlewares.append(mangle)
@@ -950,9 +950,7 @@ async def test_a_rescan_maps_a_mangled_site_to_parse_errors_and_the_service_goes
     response = await service.put("/api/config", json={"providers": config}, headers=headers)
     assert response.status == 200, await response.text()
     for slug in ("kaiju-academy", "sky-lantern"):
-        folder = options.library_path / slug
-        folder.mkdir(parents=True)
-        (folder / ".aniworld.json").write_text(json.dumps({"provider": "aniworld", "key": slug}))
+        series_folder(options.library_path, slug, slug)
 
     async def rescan() -> dict[str, Any]:
         started = await service.post("/api/anime/rescan", headers=headers)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -22,6 +21,7 @@ from aniworld_addon.backups import BACKUPS_KEPT
 from aniworld_addon.events import Event, EventType
 from aniworld_addon.options import Options
 from aniworld_addon.scheduler import JobSpec, Scheduler, schedule_triggers
+from tests.conftest import series_folder
 from tests.site.plugin import RunningSite
 
 from ..conftest import PASSWORD, AiohttpClient
@@ -49,9 +49,7 @@ class FakeClock:
 
 def add_series(library: Path, folder: str, key: str, local: tuple[str, ...] = ()) -> None:
     """A series folder with its sidecar and empty files for the episodes that are 'local'."""
-    path = library / folder
-    path.mkdir(parents=True)
-    (path / ".aniworld.json").write_text(json.dumps({"provider": "aniworld", "key": key}))
+    path = series_folder(library, folder, key)
     for name in local:
         (path / f"{folder} - {name}.mkv").write_bytes(b"x")
 

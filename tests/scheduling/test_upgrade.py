@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 from aniworld_addon import keys
 from aniworld_addon.events import EventType
 from aniworld_addon.options import Options
+from tests.conftest import series_folder
 from tests.site import MediaSet
 from tests.site.data import GERMAN_DUB, TARGET_HTML5, SiteHoster, SiteNewEpisode
 from tests.site.plugin import RunningSite
@@ -23,9 +23,7 @@ async def lantern_service(
     aiohttp_client: AiohttpClient, options: Options, site: RunningSite
 ) -> Service:
     """Sky Lantern in the library; its episode 1 is offered in German Sub only, for now."""
-    folder = options.library_path / "Sky Lantern (2023)"
-    folder.mkdir(parents=True)
-    (folder / ".aniworld.json").write_text(json.dumps({"provider": "aniworld", "key": LANTERN}))
+    series_folder(options.library_path, "Sky Lantern (2023)", LANTERN)
     first = site.catalogue.series[LANTERN].seasons[1][0]
     first.hosters[:] = [h for h in first.hosters if h.lang_key != GERMAN_DUB]
     svc = await start_service(aiohttp_client, options, site, FakeClock())

@@ -31,6 +31,7 @@ from schemathesis.core.transport import Response
 from aniworld_addon import keys
 from aniworld_addon.app import create_app
 from aniworld_addon.options import Options
+from tests.conftest import series_folder
 from tests.site.plugin import RunningSite
 
 from ..conftest import PASSWORD
@@ -114,9 +115,7 @@ async def target(
     aiohttp_server: AiohttpServer, options: Options, provider_site: RunningSite
 ) -> Target:
     """The real app on 127.0.0.1, set up, its provider the test site, one series, queue items."""
-    folder = options.library_path / "Kaiju Academy (2012)"
-    folder.mkdir(parents=True)
-    (folder / ".aniworld.json").write_text(json.dumps({"provider": "aniworld", "key": KAIJU}))
+    series_folder(options.library_path, "Kaiju Academy (2012)", KAIJU)
     server = await aiohttp_server(create_app(options), host="127.0.0.1")
     base_url = str(server.make_url("")).rstrip("/")
     async with aiohttp.ClientSession(base_url) as http:

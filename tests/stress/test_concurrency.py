@@ -25,6 +25,7 @@ from aniworld_addon.const import DB_FILENAME
 from aniworld_addon.events import Event, EventType
 from aniworld_addon.integrations.websocket import CLIENT_BUFFER
 from aniworld_addon.options import Options
+from tests.conftest import series_folder
 from tests.site import MediaSet
 from tests.site.plugin import RunningSite
 
@@ -74,9 +75,7 @@ class Service:
 async def service(
     aiohttp_server: AiohttpServer, options: Options, provider_site: RunningSite
 ) -> AsyncIterator[Service]:
-    folder = options.library_path / "Kaiju Academy (2012)"
-    folder.mkdir(parents=True)
-    (folder / ".aniworld.json").write_text(json.dumps({"provider": "aniworld", "key": KAIJU}))
+    series_folder(options.library_path, "Kaiju Academy (2012)", KAIJU)
     server = await aiohttp_server(create_app(options), host="127.0.0.1")
     base_url = str(server.make_url("")).rstrip("/")
     # Room for every client at once (aiohttp's default pool holds 100 connections).

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import os
 import shutil
@@ -30,7 +29,7 @@ from aniworld_addon.events import EventType
 from aniworld_addon.options import Options
 from aniworld_addon.providers.http import HttpOptions
 from aniworld_addon.providers.registry import build_providers
-from tests.conftest import IN_CI, AiohttpClient
+from tests.conftest import IN_CI, AiohttpClient, series_folder
 from tests.integrations.conftest import Mosquitto, Watcher, start_mosquitto
 from tests.site import Fault, MediaSet
 from tests.site.plugin import RunningSite
@@ -82,9 +81,7 @@ async def svc(
         mqtt_host=broker.host,
         mqtt_port=broker.port,
     )
-    folder = options.library_path / SERIES_DIR
-    folder.mkdir(parents=True)
-    (folder / ".aniworld.json").write_text(json.dumps({"provider": "aniworld", "key": KAIJU}))
+    series_folder(options.library_path, SERIES_DIR, KAIJU)
     service = await start_service(aiohttp_client, options, provider_site, FakeClock())
     await service.call(
         "PUT",
