@@ -149,8 +149,6 @@ SCHEMA_VERSION: Final = len(MIGRATIONS)
 async def connect(
     path: Path,
     migrations: Sequence[Sequence[str]] = MIGRATIONS,
-    *,
-    busy_timeout_s: float = BUSY_TIMEOUT_S,
 ) -> aiosqlite.Connection:
     """Open the database, set the PRAGMAs and migrate it; refuse a database newer than the code."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +160,7 @@ async def connect(
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("PRAGMA foreign_keys = ON")
-        await set_busy_timeout(conn, busy_timeout_s)
+        await set_busy_timeout(conn, BUSY_TIMEOUT_S)
         await migrate(conn, migrations)
     except BaseException:
         await close(conn)
@@ -234,9 +232,9 @@ class Database:
         await close(self.conn)
 
 
-async def open_database(path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Database:
+async def open_database(path: Path) -> Database:
     """connect() wrapped in a Database."""
-    return Database(await connect(path, busy_timeout_s=busy_timeout_s))
+    return Database(await connect(path))
 
 
 async def set_busy_timeout(conn: aiosqlite.Connection, seconds: float) -> None:

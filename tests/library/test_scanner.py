@@ -494,6 +494,17 @@ def test_local_paths_are_the_episodes_files_without_building_them(tmp_path: Path
     assert sized.file_count == len(sized.files) == 5
 
 
+def test_local_paths_of_one_episode_files_build_no_file_records(tmp_path: Path) -> None:
+    build(
+        tmp_path,
+        {"Show": {"Show S01E02.mkv": None, "Season 01": {"Show S01E02.mp4": None}}},
+    )
+    (series,) = scan_library(tmp_path).series
+
+    assert series.local_paths() == {(1, 2): "Show S01E02.mkv"}  # the first in walk order
+    assert series._files is None and series._episodes is None  # the columns were enough
+
+
 def test_views_built_or_not_leave_results_equal(library: Path) -> None:
     first, second = scan_library(library), scan_library(library)
     assert [len(s.episodes) for s in first.series] == [4, 4, 4]  # builds first's views only

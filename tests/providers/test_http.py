@@ -165,7 +165,7 @@ async def test_a_burst_starts_at_once_and_the_rate_stays(
     gaps = [b - a for a, b in zip(probe.starts, probe.starts[1:], strict=False)]
     # An episode page and its redirect go together; after that one start per interval, so six
     # requests take at least four intervals, as the long-run rate promises.
-    assert gaps[0] < 0.035
+    assert gaps[0] < 0.05  # before the first paced slot
     assert min(gaps[1:]) >= 0.04
     assert probe.starts[-1] - probe.starts[0] >= 4 * 0.05 - 0.01
 
