@@ -9,7 +9,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -175,13 +175,11 @@ class Downloader:
         source = job.source
         # A literal "%" in the library path would otherwise read as a template field.
         template = str(job.final_base).replace("%", "%%") + PART_SUFFIX + ".%(ext)s"
-        options = self._options(source.headers)
-        key = (
-            tuple(sorted(source.headers.items())),
-            *(self.retries, self.socket_timeout_s, self.ffmpeg_location),
-        )
+        key = self._session_key(source.headers)
         with (
-            self.sessions.borrow(key, lambda: YtdlpSession(options)) as session,
+            self.sessions.borrow(
+                key, lambda: YtdlpSession(self._options(source.headers))
+            ) as session,
             session.lend(
                 template, lambda status: self._hook(job, status), lambda _: job.check_cancelled()
             ) as ydl,
@@ -206,8 +204,16 @@ class Downloader:
             raise DownloadFailedError(f"yt-dlp downloaded nothing from hoster {source.hoster}")
         return Path(downloaded["filepath"]), str(downloaded.get("ext") or "").lower()
 
+    def _session_key(self, headers: Mapping[str, str]) -> Hashable:
+        """Everything _options() reads: sessions made for equal keys are interchangeable."""
+        return (
+            tuple(sorted(headers.items())),
+            *(self.retries, self.socket_timeout_s, self.ffmpeg_location),
+        )
+
     def _options(self, headers: Mapping[str, str]) -> dict[str, Any]:
-        """A session's options: the same for every download with the same headers."""
+        """A session's options, from its headers and this downloader's settings: keep
+        _session_key in step with what is read here."""
         options: dict[str, Any] = {
             "quiet": True,
             "no_warnings": False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -131,7 +132,10 @@ class EpisodeJob:
             raise _no_candidates(wanted, bool(offered), item)
         title = await self._parts.library.episode_title(series.id, item.season, item.episode)
         downloads = self._parts.settings.section("downloads")
-        from .downloader import Downloader  # yt-dlp loads on the first download, not at start
+        # yt-dlp loads with the first download, not at start, and in a thread: importing it
+        # takes 0.1 s or more, which the event loop must not wait for.
+        await asyncio.to_thread(importlib.import_module, f"{__package__}.downloader")
+        from .downloader import Downloader  # loaded now: this import only looks it up
 
         downloader = Downloader(
             min_free_space_mb=downloads["min_free_space_mb"],

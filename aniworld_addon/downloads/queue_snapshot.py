@@ -8,7 +8,6 @@ changes; only the few running items (live progress) are rendered per request.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 import aiosqlite
 
 from ..db import Database
+from ..jsonutil import dumps
 
 if TYPE_CHECKING:
     from .queue_store import QueueItem
@@ -75,11 +75,6 @@ class TrackedDatabase:
         """Differs whenever the data may: our writes, or another connection's (the CLI's)."""
         row = await self._db.fetchone("PRAGMA data_version")
         return self.revision, int(row[0]) if row else 0
-
-
-def dumps(data: Any) -> str:
-    """Compact JSON, as the API's json_response writes it."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(slots=True, frozen=True)

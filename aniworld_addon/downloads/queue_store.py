@@ -20,6 +20,8 @@ _COLUMNS: Final = (
     " retry_count, next_attempt_at, error, attempts, file_path, part_base, size_mb,"
     " created_at, started_at, completed_at, upgrade_from"
 )
+# every item, grouped by state and in start order within each (see _ranked)
+_EVERY_ITEM: Final = f"SELECT {_COLUMNS} FROM queue ORDER BY status, priority DESC, position, id"  # noqa: S608
 
 
 class Priority(IntEnum):
@@ -206,10 +208,7 @@ class QueueStore:
 
     async def all(self) -> list[QueueItem]:
         """Every item: pending ranked in the order they will start."""
-        rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM queue ORDER BY"  # noqa: S608
-            " status, priority DESC, position, id"
-        )
+        rows = await self._db.fetchall(_EVERY_ITEM)
         return _ranked(QueueItem.from_row(r) for r in rows)
 
     async def snapshot(self) -> QueueSnapshot:
@@ -217,10 +216,7 @@ class QueueStore:
         async with self._snapshot_lock:  # concurrent requests share one rebuild
             version = await self._db.version()
             if self._snapshot is None or self._snapshot.version != version:
-                rows = await self._db.fetchall(
-                    f"SELECT {_COLUMNS} FROM queue ORDER BY"  # noqa: S608
-                    " status, priority DESC, position, id"
-                )
+                rows = await self._db.fetchall(_EVERY_ITEM)
                 downloaded_mb = await self.completed_mb()
                 # Building thousands of items and their JSON is CPU work: off the loop.
                 self._snapshot = await asyncio.to_thread(

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..errors import BadJsonError, ValidationError
+from ..jsonutil import dumps
 from ..settings_schema import invalid_details
 
 JsonSchema = Mapping[str, Any]
@@ -148,8 +149,4 @@ def path_id(request: web.Request, name: str = "id") -> int:
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     """JSON with the project's encoder settings."""
-    return web.json_response(data, status=status, dumps=_dumps)
-
-
-def _dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return web.json_response(data, status=status, dumps=dumps)
