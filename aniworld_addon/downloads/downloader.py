@@ -17,6 +17,7 @@ from typing import Any, Final, TypeVar
 from yt_dlp.utils import DownloadCancelled, YoutubeDLError
 
 from ..fsutil import fsync_dir, fsync_file, start_writeback
+from .probe_gates import ProbeGates, WarmProbe
 from .progress import (
     MB,
     PART_SUFFIX,
@@ -60,6 +61,8 @@ class _Job:
     space_checked: bool = False
     last: Progress | None = None
     written_back: int = 0  # bytes of the .part whose writeback to disk has been started
+    ffprobe: str | None = None  # the ffprobe that verifies the file; None: no probe
+    warm: WarmProbe | None = None  # that ffprobe, started at the first bytes (probe_gates)
 
     def check_cancelled(self) -> None:
         """Abort yt-dlp from inside a hook once the awaiting task was cancelled."""
@@ -101,6 +104,7 @@ class Downloader:
         socket_timeout_s: float = 30.0,
         retries: int = 2,
         sessions: SessionPool[YtdlpSession] | None = None,
+        probes: ProbeGates | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.min_free_space_mb = min_free_space_mb
@@ -113,6 +117,8 @@ class Downloader:
         self.retries = retries
         #: idle yt-dlp instances to reuse (the queue's); None: one per download, then closed
         self.sessions = sessions if sessions is not None else SessionPool[YtdlpSession](0)
+        #: where ffprobe is started ahead of need (the queue's); None: ffprobe starts cold
+        self.probes = probes
         self._clock = clock
 
     async def download(
@@ -142,12 +148,14 @@ class Downloader:
             base.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise _not_writable(base.parent, err) from err
+        if self.verify:
+            job.ffprobe = self.ffprobe_path or find_ffprobe(self.ffmpeg_location)
         try:
+            if job.ffprobe and self.probes is not None:
+                # ffprobe loads its libraries while the page is read and the file fetched.
+                job.warm = self.probes.start(job.ffprobe)
             temp, ext = self._fetch(job)
             job.check_cancelled()
-            ffprobe = (
-                (self.ffprobe_path or find_ffprobe(self.ffmpeg_location)) if self.verify else None
-            )
             final = base.with_name(f"{base.name}.{ext}")
 
             def durable() -> None:
@@ -156,8 +164,11 @@ class Downloader:
                 except OSError as err:
                     raise _not_writable(final, err) from err
 
-            # The fsync overlaps ffprobe, which spends most of its time loading its libraries.
-            size = verify_download(temp, ext, job.source, ffprobe=ffprobe, meanwhile=durable)
+            # The fsync overlaps ffprobe, which spends most of its time loading its libraries
+            # (unless a warm one did that during the transfer).
+            size = verify_download(
+                temp, ext, job.source, ffprobe=job.ffprobe, meanwhile=durable, warm=job.warm
+            )
             job.check_cancelled()
             try:
                 os.replace(temp, final)
@@ -168,6 +179,8 @@ class Downloader:
             close_abandoned(err, base)
             raise
         finally:
+            if job.warm is not None:
+                job.warm.close()
             cleanup_partials(base)
         return final, size
 

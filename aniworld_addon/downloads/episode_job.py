@@ -27,6 +27,7 @@ from ..providers.base import Language
 from ..providers.live import LiveProviders
 from ..settings import Settings
 from .blocklist import Blocklist
+from .probe_gates import ProbeGates
 from .progress import Progress
 from .queue_store import QueueItem, QueueStore
 from .resolver import Candidate, DownloadFailedError, Resolver
@@ -92,6 +93,7 @@ class QueueParts:
     bus: EventBus
     root: Callable[[], Path]  # the library folder (it can change with the settings)
     ytdlp: SessionPool[YtdlpSession]  # idle yt-dlp instances, closed with the queue
+    probes: ProbeGates  # where ffprobe waits for downloads to finish, swept at start-up
     clock: Callable[[], float] = time.time
 
 
@@ -141,6 +143,7 @@ class EpisodeJob:
             min_free_space_mb=downloads["min_free_space_mb"],
             verify=downloads["verify"],
             sessions=self._parts.ytdlp,
+            probes=self._parts.probes,
         )
         for candidate in candidates:
             # Rendering resolves symlinks to prove confinement: file-system work, off the loop.

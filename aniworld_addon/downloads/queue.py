@@ -25,6 +25,7 @@ from .episode_job import (
     label,
 )
 from .outcomes import BOOKKEEPING_BACKOFF_S, Outcomes
+from .probe_gates import ProbeGates
 from .progress import Progress, cleanup_partials
 from .queue_snapshot import QueueSnapshot, status_body, status_head, status_lists
 from .queue_store import Priority, QueueItem, QueueStore
@@ -61,8 +62,10 @@ class DownloadQueue:
         self._bus = bus
         self.clock = clock
         self._ytdlp = SessionPool[YtdlpSession](MAX_IDLE_SESSIONS)
+        self._probes = ProbeGates()
         parts = QueueParts(
-            store, library, providers, resolver, blocklist, settings, bus, root, self._ytdlp, clock
+            *(store, library, providers, resolver, blocklist, settings, bus, root),
+            *(self._ytdlp, self._probes, clock),
         )
         self._job = EpisodeJob(parts)
         self._outcomes = Outcomes(parts, self._publish_status)
@@ -81,6 +84,8 @@ class DownloadQueue:
         for item in interrupted:
             if item.part_base:
                 await asyncio.to_thread(cleanup_partials, Path(item.part_base))
+        # ffprobes a killed process left waiting for downloads that died with it.
+        await asyncio.to_thread(self._probes.sweep)
         await self.store.back_to_pending(i.id for i in interrupted)
         if interrupted:
             _LOGGER.info("%d interrupted downloads are pending again", len(interrupted))

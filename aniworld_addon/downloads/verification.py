@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..library.episode_tags import VIDEO_EXTENSIONS
+from .probe_gates import WarmProbe, probe_command, spawn_probe
 from .progress import VerificationFailedError
 from .resolver import MediaSource
 
@@ -29,11 +30,13 @@ def verify_download(
     *,
     ffprobe: str | None,
     meanwhile: Callable[[], None] = _nothing,
+    warm: WarmProbe | None = None,
 ) -> int:
     """The file's size, once it is a non-empty video that ffprobe (when given) can read.
 
     `meanwhile` runs while ffprobe does (most of its time is its own start-up): the downloader
     makes the file durable then. If it raises, ffprobe is stopped and the error propagates.
+    `warm`, an ffprobe started during the download (probe_gates), is used when it still waits.
     """
     details = {"hoster": source.hoster, "url": source.url}
     if ext not in VIDEO_EXTENSIONS:
@@ -46,7 +49,7 @@ def verify_download(
             f"the file from hoster {source.hoster} is empty", details=details
         )
     if ffprobe:
-        with probing(ffprobe, path, source):
+        with probing(ffprobe, path, source, warm):
             meanwhile()
     else:
         meanwhile()
@@ -65,20 +68,18 @@ def find_ffprobe(ffmpeg_location: str | None) -> str | None:
 
 
 @contextmanager
-def probing(ffprobe: str, path: Path, source: MediaSource) -> Iterator[None]:
-    """Start ffprobe; after the block, raise VerificationFailedError unless it found a video
-    stream and a duration. An error in the block stops ffprobe and propagates."""
+def probing(
+    ffprobe: str, path: Path, source: MediaSource, warm: WarmProbe | None = None
+) -> Iterator[None]:
+    """Start ffprobe (or release the warm one); after the block, raise VerificationFailedError
+    unless it found a video stream and a duration. An error in the block stops ffprobe and
+    propagates."""
     details: dict[str, Any] = {"hoster": source.hoster, "url": source.url}
-    # "file:" keeps a ":" in a library path from being read as a protocol name.
-    command = [ffprobe, "-v", "error", "-show_entries", "stream=codec_type:format=duration"]
-    command += ["-of", "json", f"file:{path}"]
-    with subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    ) as process:
+    process = warm.release(path) if warm is not None else None
+    if process is None:
+        # "file:" keeps a ":" in a library path from being read as a protocol name.
+        process = spawn_probe(probe_command(ffprobe, f"file:{path}"))
+    with process:
         try:
             yield
             stdout, stderr = process.communicate(timeout=FFPROBE_TIMEOUT_S)

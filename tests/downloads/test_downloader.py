@@ -10,7 +10,6 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -39,41 +38,15 @@ from aniworld_addon.downloads import (
 from aniworld_addon.downloads.downloader import Downloader
 from aniworld_addon.downloads.verification import verify_download
 from aniworld_addon.downloads.ytdlp_sessions import SessionPool, YtdlpSession
-from aniworld_addon.providers import AniworldProvider, HttpOptions, ProviderHttp
+from aniworld_addon.providers import AniworldProvider
 from aniworld_addon.providers.base import HosterLink, Language
 from tests.conftest import require_tool
-from tests.downloads.test_resolver import FixedRedirectProvider, SiteMediaPlugin
+from tests.downloads.test_resolver import FixedRedirectProvider
 from tests.site.media import MediaSet
 from tests.site.plugin import RunningSite
 
 GER_DUB = Language.GERMAN_DUB
 SERIES = "kaiju-academy"
-
-
-@pytest.fixture
-async def http_client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def provider(
-    media_set: MediaSet, provider_site: RunningSite, http_client: httpx.AsyncClient
-) -> AniworldProvider:
-    http = ProviderHttp(http_client, provider_site.base_url, HttpOptions(min_interval_s=0))
-    return AniworldProvider("aniworld", provider_site.base_url, http)
-
-
-@pytest.fixture
-def resolver(http_client: httpx.AsyncClient) -> Resolver:
-    return Resolver(http_client, plugins=[SiteMediaPlugin()])
-
-
-@pytest.fixture
-def final_base(tmp_path: Path) -> Path:
-    """A library path without extension; the "%" would break an unescaped yt-dlp template."""
-    folder = tmp_path / "library" / "Kaiju Academy (2012)" / "Season 01"
-    return folder / "Kaiju Academy - S01E01 - 100% Der erste Schultag"
 
 
 async def candidate(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,7 +19,7 @@ from aniworld_addon.downloads import (
     ResolverPlugin,
     load_plugins,
 )
-from aniworld_addon.providers import AniworldProvider, HttpOptions, ProviderHttp
+from aniworld_addon.providers import AniworldProvider
 from aniworld_addon.providers.base import (
     EpisodeInfo,
     EpisodeLinks,
@@ -89,18 +88,6 @@ class FixedRedirectProvider(Provider):
 
     async def resolve_redirect(self, link: HosterLink) -> str:
         return self.target
-
-
-@pytest.fixture
-async def http_client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def provider(provider_site: RunningSite, http_client: httpx.AsyncClient) -> AniworldProvider:
-    http = ProviderHttp(http_client, provider_site.base_url, HttpOptions(min_interval_s=0))
-    return AniworldProvider("aniworld", provider_site.base_url, http)
 
 
 def summary(candidates: list[Candidate]) -> list[tuple[str, str]]:
