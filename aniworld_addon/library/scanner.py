@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Final, NamedTuple
 
 from ..errors import AppError
 from .episode_tags import EpisodeNumber, parse_folder
-from .sidecar import KEY_FILE_NAME, SIDECAR_NAME, SeriesIdentity, read_identity
+from .sidecar import KEY_FILE_NAME, SIDECAR_NAME, SeriesIdentity, read_identity_stat
 
 MAX_DEPTH: Final = 12  # levels below a series folder; deeper trees are not episode folders
 # A directory changed less than this long before a scan may change again within the same
@@ -71,7 +71,7 @@ class _Files(NamedTuple):
     """
 
     rel: str  # the folder relative to its series folder: "" or "Season 01/"
-    names: tuple[str, ...]
+    names: tuple[str, ...]  # in the order the folder listed them
     numbers: tuple[tuple[EpisodeNumber, ...], ...]
     sizes: tuple[int, ...] | None  # with_sizes only
 
@@ -111,14 +111,15 @@ class LocalSeries:
 
     @property
     def files(self) -> tuple[LocalFile, ...]:
-        """Every episode file, duplicates included, in walk order."""
+        """Every episode file, duplicates included, in walk order (by name in each folder)."""
         files = self._files
         if files is None:
             files = tuple(
                 LocalFile(rel + name, numbers, size)
                 for rel, names, column, sizes in self.parts
-                for name, numbers, size in zip(
-                    names, column, sizes or (None,) * len(names), strict=True
+                for name, numbers, size in sorted(
+                    zip(names, column, sizes or (None,) * len(names), strict=True),
+                    key=_FIRST,
                 )
             )
             object.__setattr__(self, "_files", files)
@@ -150,12 +151,11 @@ class LocalSeries:
         if all(part.sizes is None for part in parts):
             numbers = list(chain.from_iterable(part.numbers for part in parts))
             if sum(map(len, numbers)) == len(numbers):  # one episode a file: the rule
-                # The first file in walk order wins: fill from the last one back, in C.
-                relatives = list(chain.from_iterable(map(p.rel.__add__, p.names) for p in parts))
-                relatives.reverse()
-                numbers.reverse()
+                relatives = chain.from_iterable(map(p.rel.__add__, p.names) for p in parts)
                 keys = map(_SEASON_EPISODE, map(_FIRST, numbers))
-                return dict(zip(keys, relatives, strict=True))
+                paths = dict(zip(keys, relatives, strict=True))
+                if len(paths) == len(numbers):  # no episode twice: the order does not matter
+                    return paths
         return {(n.season, n.episode): file.relative for n, file in self.episodes.items()}
 
     def file_path(self, file: LocalFile) -> Path:
@@ -267,8 +267,7 @@ class _Walk:
             names = [n for n in compress(every, map(_IS_FILE, entries)) if n[0] != "."]
             markers = _markers(SIDECAR_NAME in every, KEY_FILE_NAME in names)
         files: _Files | None = None
-        if names:
-            names.sort()
+        if names:  # in listing order: LocalSeries sorts them only where order matters
             episodes = parse_folder(names)  # () for all but finished videos (and hidden names)
             if not all(episodes):
                 names = list(compress(names, episodes))
@@ -287,20 +286,24 @@ class _Walk:
         name = SIDECAR_NAME if SIDECAR_NAME in listing.markers else KEY_FILE_NAME
         if name not in listing.markers:
             return None, False
-        file = os.path.join(path, name)
-        try:
-            st = os.stat(file)
-        except OSError as err:
-            return _Identity(None, False, None, f"cannot read {name}: {err.strerror}"), True
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        file = f"{path}/{name}"
         cached = self.old.identities.get(path)
-        if cached is not None and cached.trusted and cached.stamp == stamp:
-            known, fresh = cached, False
-        else:
-            trusted = max(st.st_mtime_ns, st.st_ctime_ns) < self.racy_before
-            known, fresh = _Identity(stamp, trusted, *read_identity(file, name)), True
+        if cached is not None and cached.trusted:
+            try:
+                st = os.stat(file)
+            except OSError as err:
+                return _Identity(None, False, None, f"cannot read {name}: {err.strerror}"), True
+            if cached.stamp == _identity_stamp(st):
+                self.new.identities[path] = cached
+                return cached, False
+        # Read it (a full scan reads every one): the stamp comes from the open file.
+        found, identity, error = read_identity_stat(file, name)
+        if found is None:
+            return _Identity(None, False, None, error), True
+        trusted = max(found.st_mtime_ns, found.st_ctime_ns) < self.racy_before
+        known = _Identity(_identity_stamp(found), trusted, identity, error)
         self.new.identities[path] = known
-        return known, fresh
+        return known, True
 
     def series(self, name: str) -> LocalSeries | None:
         """One series folder, walked depth first without following symlinked folders."""
@@ -365,6 +368,10 @@ class _Walk:
 
 
 _NO_MARKERS: Final[frozenset[str]] = frozenset()
+
+
+def _identity_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _markers(sidecar: bool, key_file: bool) -> frozenset[str]:

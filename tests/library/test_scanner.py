@@ -497,12 +497,21 @@ def test_local_paths_are_the_episodes_files_without_building_them(tmp_path: Path
 def test_local_paths_of_one_episode_files_build_no_file_records(tmp_path: Path) -> None:
     build(
         tmp_path,
-        {"Show": {"Show S01E02.mkv": None, "Season 01": {"Show S01E02.mp4": None}}},
+        {
+            "Show": {"Show S01E02.mkv": None, "Season 01": {"Show S01E02.mp4": None}},
+            "Other": {"Season 01": {f"Other S01E{n:02d}.mkv": None for n in range(9, 0, -1)}},
+        },
     )
-    (series,) = scan_library(tmp_path).series
+    twice, once = sorted(scan_library(tmp_path).series, key=lambda s: s.folder_name != "Show")
 
-    assert series.local_paths() == {(1, 2): "Show S01E02.mkv"}  # the first in walk order
-    assert series._files is None and series._episodes is None  # the columns were enough
+    # No episode twice: the folders' columns are enough, in whatever order they were listed.
+    assert once.local_paths() == {(1, n): f"Season 01/Other S01E{n:02d}.mkv" for n in range(1, 10)}
+    assert once._files is None and once._episodes is None
+    # An episode twice: the first file in walk order (by name in each folder) holds it.
+    assert twice.local_paths() == {(1, 2): "Show S01E02.mkv"}
+    assert [f.relative for f in once.files] == [
+        f"Season 01/Other S01E{n:02d}.mkv" for n in range(1, 10)
+    ]
 
 
 def test_views_built_or_not_leave_results_equal(library: Path) -> None:
