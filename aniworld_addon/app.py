@@ -258,6 +258,7 @@ def create_app(options: Options, *, clock: Callable[[], float] = time.time) -> w
         app.router.add_routes(table)
         docs.update(table.docs)
     app[keys.API_DOCS] = docs
+    app[keys.OPENAPI_BODY] = {}
     app.router.add_routes(pages.routes)
     app.router.add_static(
         "/static", Path(__file__).parent / "web" / "static", name="static", append_version=True

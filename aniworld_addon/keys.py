@@ -52,6 +52,8 @@ HISTORY: web.AppKey[History] = web.AppKey("history")
 WEBHOOKS: web.AppKey[WebhookNotifier] = web.AppKey("webhooks")
 SCHEDULER: web.AppKey[SchedulerSlot] = web.AppKey("scheduler")
 API_DOCS: web.AppKey[dict[tuple[str, str], ApiDoc]] = web.AppKey("api_docs")
+# /api/openapi.json once built: {"body": the encoded document}; the routes are frozen by then.
+OPENAPI_BODY: web.AppKey[dict[str, bytes]] = web.AppKey("openapi_body")
 TEMPLATES: web.AppKey[Templates] = web.AppKey("templates")
 
 # Per-request state.

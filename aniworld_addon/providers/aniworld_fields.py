@@ -9,6 +9,7 @@ from typing import Final, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import ProviderParseError
+from ..jsonutil import valid_text
 from ..library.episode_tags import MAX_EPISODE  # the range the library can hold
 
 T = TypeVar("T")
@@ -18,13 +19,7 @@ STO_PREFIX: Final = "/serie/stream"
 SLUG_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,199}$")
 _YEAR: Final = re.compile(r"\b([0-9]{4})\b")
 _SPACE: Final = re.compile(r"\s+")
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _MAX_NUMBER: Final = 100_000
-
-
-def valid_text(value: str) -> str:
-    """Lone surrogates (JSON can encode them) replaced: they cannot be stored or sent as UTF-8."""
-    return _SURROGATE.sub("\ufffd", value)
 
 
 def clean(value: str | None) -> str | None:

@@ -8,6 +8,7 @@ from typing import Final
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from ..errors import ProviderParseError
+from ..jsonutil import valid_text
 from ..library.episode_tags import MAX_SEASON
 from .aniworld_fields import (
     ANIWORLD_PREFIX,
@@ -19,7 +20,6 @@ from .aniworld_fields import (
     to_episode,
     to_number,
     url_path,
-    valid_text,
 )
 from .base import EpisodeInfo, EpisodeLinks, HosterLink, Language, NewEpisode, SeriesInfo
 

@@ -18,6 +18,7 @@ from ..errors import (
     ProviderRateLimitedError,
     ProviderUnavailableError,
 )
+from ..jsonutil import valid_text
 from .base import (
     EpisodeInfo,
     EpisodeLinks,
@@ -35,7 +36,6 @@ Extractor = Callable[[str], Mapping[str, Any]]
 
 HOSTER: Final = "yt-dlp"
 MAX_URL_CHARS: Final = 2048
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _NUMBER_PATTERNS: Final = (
     re.compile(r"\bS\d{1,3}\s*E(\d{1,4})\b", re.IGNORECASE),
     re.compile(r"\b(?:episode|folge|ep\.?)\s*#?\s*(\d{1,4})\b", re.IGNORECASE),
@@ -286,7 +286,7 @@ def _text(value: object) -> str | None:
     """A stripped, non-empty string; lone surrogates (JSON allows them) cannot be stored."""
     if not isinstance(value, str):
         return None
-    return _SURROGATE.sub("\ufffd", value).strip() or None
+    return valid_text(value).strip() or None
 
 
 def _title(entry: Mapping[str, Any]) -> str | None:

@@ -13,8 +13,9 @@ from aiohttp import web
 
 from .. import keys
 from ..const import APP_NAME, VERSION
+from ..jsonutil import dumps
 from ..settings_schema import absolute_path, strict_int, unique_languages
-from .routing import ApiDoc, ApiRoutes, json_response
+from .routing import ApiDoc, ApiRoutes
 from .schemas import ERROR, obj
 
 routes = ApiRoutes()
@@ -198,4 +199,7 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
 )
 async def openapi(request: web.Request) -> web.Response:
     """Serve the OpenAPI document (built once per app, routes are frozen by then)."""
-    return json_response(build_openapi(request.app))
+    cache = request.app[keys.OPENAPI_BODY]
+    if "body" not in cache:
+        cache["body"] = dumps(build_openapi(request.app)).encode()
+    return web.Response(body=cache["body"], content_type="application/json", charset="utf-8")
