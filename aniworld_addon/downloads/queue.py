@@ -255,7 +255,7 @@ class DownloadQueue:
 
     async def move(self, item_id: int, new_position: int) -> None:
         """Move one pending item to a 1-based position."""
-        pending = [i.id for i in (await self.store.snapshot()).groups["pending"]]
+        pending = await self.store.pending_ids()
         if item_id not in pending:
             await self.store.get(item_id)  # 404 for an unknown id
             raise ConflictError("only pending items can be moved", details={"id": item_id})
@@ -294,6 +294,16 @@ class DownloadQueue:
         """GET /api/queue/status as objects (the panel, MQTT, the CLI)."""
         snapshot = await self.store.snapshot()
         return {**self._status_head(snapshot), **status_lists(snapshot)}
+
+    async def overview(self) -> tuple[dict[str, Any], QueueSnapshot]:
+        """The status without the stored lists (flags, running items, stats), and the snapshot
+        whose groups hold every item: for views that show a slice of each list."""
+        snapshot = await self.store.snapshot()
+        return self._status_head(snapshot), snapshot
+
+    async def status_head(self) -> dict[str, Any]:
+        """The status without the stored lists: flags, the running items, stats."""
+        return (await self.overview())[0]
 
     async def status_json(self) -> bytes:
         """GET /api/queue/status as JSON: unchanged lists come serialized from the snapshot."""

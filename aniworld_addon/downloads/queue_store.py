@@ -211,6 +211,13 @@ class QueueStore:
         rows = await self._db.fetchall(_EVERY_ITEM)
         return _ranked(QueueItem.from_row(r) for r in rows)
 
+    async def pending_ids(self) -> list[int]:
+        """The pending items' ids in the order they will start."""
+        rows = await self._db.fetchall(
+            "SELECT id FROM queue WHERE status = 'pending' ORDER BY priority DESC, position, id"
+        )
+        return [int(r[0]) for r in rows]
+
     async def snapshot(self) -> QueueSnapshot:
         """Every item as of now, read and serialized again only after the table changed."""
         async with self._snapshot_lock:  # concurrent requests share one rebuild

@@ -80,8 +80,8 @@ class QueueControl(Protocol):
     async def summary(self) -> dict[str, Any]:
         """Counts and flags."""
 
-    async def status(self) -> dict[str, Any]:
-        """Full status with the active downloads."""
+    async def status_head(self) -> dict[str, Any]:
+        """Flags, the running items and stats (no lists of waiting or finished items)."""
 
     async def add(
         self, provider: str, key: str, episodes: Sequence[tuple[int, int]], priority: Priority
@@ -193,7 +193,7 @@ class MqttBridge:
 
     async def _publish_states(self) -> None:
         """Every state topic from the services (after a connect or Home Assistant's birth)."""
-        status = await self._queue.status()
+        status = await self._queue.status_head()
         active = {int(d["id"]): d for d in status.get("active_downloads", [])}
         for item_id in [i for i in self._downloads if i not in active]:
             del self._downloads[item_id]

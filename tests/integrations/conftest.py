@@ -290,7 +290,7 @@ class QueueStandIn:
             "failed": 1,
         }
 
-    async def status(self) -> dict[str, Any]:
+    async def status_head(self) -> dict[str, Any]:
         return {
             "is_running": self.running,
             "is_paused": self.paused,

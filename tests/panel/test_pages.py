@@ -170,10 +170,10 @@ async def test_every_page_is_accessible_in_both_themes(
 async def test_internal_error_page(browser: Browser, service: Service) -> None:
     async with browser_tab(browser, service.url, login=service) as tab:
 
-        async def broken() -> dict[str, Any]:
+        async def broken() -> Any:
             raise RuntimeError("simulated failure")
 
-        service.app[keys.QUEUE].status = broken  # type: ignore[method-assign]
+        service.app[keys.QUEUE].overview = broken  # type: ignore[method-assign]
         for theme in ("light", "dark"):
             await tab.set_theme_cookie(theme)
             response = await tab.page.goto(tab.url("queue"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any, Final
 
 from aiohttp import web
@@ -87,19 +88,16 @@ async def queue_page(request: web.Request) -> web.Response:
     """The queue; HTMX re-fetches the sections when the WebSocket says something changed."""
     await require_login(request)
     context = await full_context(request, "queue", "queue.title")
-    status = await request.app[keys.QUEUE].status()
-    pending_all = status["pending_queue"]
-    completed = sorted(
-        status["completed_downloads"], key=lambda i: i.get("completed_at") or 0, reverse=True
-    )
-    failed = sorted(
-        status["failed_downloads"], key=lambda i: i.get("completed_at") or 0, reverse=True
-    )
+    status, snapshot = await request.app[keys.QUEUE].overview()
+    groups = snapshot.groups
+    # Only the items shown become dicts: the queue may hold thousands.
+    newest = functools.partial(sorted, key=lambda i: i.completed_at or 0, reverse=True)
+    completed, failed = newest(groups["completed"]), newest(groups["failed"])
     shown = {
         "active": status["active_downloads"],
-        "pending": pending_all[:PENDING_SHOWN],
-        "completed": completed[:DONE_SHOWN],
-        "failed": failed[:DONE_SHOWN],
+        "pending": [i.to_dict() for i in groups["pending"][:PENDING_SHOWN]],
+        "completed": [i.to_dict() for i in completed[:DONE_SHOWN]],
+        "failed": [i.to_dict() for i in failed[:DONE_SHOWN]],
     }
     names = await _names(request, [i for group in shown.values() for i in group])
     lang = context["lang"]
@@ -112,7 +110,7 @@ async def queue_page(request: web.Request) -> web.Response:
             "stats": status["stats"],
             "active": [_decorate(i, names, lang, root) for i in shown["active"]],
             "pending": [_decorate(i, names, lang, root) for i in shown["pending"]],
-            "pending_hidden": max(0, len(pending_all) - PENDING_SHOWN),
+            "pending_hidden": max(0, len(groups["pending"]) - PENDING_SHOWN),
             "completed": [_decorate(i, names, lang, root) for i in shown["completed"]],
             "completed_hidden": max(0, len(completed) - DONE_SHOWN),
             "failed": [_decorate(i, names, lang, root) for i in shown["failed"]],
