@@ -24,6 +24,32 @@ AUTO_PRIORITY: Final = Priority.LOW
 Only = Mapping[int, set[tuple[int, int]]]  # series id -> the episodes to consider
 
 
+class _Reads:
+    """The failed episodes and each series' episodes, read once for queue_missing and
+    queue_upgrades run one after the other.
+
+    Sharing is sound: queue_missing only adds missing episodes, and upgrades only look at
+    episodes held on disk.
+    """
+
+    def __init__(self, queue: DownloadQueue, library: LibraryService) -> None:
+        self._queue = queue
+        self._library = library
+        self._failed: set[tuple[str, str, int, int]] | None = None
+        self._episodes: dict[int, list[EpisodeRecord]] = {}
+
+    async def failed(self) -> set[tuple[str, str, int, int]]:
+        if self._failed is None:
+            self._failed = await self._queue.store.failed_episodes()
+        return self._failed
+
+    async def episodes(self, series_id: int) -> list[EpisodeRecord]:
+        found = self._episodes.get(series_id)
+        if found is None:
+            found = self._episodes[series_id] = await self._library.store.episodes(series_id)
+        return found
+
+
 @runtime_checkable
 class _Invalidating(Protocol):
     def invalidate(self, key: str | None = None) -> None:
@@ -46,15 +72,32 @@ class AutoQueue:
         self._queue = queue
         self._bus = bus
 
+    async def after_rescan(self, series: list[SeriesRecord], source: str) -> list[int]:
+        """Missing episodes (when auto-download is on), then upgrades, from one read."""
+        reads = self._reads()
+        queued: list[int] = []
+        if self._settings.section("scheduler")["auto_download"]:
+            queued = await self.queue_missing(series, source, reads=reads)
+        return queued + await self.queue_upgrades(series, source, reads=reads)
+
+    def _reads(self) -> _Reads:
+        return _Reads(self._queue, self._library)
+
     async def queue_missing(
-        self, series: list[SeriesRecord], source: str, only: Only | None = None
+        self,
+        series: list[SeriesRecord],
+        source: str,
+        only: Only | None = None,
+        *,
+        reads: _Reads | None = None,
     ) -> list[int]:
         """Queue the missing episodes (of `only`, if given) that are not queued yet.
 
         An episode whose download failed for good is left for the user to retry, so a dead
         episode is not queued again on every rescan.
         """
-        failed = await self._queue.store.failed_episodes()
+        reads = reads or self._reads()
+        failed = await reads.failed()
         queued: list[int] = []
         details: list[dict[str, Any]] = []
         for record in sorted(series, key=lambda s: s.name.casefold()):
@@ -62,7 +105,7 @@ class AutoQueue:
                 continue
             episodes = [
                 (e.season, e.episode)
-                for e in await self._library.store.episodes(record.id)
+                for e in await reads.episodes(record.id)
                 if e.on_provider
                 and e.state == "missing"
                 and _wanted(record, e, only)
@@ -119,15 +162,16 @@ class AutoQueue:
                     for s, e in added
                 ]
         queued: list[int] = []
+        reads = self._reads()  # after the refreshes: what they changed is read
         if found:
             self._bus.publish(
                 EventType.NEW_EPISODES_FOUND, {"episodes": found, "count": len(found)}
             )
             if self._settings.section("scheduler")["auto_download"]:
                 changed = [s for s in matched if s.id in fresh]
-                queued = await self.queue_missing(changed, "new_episodes", fresh)
+                queued = await self.queue_missing(changed, "new_episodes", fresh, reads=reads)
         held = [s for s in matched if s.id in upgrades]
-        queued += await self.queue_upgrades(held, "new_episodes", upgrades)
+        queued += await self.queue_upgrades(held, "new_episodes", upgrades, reads=reads)
         refreshed = sorted({s.key or "" for s in matched if s.id in fresh})
         return {"refreshed": refreshed, "new": found, "queued": len(queued), "errors": errors}
 
@@ -153,7 +197,12 @@ class AutoQueue:
         return bool(self._settings.section("downloads")["upgrade"])
 
     async def queue_upgrades(
-        self, series: list[SeriesRecord], source: str, only: Only | None = None
+        self,
+        series: list[SeriesRecord],
+        source: str,
+        only: Only | None = None,
+        *,
+        reads: _Reads | None = None,
     ) -> list[int]:
         """Queue a better version of each episode held in a lesser language, once offered.
 
@@ -161,7 +210,8 @@ class AutoQueue:
         episode page (where the site lists an episode's languages), so only series with
         upgrades on and episodes not already at their first choice are looked at.
         """
-        failed = await self._queue.store.failed_episodes()
+        reads = reads or self._reads()
+        failed = await reads.failed()
         queued: list[int] = []
         details: list[dict[str, Any]] = []
         for record in sorted(series, key=lambda s: s.name.casefold()):
@@ -169,7 +219,7 @@ class AutoQueue:
                 continue
             order = language_order(record, self._settings)
             by_held: dict[str, list[tuple[int, int]]] = {}
-            for e in await self._library.store.episodes(record.id):
+            for e in await reads.episodes(record.id):
                 held = e.local_language
                 if (
                     held is None

@@ -286,9 +286,7 @@ class Scheduler:
             queued: list[int] = []
             if op.status == "completed":
                 matched = await self._library.store.matched()
-                if self._settings.section("scheduler")["auto_download"]:
-                    queued = await self.auto.queue_missing(matched, "rescan")
-                queued += await self.auto.queue_upgrades(matched, "rescan")
+                queued = await self.auto.after_rescan(matched, "rescan")
             result = op.result if isinstance(op.result, dict) else {}
             summary = {
                 **started,
