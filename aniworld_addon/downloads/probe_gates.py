@@ -15,7 +15,8 @@ sweeps the gates of processes that are gone, which lets each waiting ffprobe run
 missing input and end.
 
 Anything unusual (no FIFO support, an unsafe temp path, a probe that ended early) falls back
-to the cold probe: a warm probe only ever saves time.
+to the cold probe, and a file a warm probe rejects is checked again cold before the rejection
+counts: a warm probe only ever saves time.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import threading
 from pathlib import Path
 from typing import Final
 
@@ -68,6 +68,8 @@ class WarmProbe:
         self.gate = gate
         self._reader: int | None = None  # the FIFO's read end, from release() to close()
         self._released = False
+        #: release() handed the process over: it, not a cold ffprobe, checks the file
+        self.used = False
 
     def release(self, path: Path) -> subprocess.Popen[str] | None:
         """Let ffprobe read `path`: its process, or None when it is no longer waiting."""
@@ -82,6 +84,7 @@ class WarmProbe:
         except OSError as err:
             _LOGGER.debug("warm ffprobe at %s not usable: %s", self.gate, err)
             return None
+        self.used = True
         return self.process
 
     def close(self) -> None:
@@ -108,18 +111,22 @@ class ProbeGates:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or Path(tempfile.gettempdir()) / f"aniworld-probes-{os.getuid()}"
-        self._lock = threading.Lock()
-        self._usable: bool | None = None  # decided by the first start() or sweep()
 
     def start(self, ffprobe: str) -> WarmProbe | None:
         """(blocking) A warm ffprobe waiting at a new gate; None where gates cannot work."""
-        if not self._root_usable():
+        # Checked at every start, and again once the gate exists: a root removed meanwhile (a
+        # temp cleaner) and made again by another user must never hold a gate of ours.
+        before = self._own_root()
+        if before is None:
             return None
         pid = os.getpid()
         try:
             gate = Path(tempfile.mkdtemp(prefix=f"{pid}-{_started(pid) or 0}-", dir=self.root))
         except OSError as err:
             _LOGGER.debug("no warm ffprobe: %s", err)
+            return None
+        if self._own_root() != before:
+            shutil.rmtree(gate, ignore_errors=True)
             return None
         try:
             os.mkfifo(gate / REPORT_NAME, 0o600)
@@ -141,7 +148,7 @@ class ProbeGates:
     def sweep(self) -> int:
         """(blocking) End the probes that processes killed before they could and remove
         their gates; returns how many gates were removed."""
-        if not self._root_usable():
+        if self._own_root() is None:
             return 0
         removed = 0
         try:
@@ -152,8 +159,10 @@ class ProbeGates:
             match = _GATE_NAME.fullmatch(gate.name)
             if match is None:
                 continue
-            started = _started(int(match[1]))
-            if started is not None and started in (int(match[2]), 0):  # its owner (0: unsure)
+            started, named = _started(int(match[1])), int(match[2])
+            # Spared while its pid runs, unless both start times are known and differ (the pid
+            # was reused, as it is at every start of a container).
+            if started is not None and (started == named or 0 in (started, named)):
                 continue
             # A reader lets a waiting ffprobe's open() return; closed at once, the FIFO makes
             # its first write fail (SIGPIPE), and its input is gone anyway: it ends.
@@ -163,32 +172,29 @@ class ProbeGates:
             removed += 1
         return removed
 
-    def _root_usable(self) -> bool:
-        """Whether the root folder exists (made if not), is ours alone and has a plain path."""
-        with self._lock:
-            if self._usable is None:
-                self._usable = self._check_root()
-            return self._usable
-
-    def _check_root(self) -> bool:
+    def _own_root(self) -> tuple[int, int] | None:
+        """The root folder's (st_dev, st_ino), once it exists (made if not), is a folder of
+        ours alone and has a plain path; else None."""
         if not _PLAIN_PATH.fullmatch(str(self.root)):
-            return False
+            return None
         try:
             self.root.mkdir(mode=0o700, parents=True)
         except FileExistsError:
             pass
         except OSError:
-            return False
+            return None
         try:
             st = os.lstat(self.root)
         except OSError:
-            return False
+            return None
         # Another user's folder, or a symlink planted in a shared /tmp, is not used.
-        return (
+        if (
             stat.S_ISDIR(st.st_mode)
             and st.st_uid == os.getuid()
             and stat.S_IMODE(st.st_mode) & 0o077 == 0
-        )
+        ):
+            return st.st_dev, st.st_ino
+        return None
 
 
 def _started(pid: int) -> int | None:

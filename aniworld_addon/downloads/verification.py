@@ -49,8 +49,16 @@ def verify_download(
             f"the file from hoster {source.hoster} is empty", details=details
         )
     if ffprobe:
-        with probing(ffprobe, path, source, warm):
-            meanwhile()
+        try:
+            with probing(ffprobe, path, source, warm):
+                meanwhile()
+        except VerificationFailedError:
+            if warm is None or not warm.used:
+                raise
+            # A warm ffprobe that did not wait at its gate (a wrapper that drops FFREPORT)
+            # fails on the missing input: a rejection counts only once a cold one agrees.
+            with probing(ffprobe, path, source):
+                pass
     else:
         meanwhile()
     return size

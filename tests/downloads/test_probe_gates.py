@@ -7,6 +7,7 @@ where a process waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
@@ -110,6 +111,7 @@ async def test_a_warm_probe_rejects_what_a_cold_one_rejects(
 
     for broken in (not_media, truncated):
         for warm in (gates.start(ffprobe), None):
+            assert warm is not None or len(gates.started) in (1, 2)  # one warm round per file
             probes.clear()
             with pytest.raises(VerificationFailedError, match=r"not readable media|no video"):
                 await asyncio.to_thread(
@@ -156,21 +158,23 @@ def test_the_sweep_ends_the_probes_of_a_killed_process_and_spares_live_ones(
     gone = _a_pid_that_is_gone()
     dead_gate = orphan.gate.with_name(f"{gone}-12345-abc_1")
     orphan.gate.rename(dead_gate)
+    # A gate of an earlier process that had our pid (a container restarted): its start time
+    # differs from ours. It holds no waiting ffprobe; sweeping removes it all the same.
+    reused = gates.root / f"{os.getpid()}-1-abc_2"
+    reused.mkdir()
     stranger = gates.root / "not-a-gate"
     stranger.mkdir()
 
-    assert gates.sweep() == 1
+    assert gates.sweep() == 2
 
     assert orphan.process.wait(timeout=10) != 0  # released into a missing input: it ended
-    assert not dead_gate.exists()
+    assert not dead_gate.exists() and not reused.exists()
     assert ours.gate.exists() and ours.process.poll() is None
     assert stranger.exists()
     orphan.gate = dead_gate  # so that the fixture's close finds nothing left to remove
 
 
-def test_gates_refuse_an_unsafe_or_shared_folder_and_downloads_probe_cold(
-    tmp_path: Path,
-) -> None:
+def test_gates_refuse_an_unsafe_shared_or_replaced_folder(tmp_path: Path) -> None:
     ffprobe = require_tool("ffprobe")
     odd = ProbeGates(tmp_path / "a:b")  # ":" would split FFREPORT's file name
     assert odd.start(ffprobe) is None
@@ -182,6 +186,49 @@ def test_gates_refuse_an_unsafe_or_shared_folder_and_downloads_probe_cold(
     planted = tmp_path / "planted"
     planted.symlink_to(tmp_path)
     assert ProbeGates(planted).start(ffprobe) is None
+    # Checked at every start: a root removed and made again open to others is not used.
+    gates = ProbeGates(tmp_path / "gates")
+    first = gates.start(ffprobe)
+    assert first is not None
+    first.close()
+    gates.root.rmdir()
+    gates.root.mkdir()
+    gates.root.chmod(0o777)
+    assert gates.start(ffprobe) is None
+    assert list(gates.root.iterdir()) == []
+
+
+def test_a_warm_rejection_is_checked_again_cold(media_set: MediaSet, tmp_path: Path) -> None:
+    real = require_tool("ffprobe")
+    # An ffprobe behind a wrapper that drops FFREPORT does not wait at the gate: it fails on
+    # the missing input at once, and is still running (sleeping) when the file is released.
+    wrapper = tmp_path / "ffprobe"
+    wrapper.write_text(f'#!/bin/sh\nunset FFREPORT\n"{real}" "$@"\nrc=$?\nsleep 1\nexit $rc\n')
+    wrapper.chmod(0o755)
+    gates = ProbeGates(tmp_path / "gates")
+    warm = gates.start(str(wrapper))
+    assert warm is not None
+    deadline = time.monotonic() + 10
+    while b"sleep" not in b"".join(child_commands(warm.process.pid)):
+        assert time.monotonic() < deadline, "the wrapped ffprobe never ended"
+        time.sleep(0.005)  # polls a condition: the wrapped ffprobe has failed and exited
+    source = MediaSource("http://hoster.invalid/e/1", {}, "VOE", Language.GERMAN_DUB)
+    try:
+        size = verify_download(media_set.mp4, "mp4", source, ffprobe=str(wrapper), warm=warm)
+    finally:
+        warm.close()
+    assert warm.used and warm.process.returncode != 0  # the warm one did fail
+    assert size == media_set.mp4_size  # the cold one, on the real path, decided
+
+
+def child_commands(pid: int) -> list[bytes]:
+    """The command lines of a process's children."""
+    found = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            with contextlib.suppress(OSError):
+                found.append(Path(f"/proc/{child}/cmdline").read_bytes())
+    return found
 
 
 def _a_pid_that_is_gone() -> int:
