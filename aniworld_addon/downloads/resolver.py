@@ -197,16 +197,17 @@ class Resolver:
         links = await provider.episode_links(key, season, episode)
         return order_candidates(links, languages)
 
-    @property
-    def plugins(self) -> tuple[ResolverPlugin, ...]:
-        """The resolver plugins (the installed ones unless a list was given)."""
+    async def plugins(self) -> tuple[ResolverPlugin, ...]:
+        """The resolver plugins: the installed ones (imported in a thread on first use, as
+        reading entry points and importing third-party code is file work), unless a list
+        was given."""
         if self._plugins is None:
-            self._plugins = tuple(load_plugins())
+            self._plugins = tuple(await asyncio.to_thread(load_plugins))
         return self._plugins
 
-    def plugin_for(self, embed_url: str) -> ResolverPlugin | None:
+    async def plugin_for(self, embed_url: str) -> ResolverPlugin | None:
         """The first plugin that reads `embed_url`, if any."""
-        for plugin in self.plugins:
+        for plugin in await self.plugins():
             try:
                 if plugin.suitable(embed_url):
                     return plugin
@@ -226,9 +227,7 @@ class Resolver:
                 details={"hoster": candidate.hoster, "link": candidate.link.redirect_url},
             ) from err
         _require_http(embed_url, f"hoster {candidate} embed page")
-        if self._plugins is None:  # importing third-party plugins is file work: off the loop
-            self._plugins = tuple(await asyncio.to_thread(load_plugins))
-        plugin = self.plugin_for(embed_url)
+        plugin = await self.plugin_for(embed_url)
         if plugin is None:
             return MediaSource(embed_url, {}, candidate.hoster, candidate.language)
         media = await self._run_plugin(plugin, embed_url, candidate)

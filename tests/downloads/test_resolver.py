@@ -217,8 +217,8 @@ async def test_plugins_load_from_entry_points_and_broken_ones_are_skipped(
     ours = [p for p in plugins if isinstance(p, SiteMediaPlugin)]
     assert len(ours) == 1
     assert isinstance(ours[0], ResolverPlugin)
-    assert resolver.plugin_for("http://127.0.0.1/embed/unreadable/x") is not None
-    assert resolver.plugin_for("http://127.0.0.1/embed/html5/x") is None
+    assert await resolver.plugin_for("http://127.0.0.1/embed/unreadable/x") is not None
+    assert await resolver.plugin_for("http://127.0.0.1/embed/html5/x") is None
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("a-broken" in message for message in errors)
     assert any("b-not-a-plugin" in message for message in errors)
