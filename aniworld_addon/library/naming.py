@@ -18,6 +18,7 @@ from .episode_tags import VIDEO_EXTENSIONS, EpisodeNumber, is_temp_part, parse_e
 if TYPE_CHECKING:
     from .scanner import LocalFile
 
+NAME_MAX_BYTES: Final = 255  # the longest file name ext4, btrfs, XFS and NTFS-3G accept
 COMPONENT_MAX_BYTES: Final = 200  # below the usual 255-byte limit: room for ".part" and friends
 EXT_RESERVE_BYTES: Final = 16
 
@@ -292,6 +293,14 @@ def _folder_name(name: str) -> str:
     """An existing folder is used verbatim (that is its name on disk) but must be one folder."""
     if not name or name[0] == "." or "/" in name or "\0" in name:
         raise ValidationError(f"{name!r} is not a series folder name")
+    # Longer than a file system allows (NAME_MAX), or not encodable as a file name: no such
+    # folder can exist, and writing into it would fail with an OSError, not this refusal.
+    try:
+        encoded = os.fsencode(name)
+    except UnicodeEncodeError as err:
+        raise ValidationError(f"{name!r} is not a series folder name") from err
+    if len(encoded) > NAME_MAX_BYTES:
+        raise ValidationError(f"the series folder name {name[:40]!r}... is too long")
     return name
 
 
