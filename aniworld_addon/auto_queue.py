@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
 
 from .downloads.episode_job import better_than, language_order
@@ -14,6 +15,7 @@ from .events import EventBus, EventType
 from .library.records import EpisodeRecord, SeriesRecord
 from .library.service import LibraryService
 from .providers.base import Provider
+from .providers.cache import TtlCache
 from .settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -22,6 +24,11 @@ _LOGGER = logging.getLogger(__name__)
 AUTO_PRIORITY: Final = Priority.LOW
 
 Only = Mapping[int, set[tuple[int, int]]]  # series id -> the episodes to consider
+# How long a rescan trusts what an episode page said about its languages. SITE.md: a rescan
+# reads no episode page; the upgrade check after it reads each candidate's page at most this
+# often (as long as series and season pages are cached), however often the rescan runs.
+OFFER_RECHECK_S: Final = 6 * 3600
+OFFER_MEMORY: Final = 20_000  # episodes remembered; a library past that re-reads the oldest
 
 
 class _Reads:
@@ -66,11 +73,16 @@ class AutoQueue:
         library: LibraryService,
         queue: DownloadQueue,
         bus: EventBus,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._library = library
         self._queue = queue
         self._bus = bus
+        # (provider, key, season, episode) -> the languages its page offered when last read.
+        self._offers: TtlCache[tuple[str, str, int, int], frozenset[str]] = TtlCache(
+            OFFER_RECHECK_S, OFFER_MEMORY, clock
+        )
 
     async def after_rescan(self, series: list[SeriesRecord], source: str) -> list[int]:
         """Missing episodes (when auto-download is on), then upgrades, from one read."""
@@ -208,7 +220,9 @@ class AutoQueue:
 
         Only files this service downloaded have a known language. Each candidate costs one
         episode page (where the site lists an episode's languages), so only series with
-        upgrades on and episodes not already at their first choice are looked at.
+        upgrades on and episodes not already at their first choice are looked at. With `only`
+        (the new-episodes list named these episodes) each page is read; otherwise (a rescan) a
+        page read in the last OFFER_RECHECK_S is not read again.
         """
         reads = reads or self._reads()
         failed = await reads.failed()
@@ -229,7 +243,7 @@ class AutoQueue:
                 ):
                     continue
                 better = better_than(order, held)
-                if better and await self._offered(record, e, better):
+                if better and await self._offered(record, e, better, reread=only is not None):
                     by_held.setdefault(held, []).append((e.season, e.episode))
             for held, episodes in by_held.items():
                 queued += await self._queue.add(
@@ -239,17 +253,28 @@ class AutoQueue:
         self._announce(f"{source}:upgrade", queued, details)
         return queued
 
-    async def _offered(self, series: SeriesRecord, e: EpisodeRecord, better: list[str]) -> bool:
+    async def _offered(
+        self, series: SeriesRecord, e: EpisodeRecord, better: list[str], *, reread: bool
+    ) -> bool:
         assert series.provider is not None and series.key is not None
-        try:
-            provider = self._library.providers.get(series.provider)
-            links = await provider.episode_links(series.key, e.season, e.episode)
-        except AppError as err:  # a page that cannot be read now is looked at next time
-            _LOGGER.info(
-                "upgrade check of %s S%02dE%02d: %s", series.key, e.season, e.episode, err.message
-            )
-            return False
-        return any(language.value in better for language in links.languages)
+        which = (series.provider, series.key, e.season, e.episode)
+        offered = None if reread else self._offers.get(which)
+        if offered is None:
+            try:
+                provider = self._library.providers.get(series.provider)
+                links = await provider.episode_links(series.key, e.season, e.episode)
+            except AppError as err:  # a page that cannot be read now is looked at next time
+                _LOGGER.info(
+                    "upgrade check of %s S%02dE%02d: %s",
+                    series.key,
+                    e.season,
+                    e.episode,
+                    err.message,
+                )
+                return False
+            offered = frozenset(language.value for language in links.languages)
+            self._offers.put(which, offered)
+        return not offered.isdisjoint(better)
 
     def _announce(self, source: str, queued: list[int], details: list[dict[str, Any]]) -> None:
         if queued:

@@ -114,7 +114,7 @@ class Scheduler:
         self.backup_dir = data_path / BACKUP_DIR
         self._db_path = db_path or data_path / DB_FILENAME
         self._clock = clock
-        self.auto = AutoQueue(settings=settings, library=library, queue=queue, bus=bus)
+        self.auto = AutoQueue(settings=settings, library=library, queue=queue, bus=bus, clock=clock)
         self._aps = AsyncIOScheduler(timezone=timezone) if timezone else AsyncIOScheduler()
         self.timezone: tzinfo = self._aps.timezone
         self._triggers = triggers

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from aniworld_addon import keys
+from aniworld_addon.auto_queue import OFFER_RECHECK_S
 from aniworld_addon.events import EventType
 from aniworld_addon.options import Options
 from tests.conftest import series_folder
@@ -155,8 +156,22 @@ async def test_the_rescan_queues_upgrades_when_the_global_switch_is_on(
     (upgrade,) = [i for i in items if i.status == "pending"]
     assert (upgrade.season, upgrade.episode, upgrade.upgrade_from) == (1, 1, "German Sub")
 
-    # A series can opt out of the global switch: its profile says so, and nothing more is read.
+    # The next rescan trusts that page for OFFER_RECHECK_S: the same upgrade, no page read.
     await svc.call("DELETE", "/api/queue", json={"item_ids": [upgrade.id]})
+    provider_site.control.reset()
+    run = await scheduler.run_job("rescan")
+    assert run.ok and run.result["queued"] == 1 and provider_site.control.count("episode") == 0
+    # Once that time has passed, the page is read again.
+    (again,) = [i for i in await svc.client.app[keys.QUEUE].store.all() if i.status == "pending"]
+    await svc.call("DELETE", "/api/queue", json={"item_ids": [again.id]})
+    svc.clock.now += OFFER_RECHECK_S
+    provider_site.control.reset()
+    run = await scheduler.run_job("rescan")
+    assert run.ok and run.result["queued"] == 1 and provider_site.control.count("episode") == 1
+    (again,) = [i for i in await svc.client.app[keys.QUEUE].store.all() if i.status == "pending"]
+
+    # A series can opt out of the global switch: its profile says so, and nothing more is read.
+    await svc.call("DELETE", "/api/queue", json={"item_ids": [again.id]})
     profile = {"languages": None, "upgrade": False}
     await svc.call("PUT", f"/api/anime/{LANTERN}/languages", json=profile)
     provider_site.control.reset()
