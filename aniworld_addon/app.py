@@ -173,6 +173,13 @@ async def _library_ctx(app: web.Application) -> AsyncIterator[None]:
     unregister()
 
 
+async def _operations_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Operations (rescans) read provider pages: they must end before the HTTP client and the
+    # library close, which unwind after this. The bus context's close then finds none left.
+    yield
+    await app[keys.OPERATIONS].close()
+
+
 async def _queue_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     queue = DownloadQueue(
@@ -273,6 +280,7 @@ def create_app(options: Options, *, clock: Callable[[], float] = time.time) -> w
             _auth_ctx,
             _providers_ctx,
             _library_ctx,
+            _operations_ctx,
             _queue_ctx,
             mqtt_ctx,
             history_ctx,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Final
@@ -30,6 +31,7 @@ _LOGGER = logging.getLogger(__name__)
 PROJECT_URL: Final = "https://github.com/aniworld-addon/aniworld-addon"
 DEFAULT_USER_AGENT: Final = f"AniWorldAddon/{VERSION} (+{PROJECT_URL}; Home Assistant add-on)"
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+CLOSE_WAIT_S: Final = 5.0  # how long closing the client waits for requests in flight
 
 
 @dataclass(slots=True, frozen=True)
@@ -142,30 +144,83 @@ def raise_for_page(page: Page) -> None:
     raise ProviderError(f"{page.url} answered HTTP {status}", details=details)
 
 
+class _UntilClosed(httpx.AsyncByteStream):
+    """A response body that reports, once, when it is closed."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, closed: Callable[[], None]) -> None:
+        self._inner = inner
+        self._closed: Callable[[], None] | None = closed
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            closed, self._closed = self._closed, None
+            if closed is not None:
+                closed()
+
+
 class LazyTransport(httpx.AsyncBaseTransport):
     """httpx's own transport, built on the first request instead of at start-up.
 
     Building it loads the CA bundle into a TLS context, about 30 ms: a sixth of the service's
     start-up, for a client nothing uses until the first provider page or webhook. It is built
     in a worker thread, so that first request does not stall the loop either.
+
+    Closing it waits (up to CLOSE_WAIT_S) for requests still being sent. httpcore's pool
+    closes the connections it lists, but one still connecting is not listed yet: it would
+    finish connecting after the close and stay open until the garbage collector finds it.
     """
 
     def __init__(self) -> None:
         self._transport: httpx.AsyncHTTPTransport | None = None
         self._building = asyncio.Lock()
+        self._sending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send through the real transport, building it first if need be."""
-        transport = self._transport
-        if transport is None:
-            async with self._building:
-                if self._transport is None:
-                    self._transport = await asyncio.to_thread(httpx.AsyncHTTPTransport)
-                transport = self._transport
-        return await transport.handle_async_request(request)
+        if self._closing:
+            raise httpx.TransportError("the provider HTTP client is closed")
+        self._sending += 1
+        self._idle.clear()
+        try:
+            transport = self._transport
+            if transport is None:
+                async with self._building:
+                    if self._transport is None:
+                        self._transport = await asyncio.to_thread(httpx.AsyncHTTPTransport)
+                    transport = self._transport
+            response = await transport.handle_async_request(request)
+        except BaseException:
+            self._sent()
+            raise
+        # In flight until its body is read and closed: the connection is busy until then.
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _UntilClosed(response.stream, self._sent)
+        return response
+
+    def _sent(self) -> None:
+        self._sending -= 1
+        if self._sending == 0:
+            self._idle.set()
 
     async def aclose(self) -> None:
-        """Close the real transport if it was ever built."""
+        """Refuse new requests, let those being sent return, then close the real transport."""
+        self._closing = True
+        if self._sending:
+            # Whoever sends them should have stopped first; this only keeps a socket from
+            # outliving the client when one did not.
+            _LOGGER.warning("provider HTTP client: %d request(s) still in flight", self._sending)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await self._idle.wait()
         if self._transport is not None:
             await self._transport.aclose()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from typing import Any
 
@@ -460,3 +462,37 @@ async def test_the_lazy_transport_is_built_once_on_the_first_request(
         await http.get(url)
         assert lazy._transport is built  # one transport, one connection pool
     assert provider_site.control.count("series") == 6
+
+
+def open_client_sockets(port: int) -> int:
+    """How many TCP sockets this process holds open to 127.0.0.1:`port` (from /proc)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    with open("/proc/self/net/tcp", encoding="ascii") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    # Columns: sl local_address rem_address st ... inode (the 10th); addresses are HEX:PORT.
+    return sum(1 for row in rows if row[9] in inodes and int(row[2].split(":")[1], 16) == port)
+
+
+async def test_closing_the_client_lets_requests_in_flight_finish_and_leaves_no_socket(
+    provider_site: RunningSite,
+) -> None:
+    port = int(provider_site.base_url.rsplit(":", 1)[1])
+    provider_site.control.latency_s = 0.3  # the page is still on its way when the close starts
+    http = httpx.AsyncClient(transport=LazyTransport())
+    url = provider_site.url("/anime/stream/kaiju-academy")
+    requests = [asyncio.create_task(http.get(url)) for _ in range(3)]
+    await provider_site.control.wait_for("series", 3)
+    assert open_client_sockets(port) == 3
+
+    await http.aclose()
+    # Each request was let finish, and its connection closed with the pool, no GC needed.
+    assert all(task.done() for task in requests)
+    assert [task.result().status_code for task in requests] == [200] * 3
+    assert open_client_sockets(port) == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        await http.get(url)
