@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -115,3 +116,17 @@ async def authed(client: TestClient[Any, Any]) -> Authed:
     assert response.status == 200, await response.text()
     body = await response.json()
     return Authed(client, body["access_token"], body["csrf_token"])
+
+
+def open_client_sockets(port: int) -> int:
+    """How many TCP sockets this process holds open to 127.0.0.1:`port` (from /proc)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    with open("/proc/self/net/tcp", encoding="ascii") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    # Columns: sl local_address rem_address st ... inode (the 10th); addresses are HEX:PORT.
+    return sum(1 for row in rows if row[9] in inodes and int(row[2].split(":")[1], 16) == port)

@@ -14,9 +14,12 @@ from aniworld_addon import keys
 from aniworld_addon.errors import ServiceUnavailableError, ValidationError
 from aniworld_addon.health import CheckResult
 from aniworld_addon.operations import Operation
+from aniworld_addon.options import Options
 from aniworld_addon.scheduler_start import SchedulerSlot
+from tests.site.plugin import RunningSite
 
-from .conftest import Authed
+from .conftest import AiohttpClient, Authed, open_client_sockets, series_folder
+from .test_queue_api import FakeClock, start_service
 
 
 async def test_health_reports_real_and_unknown_checks(client: TestClient[Any, Any]) -> None:
@@ -144,3 +147,29 @@ async def test_the_scheduler_slot_holds_requests_until_the_start_and_reports_a_f
         await broken.get()
     result = await broken.check()
     assert result.status == "error" and "no apscheduler" in result.message
+
+
+async def test_shutdown_cancels_a_rescan_before_the_provider_client_closes(
+    aiohttp_client: AiohttpClient,
+    options: Options,
+    provider_site: RunningSite,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    series_folder(options.library_path, "Kaiju Academy (2012)", "kaiju-academy")
+    svc = await start_service(aiohttp_client, options, provider_site, FakeClock())
+    await svc.call("PUT", "/api/config", json={"providers": provider_site.providers_config()})
+    provider_site.control.latency_s = 10  # the rescan's first page is on its way at shutdown
+    op = await svc.call("POST", "/api/anime/rescan", status=202)
+    await provider_site.control.wait_for("series")
+    operations = svc.client.app[keys.OPERATIONS]
+
+    with caplog.at_level(logging.WARNING, logger="aniworld_addon.providers.http"):
+        await svc.client.close()
+
+    # The rescan was cancelled first, so the client had no request left to wait for.
+    stopped = operations.get(op["operation_id"])
+    assert stopped.status == "failed" and stopped.error is not None
+    assert stopped.error["code"] == "cancelled"
+    assert not [r for r in caplog.records if "in flight" in r.getMessage()]
+    port = int(provider_site.base_url.rsplit(":", 1)[1])
+    assert open_client_sockets(port) == 0

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import time
 from typing import Any
 
@@ -30,6 +28,7 @@ from aniworld_addon.providers.http import (
     ProviderHttp,
     parse_retry_after,
 )
+from tests.conftest import open_client_sockets
 from tests.providers.conftest import make_http
 from tests.site.control import Fault
 from tests.site.plugin import RunningSite
@@ -462,20 +461,6 @@ async def test_the_lazy_transport_is_built_once_on_the_first_request(
         await http.get(url)
         assert lazy._transport is built  # one transport, one connection pool
     assert provider_site.control.count("series") == 6
-
-
-def open_client_sockets(port: int) -> int:
-    """How many TCP sockets this process holds open to 127.0.0.1:`port` (from /proc)."""
-    inodes = set()
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/self/fd/{fd}")
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    with open("/proc/self/net/tcp", encoding="ascii") as table:
-        rows = [line.split() for line in table.readlines()[1:]]
-    # Columns: sl local_address rem_address st ... inode (the 10th); addresses are HEX:PORT.
-    return sum(1 for row in rows if row[9] in inodes and int(row[2].split(":")[1], 16) == port)
 
 
 async def test_closing_the_client_lets_requests_in_flight_finish_and_leaves_no_socket(
