@@ -108,7 +108,7 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
     hub.start()
     app[keys.WS_HUB] = hub
     yield
-    await operations.close()
+    # Operations are closed by _operations_ctx, before the library and providers they use.
     await hub.close()
     await bus.close()
 
@@ -175,7 +175,7 @@ async def _library_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _operations_ctx(app: web.Application) -> AsyncIterator[None]:
     # Operations (rescans) read provider pages: they must end before the HTTP client and the
-    # library close, which unwind after this. The bus context's close then finds none left.
+    # library close, which unwind after this.
     yield
     await app[keys.OPERATIONS].close()
 

@@ -21,6 +21,10 @@ _COLUMNS: Final = (
     " created_at, started_at, completed_at, upgrade_from"
 )
 # every item, grouped by state and in start order within each (see _ranked)
+# The pending items in the order they will start (reorder reads it inside its transaction).
+_PENDING_IDS: Final = (
+    "SELECT id FROM queue WHERE status = 'pending' ORDER BY priority DESC, position, id"
+)
 _EVERY_ITEM: Final = f"SELECT {_COLUMNS} FROM queue ORDER BY status, priority DESC, position, id"  # noqa: S608
 
 
@@ -213,9 +217,7 @@ class QueueStore:
 
     async def pending_ids(self) -> list[int]:
         """The pending items' ids in the order they will start."""
-        rows = await self._db.fetchall(
-            "SELECT id FROM queue WHERE status = 'pending' ORDER BY priority DESC, position, id"
-        )
+        rows = await self._db.fetchall(_PENDING_IDS)
         return [int(r[0]) for r in rows]
 
     async def snapshot(self) -> QueueSnapshot:
@@ -369,9 +371,7 @@ class QueueStore:
     async def reorder(self, item_ids: Sequence[int]) -> None:
         """Give the listed pending items positions in this order, ahead of the rest."""
         async with self._db.transaction() as conn:
-            async with conn.execute(
-                "SELECT id FROM queue WHERE status = 'pending' ORDER BY priority DESC, position, id"
-            ) as cursor:
+            async with conn.execute(_PENDING_IDS) as cursor:
                 pending = [int(r[0]) for r in await cursor.fetchall()]
             unknown = [i for i in item_ids if i not in set(pending)]
             if unknown:

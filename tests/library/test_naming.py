@@ -179,6 +179,18 @@ def _assert_safe_component(name: str, max_bytes: int = COMPONENT_MAX_BYTES) -> N
     assert not name.startswith(".") and not name.endswith((" ", "."))
 
 
+def _episode_case(template: str, **changes: object) -> dict[str, object]:
+    """An explicit example of the episode-path fuzz test: S01E01 of "x" unless changed."""
+    case = {"template": template, "series_title": "x", "episode_title": "", "language": ""}
+    return case | {"season": 1, "episode": 1, "year": None} | changes
+
+
+def _final_case(template: str, **changes: object) -> dict[str, object]:
+    """An explicit example of the final-path fuzz test: S01E01 of "Show" unless changed."""
+    case = {"template": template, "folder": "Show", "series_title": "Show", "episode_title": ""}
+    return case | {"language": "", "season": 1, "episode": 1, "ext": "mkv"} | changes
+
+
 def _files_under(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
 
@@ -555,42 +567,10 @@ def test_series_folder_is_one_safe_name_or_a_validation_error(
     episode=st.integers(-1, MAX_EPISODE + 2),
     year=st.none() | st.integers(-1, 99999),
 )
-@example(
-    template="Season {season:00}/S{season:00}E{episode:00}",
-    series_title="x",
-    episode_title="",
-    language="",
-    season=1,
-    episode=1,
-    year=None,
-)
-@example(
-    template="../S{season:00}E{episode:00}",
-    series_title="x",
-    episode_title="",
-    language="",
-    season=1,
-    episode=1,
-    year=None,
-)
-@example(
-    template="{Language}/S{season:00}E{episode:00}",
-    series_title="x",
-    episode_title="",
-    language="../../..",
-    season=1,
-    episode=1,
-    year=None,
-)
-@example(
-    template="S{season:00}E{episode:00}{Episode Title}",
-    series_title="x",
-    episode_title="-03",
-    language="",
-    season=1,
-    episode=1,
-    year=None,
-)
+@example(**_episode_case("Season {season:00}/S{season:00}E{episode:00}"))
+@example(**_episode_case("../S{season:00}E{episode:00}"))
+@example(**_episode_case("{Language}/S{season:00}E{episode:00}", language="../../.."))
+@example(**_episode_case("S{season:00}E{episode:00}{Episode Title}", episode_title="-03"))
 def test_episode_path_is_relative_safe_and_findable_or_a_validation_error(
     template: str,
     series_title: str,
@@ -798,36 +778,9 @@ def test_confine_never_returns_a_path_outside_the_library(library: Path, relativ
     episode=st.integers(1, 2000),
     ext=st.sampled_from(["mkv", ".mp4", "MKV", "../mkv", "mkv/..", "", "mkv\x00"]),
 )
-@example(
-    folder="Show",
-    template="{Language}/S{season:00}E{episode:00}",
-    series_title="Show",
-    episode_title="",
-    language="German Dub",
-    season=1,
-    episode=1,
-    ext="mkv",
-)
-@example(
-    folder="Show",
-    template="Season {season:00}/S{season:00}E{episode:00}",
-    series_title="Show",
-    episode_title="",
-    language="",
-    season=2,
-    episode=1,
-    ext="mkv",
-)
-@example(
-    folder="Linked",
-    template="S{season:00}E{episode:00}",
-    series_title="Show",
-    episode_title="",
-    language="",
-    season=1,
-    episode=1,
-    ext="mkv",
-)
+@example(**_final_case("{Language}/S{season:00}E{episode:00}", language="German Dub"))
+@example(**_final_case("Season {season:00}/S{season:00}E{episode:00}", season=2))
+@example(**_final_case("S{season:00}E{episode:00}", folder="Linked"))
 def test_final_paths_resolve_inside_the_library_even_through_symlinks(
     library: Path,
     folder: str,
