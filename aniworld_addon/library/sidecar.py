@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -15,6 +16,8 @@ from ..fsutil import atomic_write_text
 SIDECAR_NAME: Final = ".aniworld.json"
 KEY_FILE_NAME: Final = "key"
 SIDECAR_MAX_BYTES: Final = 64 * 1024
+# Never through a symlink, and never waiting on a fifo left where the file should be.
+_OPEN_FILE: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _PROVIDER = re.compile(r"[a-z][a-z0-9_]{0,31}", re.A)
 # Keys are the provider's business (an aniworld slug, a yt-dlp playlist URL): one printable line.
 _KEY = re.compile(r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,2046}[^\x00-\x20\x7f])?")
@@ -79,14 +82,16 @@ def read_identity_stat(
     costs no second path lookup.
     """
     try:  # os.open/os.read: half the cost of open() for a file read once per series
-        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(file, _OPEN_FILE)
         try:
             st = os.fstat(fd)
-            raw = os.read(fd, SIDECAR_MAX_BYTES + 1)
+            raw = os.read(fd, SIDECAR_MAX_BYTES + 1) if stat.S_ISREG(st.st_mode) else None
         finally:
             os.close(fd)
     except OSError as err:
         return None, None, f"cannot read {name}: {err.strerror}"
+    if raw is None:
+        return None, None, f"{name} is not a regular file"
     return (st, *parse_identity(raw, name))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,6 +125,26 @@ def test_a_corrupt_sidecar_leaves_the_series_unmatched_with_the_reason(
     assert series.identity is None
     assert series.error is not None and reason in series.error and SIDECAR_NAME in series.error
     assert series.episodes.keys() == {ep(1, 1)}  # the files are still listed
+
+
+def test_a_fifo_in_place_of_the_sidecar_is_reported_without_waiting_on_it(
+    tmp_path: Path,
+) -> None:
+    build(tmp_path, {"Show": {"Show S01E01.mkv": None}})
+    fifo = tmp_path / "Show" / SIDECAR_NAME
+    os.mkfifo(fifo)
+    found: list[ScanResult] = []
+    scan = threading.Thread(target=lambda: found.append(scan_library(tmp_path)), daemon=True)
+    scan.start()
+    scan.join(timeout=30)
+    if scan.is_alive():  # blocked opening the fifo: a writer releases it, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        scan.join()
+        pytest.fail("the scan waited on a fifo named like the sidecar")
+    (series,) = found[0].series
+    assert series.identity is None
+    assert series.error == f"{SIDECAR_NAME} is not a regular file"
+    assert series.episodes.keys() == {ep(1, 1)}
 
 
 def test_an_invalid_key_file_is_reported(tmp_path: Path) -> None:
