@@ -20,7 +20,12 @@ SIDECAR_MAX_BYTES: Final = 64 * 1024
 _OPEN_FILE: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _PROVIDER = re.compile(r"[a-z][a-z0-9_]{0,31}", re.A)
 # Keys are the provider's business (an aniworld slug, a yt-dlp playlist URL): one printable line.
-_KEY = re.compile(r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,2046}[^\x00-\x20\x7f])?")
+# A lone surrogate (JSON can escape one) is no text: UTF-8, SQLite and file names cannot hold it.
+_KEY = re.compile(
+    r"[^\x00-\x20\x7f\ud800-\udfff]"
+    r"(?:[^\x00-\x1f\x7f\ud800-\udfff]{0,2046}[^\x00-\x20\x7f\ud800-\udfff])?"
+)
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,199}", re.A)  # what a plain key file may hold
 
 
@@ -55,6 +60,8 @@ class SeriesIdentity:
             raise ValidationError('"year" must be a year')
         if not isinstance(languages, list) or not all(isinstance(x, str) for x in languages):
             raise ValidationError('"languages" must be a list of strings')
+        if _SURROGATE.search("".join((name or "", *languages))):
+            raise ValidationError('"name" and "languages" must be text (a lone surrogate is not)')
         return cls(provider, key, name, year, tuple(languages))
 
     def to_dict(self) -> dict[str, Any]:

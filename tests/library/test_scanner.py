@@ -110,6 +110,11 @@ def test_identity_comes_from_the_sidecar_then_the_key_file(tmp_path: Path) -> No
         (sidecar(" padded"), "not a series key"),
         (sidecar(""), "not a series key"),
         (sidecar("ok", year="1999"), '"year"'),
+        # JSON can escape a lone surrogate; UTF-8, SQLite and file names cannot hold one.
+        (sidecar("ok\ud800"), "not a series key"),
+        (sidecar("ok", name="A \udc80 B"), "lone surrogate"),
+        (sidecar("ok", languages=["de", "\ud83d"]), "lone surrogate"),
+        ('{"provider": "aniworld", "key": "ok"} trailing', "Extra data"),
         (sidecar("ok", languages="German"), '"languages"'),
         (json.dumps({"provider": "Ani World", "key": "ok"}), "provider"),
         ("\udcff", "not valid"),
