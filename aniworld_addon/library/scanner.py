@@ -220,12 +220,13 @@ class _Walk:
 
     def __init__(self, root: str, old: ScanCache | None, with_sizes: bool) -> None:
         self.root = root
+        self.prefix = root if root.endswith("/") else f"{root}/"  # root is absolute: "/" or "/a"
         self.with_sizes = with_sizes
         usable = old is not None and old.root == root and old.with_sizes == with_sizes
         self.old = old if old is not None and usable else ScanCache(root, with_sizes)
         self.new = ScanCache(root, with_sizes)
         self.racy_before = time.time_ns() - RACY_WINDOW_NS
-        self.directories = self.listed = 0
+        self.directories = self.listed = self.files = 0
 
     def directory(self, path: str, st: os.stat_result) -> tuple[_Listing, bool]:
         """The listing of the library root and whether it was listed anew (else from the cache).
@@ -307,7 +308,7 @@ class _Walk:
 
     def series(self, name: str) -> LocalSeries | None:
         """One series folder, walked depth first without following symlinked folders."""
-        path = os.path.join(self.root, name)
+        path = self.prefix + name
         cached, listings = self.old.listings, self.new.listings
         errors: list[str] = []
         parts: list[_Files] = []
@@ -345,6 +346,7 @@ class _Walk:
                     leaves_on = st.st_dev
             if listing.files is not None:
                 parts.append(listing.files)
+                self.files += len(listing.files.names)
             if listing.subdirs:
                 if depth >= MAX_DEPTH:
                     errors.append(f"folders nested deeper than {MAX_DEPTH} levels are not scanned")
@@ -470,6 +472,5 @@ def scan_library(
                 found.append(series)
             if progress is not None:
                 progress(done, len(names))
-    files = sum(series.file_count for series in found)
-    stats = ScanStats(walk.directories, walk.listed, files, time.perf_counter() - started)
+    stats = ScanStats(walk.directories, walk.listed, walk.files, time.perf_counter() - started)
     return ScanResult(tuple(found), walk.new, stats)

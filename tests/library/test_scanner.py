@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aniworld_addon.errors import ValidationError
 from aniworld_addon.library import scanner
+from aniworld_addon.library import sidecar as sidecar_module
 from aniworld_addon.library.episode_tags import EpisodeNumber
 from aniworld_addon.library.scanner import LibraryError, LocalSeries, ScanResult, scan_library
 from aniworld_addon.library.sidecar import SIDECAR_NAME, SeriesIdentity, write_sidecar
@@ -286,6 +287,49 @@ def test_identity_validation() -> None:
             SeriesIdentity.from_dict(bad)
     with pytest.raises(ValidationError):
         SeriesIdentity.from_dict({"provider": "aniworld", "key": "a", "year": True})
+
+
+def _decoded(load: Any, raw: bytes) -> tuple[str, object]:
+    try:
+        return "value", load(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return type(err).__name__, str(err)
+
+
+_JSON_TEXT = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+).map(json.dumps)
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=24),
+        st.builds(  # a document with whitespace or garbage around it, in one of json's encodings
+            lambda text, before, after, encoding: (before + text + after).encode(
+                encoding, "surrogatepass"
+            ),
+            _JSON_TEXT,
+            st.sampled_from(["", " ", "\n", "\ufeff", "x"]),
+            st.sampled_from(["", " \t\r\n", "\x0c", "\xa0", "}", "x"]),
+            st.sampled_from(["utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-16"]),
+        ),
+    )
+)
+# The edges of the fast path: whitespace json does not skip, json's encoding guess, a BOM.
+@example(b'{"a": 1}\x0c')
+@example(b'{"a": 1}\xc2\xa0')
+@example(b'{"a": 1} \r\n\t')
+@example(b'{"a": 1} {')
+@example(b"{\x00")
+@example('{"a": 1}'.encode("utf-16-le"))
+@example('{"a": 1}'.encode("utf-8-sig"))
+@example(b'{"a": "\xed\xa0\x80"}')
+def test_sidecar_json_reads_exactly_as_json_loads(raw: bytes) -> None:
+    # The sidecar reader's fast path for UTF-8 objects must accept, refuse and explain exactly
+    # what json.loads does, whatever the bytes.
+    assert _decoded(sidecar_module._load_json, raw) == _decoded(json.loads, raw)
 
 
 # --- incremental rescans -----------------------------------------------------------------------
