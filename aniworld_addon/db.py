@@ -141,6 +141,9 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         "ALTER TABLE series ADD COLUMN upgrade INTEGER",
         "ALTER TABLE queue ADD COLUMN upgrade_from TEXT",
     ),
+    # 6: what the last walk of a series folder could not read (a broken sidecar, a folder
+    # without permission, names that are not UTF-8); NULL when it read everything
+    ("ALTER TABLE series ADD COLUMN scan_error TEXT",),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -14,6 +14,11 @@ def dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
+def is_text(value: str) -> bool:
+    """Whether UTF-8 can hold value: no lone surrogate (a name os.fsdecode made of bad bytes)."""
+    return value.isascii() or _SURROGATE.search(value) is None
+
+
 def valid_text(value: str) -> str:
     """Lone surrogates (JSON can encode them) replaced: they cannot be stored or sent as UTF-8."""
     return _SURROGATE.sub("\ufffd", value)

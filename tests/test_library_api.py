@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,58 @@ async def test_a_failing_series_is_marked_and_the_scan_goes_on(
     provider_site.control.clear_faults()
     await _rescan(library)
     assert (await _get(library, "/api/anime/sky-lantern"))["error"] is None
+
+
+async def test_folders_the_walk_cannot_read_are_named_and_the_rest_is_scanned(
+    library: Authed, options: Options
+) -> None:
+    # A name in bytes that are not UTF-8 (an old Latin-1 share) and a sidecar escaping a lone
+    # surrogate: neither can be stored, and once each failed every rescan of the library.
+    raw = os.fsencode(options.library_path)
+    os.mkdir(raw + b"/Caf\xe9 Show")
+    open(raw + b"/Caf\xe9 Show/Caf\xe9 S01E01.mkv", "wb").close()
+    open(raw + b"/Kaiju Academy (2012)/Kaiju Academy - S01E02 \xe9.mkv", "wb").close()
+    broken = {"provider": "aniworld", "key": "broken", "name": "Odd \ud800"}
+    _series_folder(options.library_path, "Odd", broken, ["Odd S01E01.mkv"])
+    result = (await _rescan(library))["result"]
+    assert result["scan_errors"] == [
+        {
+            "folder": "Caf\ufffd Show",
+            "message": "the folder name is not valid UTF-8: rename it to have it scanned",
+        },
+        {
+            "folder": "Kaiju Academy (2012)",
+            "message": "names that are not valid UTF-8 were left out (rename them): "
+            "'Kaiju Academy - S01E02 \ufffd.mkv'",
+        },
+        {
+            "folder": "Odd",
+            "message": '.aniworld.json is not valid: "name" and "languages" '
+            "must be text (a lone surrogate is not)",
+        },
+    ]
+    listing = await _get(library, "/api/anime?sort_key=folder")
+    by_folder = {r["folder"]: r for r in listing["records"]}
+    assert sorted(by_folder) == ["Kaiju Academy (2012)", "Odd", "Sky Lantern", "Unknown Show"]
+    assert by_folder["Odd"]["key"] is None and by_folder["Odd"]["local_count"] == 1
+    assert by_folder["Odd"]["scan_error"] == result["scan_errors"][2]["message"]
+    kaiju = await _get(library, "/api/anime/kaiju-academy")
+    assert kaiju["scan_error"] == result["scan_errors"][1]["message"]
+    assert kaiju["error"] is None and kaiju["local_count"] == 2  # the provider refresh went on
+    assert by_folder["Sky Lantern"]["scan_error"] is None
+    page = await library.client.get("/", headers=library.headers)  # the panel says it too
+    html = await page.text()
+    assert page.status == 200 and 'id="scan-errors"' in html and "Caf\ufffd Show" in html
+    assert html.count("data-scan-error") == 2  # Kaiju Academy and Odd
+    # Renamed, the file is found and the series' scan error is gone.
+    os.rename(
+        raw + b"/Kaiju Academy (2012)/Kaiju Academy - S01E02 \xe9.mkv",
+        raw + b"/Kaiju Academy (2012)/Kaiju Academy - S01E02.mkv",
+    )
+    result = (await _rescan(library))["result"]
+    assert [e["folder"] for e in result["scan_errors"]] == ["Caf\ufffd Show", "Odd"]
+    kaiju = await _get(library, "/api/anime/kaiju-academy")
+    assert kaiju["scan_error"] is None and kaiju["local_count"] == 3
 
 
 async def test_scan_events_reach_the_scan_room(library: Authed) -> None:

@@ -168,14 +168,16 @@ def _numbers(tag: str, extra: str) -> tuple[EpisodeNumber, ...]:
     return _expand(found, extra) if extra and found else found
 
 
-def parse_folder(names: list[str]) -> list[tuple[EpisodeNumber, ...]]:
+def parse_folder(names: list[str], text: str | None = None) -> list[tuple[EpisodeNumber, ...]]:
     """parse_episodes of each name, in order, by a regex pass over all the names at once.
 
     The scanner parses a folder's file names together: C code instead of a Python call per
     name. A folder the batch patterns cannot answer exactly (a name that is not ASCII or holds a
     line break, a dotted part that may mark a temp file) takes parse_episodes name by name.
+    text, when given, is the names joined by line breaks (the caller needed them too).
     """
-    text = "\n".join(names)
+    if text is None:
+        text = "\n".join(names)
     if not text.isascii() or text.count("\n") != len(names) - 1:  # before upper(): "ı" -> "I"
         return list(map(parse_episodes, names))
     text = text.upper()

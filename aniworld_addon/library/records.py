@@ -27,6 +27,7 @@ class SeriesRecord:
     error: dict[str, Any] | None
     refreshed_at: float | None
     upgrade: bool | None = None  # None: the global downloads.upgrade
+    scan_error: str | None = None  # what the last walk of the folder could not read
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> SeriesRecord:
@@ -46,6 +47,7 @@ class SeriesRecord:
             error=json.loads(row["error"]) if row["error"] else None,
             refreshed_at=row["refreshed_at"],
             upgrade=None if row["upgrade"] is None else bool(row["upgrade"]),
+            scan_error=row["scan_error"],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +66,7 @@ class SeriesRecord:
             "error": self.error,
             "refreshed_at": self.refreshed_at,
             "upgrade": self.upgrade,
+            "scan_error": self.scan_error,
         }
 
 

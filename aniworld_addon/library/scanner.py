@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, NamedTuple
 
 from ..errors import AppError
+from ..jsonutil import is_text, valid_text
 from .episode_tags import EpisodeNumber, parse_folder
 from .sidecar import KEY_FILE_NAME, SIDECAR_NAME, SeriesIdentity, read_identity_stat
 
@@ -185,6 +186,9 @@ class _Listing:
     # Whether st_nlink counted this folder's subfolders (2 + their number, at least one): then
     # the file system keeps that count, and a folder below with st_nlink 2 has none (a leaf).
     counts_subdirs: bool
+    # Episode files and folders whose names are not valid UTF-8 (bytes os.fsdecode kept as lone
+    # surrogates): left out, as no database, JSON or panel can hold their names; folders end in /.
+    unreadable: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -213,6 +217,9 @@ class ScanResult:
     series: tuple[LocalSeries, ...]
     cache: ScanCache
     stats: ScanStats
+    # Folders in the library root whose names are not valid UTF-8, as os.fsdecode gives them:
+    # not scanned (see _Listing.unreadable).
+    unreadable: tuple[str, ...] = ()
 
 
 class _Walk:
@@ -256,6 +263,7 @@ class _Walk:
                 names = list(map(_NAME, filter(_IS_FILE, it)))
             else:
                 entries = list(it)
+        unreadable: tuple[str, ...] = ()
         if leaf:
             subdirs: tuple[str, ...] = ()
             markers = _NO_MARKERS
@@ -267,12 +275,20 @@ class _Walk:
             subdirs = tuple(sorted(n for n in folders if n[0] != "." and n not in IGNORED_FOLDERS))
             names = [n for n in compress(every, map(_IS_FILE, entries)) if n[0] != "."]
             markers = _markers(SIDECAR_NAME in every, KEY_FILE_NAME in names)
+            if not "".join(subdirs).isascii() and not all(map(is_text, subdirs)):
+                unreadable = tuple(f"{n}/" for n in subdirs if not is_text(n))
+                subdirs = tuple(filter(is_text, subdirs))
         files: _Files | None = None
         if names:  # in listing order: LocalSeries sorts them only where order matters
-            episodes = parse_folder(names)  # () for all but finished videos (and hidden names)
+            text = "\n".join(names)
+            episodes = parse_folder(names, text)  # () for all but videos (and hidden names)
             if not all(episodes):
                 names = list(compress(names, episodes))
                 episodes = list(filter(None, episodes))
+            if not text.isascii() and not all(readable := list(map(is_text, names))):
+                unreadable += tuple(n for n in names if not is_text(n))
+                names = list(compress(names, readable))
+                episodes = list(compress(episodes, readable))
             if names:
                 files = (
                     _sized(path, rel, names, episodes)
@@ -280,7 +296,7 @@ class _Walk:
                     else _Files(rel, tuple(names), tuple(episodes), None)
                 )
         trusted = max(stamp[1], stamp[2]) < self.racy_before
-        return _Listing(stamp, trusted, subdirs, files, markers, counts_subdirs)
+        return _Listing(stamp, trusted, subdirs, files, markers, counts_subdirs, unreadable)
 
     def identity(self, path: str, listing: _Listing) -> tuple[_Identity | None, bool]:
         """Identity from the sidecar, else the key file, and whether it was read anew."""
@@ -311,6 +327,7 @@ class _Walk:
         path = self.prefix + name
         cached, listings = self.old.listings, self.new.listings
         errors: list[str] = []
+        unreadable: list[str] = []
         parts: list[_Files] = []
         known: _Identity | None = None
         changed = False
@@ -339,6 +356,8 @@ class _Walk:
                 continue
             listings[directory] = listing
             self.directories += 1
+            if listing.unreadable:
+                unreadable += [rel + n for n in listing.unreadable]
             if depth == 0:
                 known, fresh = self.identity(directory, listing)
                 changed |= fresh
@@ -359,6 +378,8 @@ class _Walk:
             # built from it already).
             self.new.series[path] = previous
             return previous
+        if unreadable:
+            errors.append(_unreadable_error(unreadable))
         if known is not None and known.error:
             errors.insert(0, known.error)
         identity = known.identity if known is not None else None
@@ -370,6 +391,13 @@ class _Walk:
 
 
 _NO_MARKERS: Final[frozenset[str]] = frozenset()
+
+
+def _unreadable_error(names: list[str]) -> str:
+    """The series error that names the episode files and folders left out for their names."""
+    shown = ", ".join(repr(valid_text(name)) for name in names[:3])
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"names that are not valid UTF-8 were left out (rename them): {shown}{more}"
 
 
 def _identity_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -461,9 +489,10 @@ def scan_library(
         raise LibraryError(f"the library path {root_path} is not a folder")
     walk = _Walk(root_path, cache, with_sizes)
     try:
-        names = walk.directory(root_path, st)[0].subdirs
+        top = walk.directory(root_path, st)[0]
     except OSError as err:
         raise LibraryError(f"cannot list the library folder {root_path}: {err.strerror}") from err
+    names = top.subdirs
     found: list[LocalSeries] = []
     with _gc_paused():
         for done, name in enumerate(names, 1):
@@ -473,4 +502,5 @@ def scan_library(
             if progress is not None:
                 progress(done, len(names))
     stats = ScanStats(walk.directories, walk.listed, walk.files, time.perf_counter() - started)
-    return ScanResult(tuple(found), walk.new, stats)
+    unreadable = tuple(name[:-1] for name in top.unreadable if name[-1] == "/")
+    return ScanResult(tuple(found), walk.new, stats, unreadable)

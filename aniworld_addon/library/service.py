@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from ..errors import AppError, ConflictError, NotFoundError, ValidationError
 from ..events import EventBus, EventType
+from ..jsonutil import valid_text
 from ..operations import Operation, Operations
 from ..providers.base import Provider, SeriesInfo
 from ..providers.live import LiveProviders
@@ -20,11 +21,12 @@ from .naming import confine, render_series_folder, sanitize_component
 from .records import EpisodeRecord, SeriesRecord
 from .scanner import ScanCache, ScanResult, scan_library
 from .sidecar import SIDECAR_NAME, SeriesIdentity, write_sidecar
-from .store import LibraryStore
+from .store import LibraryStore, LocalFolder
 
 _LOGGER = logging.getLogger(__name__)
 
 REFRESH_CONCURRENCY: Final = 4
+UNREADABLE_FOLDER: Final = "the folder name is not valid UTF-8: rename it to have it scanned"
 RESCAN_KIND: Final = "rescan"
 
 
@@ -82,7 +84,7 @@ class LibraryService:
             return summary
 
     async def _rescan_locked(self, op: Operation) -> dict[str, Any]:
-        await self.sync_disk()
+        scan_errors = await self.sync_disk()
         op.progress = 0.1
         matched = await self.store.matched()
         total = len(matched)
@@ -114,16 +116,41 @@ class LibraryService:
             for series in matched:
                 group.create_task(refresh(series))
         totals = await self.store.totals()
-        return {**totals, "refreshed": total - len(errors), "errors": errors}
+        return {
+            **totals,
+            "refreshed": total - len(errors),
+            "errors": errors,
+            "scan_errors": scan_errors,
+        }
 
-    async def sync_disk(self) -> None:
-        """Walk the library (in a thread) and store which folders and files exist."""
+    async def sync_disk(self) -> list[dict[str, str]]:
+        """Walk the library (in a thread) and store which folders and files exist.
+
+        Returns what the walk could not read, one {folder, message} per folder: each series
+        also keeps its own as scan_error, and a folder whose name is not UTF-8 is no series.
+        """
         root = self._root()
         result, found = await asyncio.to_thread(_scan_disk, root, self._cache)
         self._cache = result.cache
         removed = await self.store.sync_local(found, self._clock())
         if removed:
             self._bus.publish(EventType.EPISODE_FILES_REMOVED, {"files": removed})
+        problems = [
+            {"folder": valid_text(name), "message": UNREADABLE_FOLDER} for name in result.unreadable
+        ]
+        problems += [
+            {"folder": series.folder_name, "message": series.error}
+            for series in result.series
+            if series.error is not None
+        ]
+        if problems:
+            _LOGGER.warning(
+                "the library walk could not read %d folder(s), first %s: %s",
+                len(problems),
+                problems[0]["folder"],
+                problems[0]["message"],
+            )
+        return sorted(problems, key=lambda problem: problem["folder"])
 
     async def _refresh_guarded(self, series: SeriesRecord) -> dict[str, Any] | None:
         """Refresh one series; an error is stored on the series and returned, never raised."""
@@ -240,8 +267,7 @@ class LibraryService:
         return await self.detail(key)
 
 
-# What sync_local keeps of each series folder: provider, key, name, {(season, episode): path}.
-_Found = dict[str, tuple[str | None, str | None, str, dict[tuple[int, int], str]]]
+_Found = dict[str, LocalFolder]
 
 
 def _scan_disk(root: Path, cache: ScanCache | None) -> tuple[ScanResult, _Found]:
@@ -259,6 +285,7 @@ def _scan_disk(root: Path, cache: ScanCache | None) -> tuple[ScanResult, _Found]
             identity.key if identity else None,
             name,
             series.local_paths(),
+            series.error,
         )
     return result, found
 

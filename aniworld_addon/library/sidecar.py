@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from ..errors import ValidationError
 from ..fsutil import atomic_write_text
+from ..jsonutil import is_text
 
 SIDECAR_NAME: Final = ".aniworld.json"
 KEY_FILE_NAME: Final = "key"
@@ -25,7 +26,6 @@ _KEY = re.compile(
     r"[^\x00-\x20\x7f\ud800-\udfff]"
     r"(?:[^\x00-\x1f\x7f\ud800-\udfff]{0,2046}[^\x00-\x20\x7f\ud800-\udfff])?"
 )
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,199}", re.A)  # what a plain key file may hold
 
 
@@ -60,7 +60,7 @@ class SeriesIdentity:
             raise ValidationError('"year" must be a year')
         if not isinstance(languages, list) or not all(isinstance(x, str) for x in languages):
             raise ValidationError('"languages" must be a list of strings')
-        if _SURROGATE.search("".join((name or "", *languages))):
+        if not is_text("".join((name or "", *languages))):
             raise ValidationError('"name" and "languages" must be text (a lone surrogate is not)')
         return cls(provider, key, name, year, tuple(languages))
 

@@ -12,6 +12,10 @@ from ..db import Database
 from ..errors import NotFoundError, ValidationError
 from .records import EpisodeRecord, SeriesRecord
 
+# What sync_local keeps of each series folder: provider, key, name, {(season, episode): path}
+# and what the walk of it could not read (None: everything).
+LocalFolder = tuple[str | None, str | None, str, dict[tuple[int, int], str], str | None]
+
 Filter = Literal["all", "missing", "unmatched"]
 SORT_KEYS: Final = {
     "name": "s.name COLLATE NOCASE",
@@ -176,13 +180,15 @@ class LibraryStore:
 
     async def sync_local(
         self,
-        found: Mapping[str, tuple[str | None, str | None, str, dict[tuple[int, int], str]]],
+        found: Mapping[str, LocalFolder],
         now: float,
     ) -> list[dict[str, Any]]:
         """Make the table match the disk; return the episode files that disappeared."""
         removed: list[dict[str, Any]] = []
         async with self._db.transaction() as conn:
-            async with conn.execute("SELECT id, folder, provider, key FROM series") as cur:
+            async with conn.execute(
+                "SELECT id, folder, provider, key, scan_error FROM series"
+            ) as cur:
                 existing = {r["folder"]: r for r in await cur.fetchall()}
             for folder in set(existing) - set(found):
                 old = existing[folder]
@@ -194,17 +200,21 @@ class LibraryStore:
                     gone = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
                 removed += [_removed(old["provider"], old["key"], folder, *g) for g in gone]
                 await conn.execute("DELETE FROM series WHERE id = ?", [old["id"]])
-            for folder, (provider, key, name, local) in found.items():
+            for folder, (provider, key, name, local, scan_error) in found.items():
                 row = existing.get(folder)
                 if row is None:
                     cursor = await conn.execute(
-                        "INSERT INTO series (folder, provider, key, name, added_at)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        [folder, provider, key, name, now],
+                        "INSERT INTO series (folder, provider, key, name, added_at, scan_error)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        [folder, provider, key, name, now, scan_error],
                     )
                     series_id = cursor.lastrowid
                 else:
                     series_id = row["id"]
+                    if row["scan_error"] != scan_error:
+                        await conn.execute(
+                            "UPDATE series SET scan_error = ? WHERE id = ?", [scan_error, series_id]
+                        )
                     if (row["provider"], row["key"]) != (provider, key):
                         # Identity changed on disk: the old provider's episode list is stale.
                         await conn.execute(

@@ -220,6 +220,38 @@ def test_symlinked_folders_are_not_followed_and_loops_end(tmp_path: Path) -> Non
     assert sorted(series.episodes) == [ep(1, 1), ep(1, 2)]
 
 
+def test_names_that_are_not_utf8_are_left_out_and_named(tmp_path: Path) -> None:
+    # Bytes that are not UTF-8 (a Latin-1 name copied from an old share) decode to lone
+    # surrogates, which no database or JSON can hold: such names are left out, and said so.
+    build(tmp_path, {"Show": {"Season 01": {"Show S01E01.mkv": None}}, "Fine": {}})
+    raw = os.fsencode(tmp_path)
+    for folder in (b"/Caf\xe9 Show", b"/Show/Season \xff2", b"/Show/Season 01/\xe9"):
+        os.mkdir(raw + folder)
+    for file in (
+        b"/Caf\xe9 Show/Caf\xe9 S01E01.mkv",
+        b"/Show/Season \xff2/Show S02E01.mkv",
+        b"/Show/Season 01/Show S01E02 \xe9.mkv",
+        b"/Show/Season 01/notes \xe9.txt",  # not an episode: not worth a word
+        b"/Show/Show S01E03 \xc3\xa9.mkv",  # valid UTF-8 (\u00e9): kept
+    ):
+        open(raw + file, "wb").close()
+    result = scan_library(tmp_path)
+    assert [s.folder_name for s in result.series] == ["Fine", "Show"]
+    assert result.unreadable == (os.fsdecode(b"Caf\xe9 Show"),)
+    show = result.series[1]
+    assert sorted(show.local_paths().values()) == [
+        "Season 01/Show S01E01.mkv",
+        "Show S01E03 \u00e9.mkv",
+    ]
+    assert show.error == (
+        "names that are not valid UTF-8 were left out (rename them): "
+        "'Season \ufffd2/', 'Season 01/\ufffd/', 'Season 01/Show S01E02 \ufffd.mkv'"
+    )
+    assert show.identity is None and show.error.encode("utf-8")  # storable text
+    again = scan_library(tmp_path, result.cache)  # from the cache: still said
+    assert again.series[1].error == show.error and again.unreadable == result.unreadable
+
+
 def test_series_are_sorted_and_progress_is_reported_per_folder(tmp_path: Path) -> None:
     build(tmp_path, {name: {} for name in ("b", "a", "c")} | {"file.mkv": None})
     calls: list[tuple[int, int]] = []

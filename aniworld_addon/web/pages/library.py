@@ -73,6 +73,7 @@ async def library_page(request: web.Request) -> web.Response:
     context = await full_context(request, "library", "library.title")
     last_scan = await store.meta("last_scan")
     finished = last_scan.get("finished_at") if isinstance(last_scan, dict) else None
+    scan_errors = last_scan.get("scan_errors") if isinstance(last_scan, dict) else None
     context.update(
         {
             "series": [r.to_dict() for r in records],
@@ -88,6 +89,7 @@ async def library_page(request: web.Request) -> web.Response:
             "sorts": SORTS,
             "last_scan": fmt_time(finished, context["lang"]) if finished else "",
             "last_scan_iso": iso_time(finished) if finished else "",
+            "scan_errors": scan_errors if isinstance(scan_errors, list) else [],
             "fragment": is_htmx(request),
         }
     )

@@ -423,6 +423,8 @@ function initLive() {
     live.on("scan_complete", (data) => {
       if (banner) banner.classList.add("d-none");
       toast(t("js.scan_complete", { series: data.series ?? "?", missing: data.missing ?? "?" }), "success");
+      const unread = data.scan_errors || [];
+      if (unread.length) toast(t("js.scan_errors", { count: unread.length, folder: unread[0].folder, message: unread[0].message }), "warning");
     });
     live.on("scan_failed", (data) => {
       if (banner) banner.classList.add("d-none");
