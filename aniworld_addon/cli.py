@@ -92,15 +92,19 @@ async def scan(options: Options, out: TextIO = sys.stdout) -> int:
                 r.key or "(unmatched)",
                 str(r.local_count),
                 str(r.missing_count),
-                (r.error or {}).get("code", ""),
+                (r.error or {}).get("code", "") or ("scan_error" if r.scan_error else ""),
             )
             for r in records
         ]
         _table(out, ("folder", "key", "local", "missing", "error"), rows)
         result: dict[str, Any] = operation.result or {}
+        problems: list[dict[str, str]] = result.get("scan_errors", [])
+        for problem in problems:
+            out.write(f"not read completely: {problem['folder']}: {problem['message']}\n")
         out.write(
             f"{result.get('series', 0)} series, {result.get('missing', 0)} missing "
-            f"episodes, {len(result.get('errors', []))} errors\n"
+            f"episodes, {len(result.get('errors', []))} errors"
+            f", {len(problems)} folders not read completely\n"
         )
         return 0
 

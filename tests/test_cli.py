@@ -40,7 +40,18 @@ async def test_scan_prints_each_series(configured: Options) -> None:
     assert "1/1 Sky Lantern" in text  # plain progress lines when not a terminal
     row = next(line for line in text.splitlines() if line.startswith("Sky Lantern"))
     assert row.split()[-2:] == ["1", "3"]  # local, missing
-    assert "1 series, 3 missing episodes, 0 errors" in text
+    assert "1 series, 3 missing episodes, 0 errors, 0 folders not read completely" in text
+
+
+async def test_scan_names_what_it_could_not_read(configured: Options) -> None:
+    (configured.library_path / "Sky Lantern" / "key").write_text("Not A Slug")
+    out = io.StringIO()
+    assert await cli.scan(configured, out) == 0
+    text = out.getvalue()
+    row = next(line for line in text.splitlines() if line.startswith("Sky Lantern"))
+    assert row.split()[2:] == ["(unmatched)", "1", "0", "scan_error"]
+    assert "not read completely: Sky Lantern: key must hold only an aniworld series slug" in text
+    assert "0 errors, 1 folders not read completely" in text
 
 
 async def test_search_prints_hits(configured: Options) -> None:
