@@ -113,7 +113,9 @@ def parse_identity(raw: bytes, name: str) -> tuple[SeriesIdentity | None, str | 
                 return None, f"{name} must hold only an aniworld series slug, not {slug[:80]!r}"
             return SeriesIdentity("aniworld", slug), None
         return SeriesIdentity.from_dict(_load_json(raw)), None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except RecursionError:  # "[[[[..." deeper than the parser's stack
+        return None, f"{name} is not valid: nested too deeply"
+    except ValueError as err:  # bad UTF-8 or JSON, or an integer of more than 4300 digits
         return None, f"{name} is not valid: {err}"
     except ValidationError as err:
         return None, f"{name} is not valid: {err.message}"

@@ -116,6 +116,9 @@ def test_identity_comes_from_the_sidecar_then_the_key_file(tmp_path: Path) -> No
         (sidecar("ok", name="A \udc80 B"), "lone surrogate"),
         (sidecar("ok", languages=["de", "\ud83d"]), "lone surrogate"),
         ('{"provider": "aniworld", "key": "ok"} trailing', "Extra data"),
+        # Both once escaped the reader and failed the whole rescan.
+        ('{"provider": "aniworld", "key": "ok", "year": ' + "9" * 4301 + "}", "4300 digits"),
+        ('{"provider": "aniworld", "key": "ok", "a": ' + "[" * 5000 + "]" * 5000 + "}", "deeply"),
         (sidecar("ok", languages="German"), '"languages"'),
         (json.dumps({"provider": "Ani World", "key": "ok"}), "provider"),
         ("\udcff", "not valid"),
