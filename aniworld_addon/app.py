@@ -210,6 +210,9 @@ async def _library_checks_ctx(app: web.Application) -> AsyncIterator[None]:
         ok = await asyncio.to_thread(lambda: root.is_dir() and os.access(root, os.W_OK | os.X_OK))
         if not ok:
             return CheckResult("error", f"{root} is missing or not writable")
+        unavailable = app[keys.LIBRARY].unavailable
+        if unavailable is not None:  # an empty folder where series were: not mounted?
+            return CheckResult("error", unavailable)
         return CheckResult("ok", f"{root} is writable")
 
     async def disk() -> CheckResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,108 @@ async def test_folders_the_walk_cannot_read_are_named_and_the_rest_is_scanned(
     assert [e["folder"] for e in result["scan_errors"]] == ["Caf\ufffd Show", "Odd"]
     kaiju = await _get(library, "/api/anime/kaiju-academy")
     assert kaiju["scan_error"] is None and kaiju["local_count"] == 3
+
+
+async def test_two_folders_naming_one_series_and_a_moved_sidecar(
+    library: Authed, options: Options
+) -> None:
+    root = options.library_path
+    await _rescan(library)
+    # A copied folder: the folder that held the series keeps it, the copy says why it has none.
+    shutil.copytree(root / "Sky Lantern", root / "Sky Lantern (copy)")
+    shutil.copytree(root / "Sky Lantern", root / "A Sky Lantern copy")  # first by name
+    result = (await _rescan(library))["result"]
+    by_folder = {r["folder"]: r for r in (await _get(library, "/api/anime"))["records"]}
+    assert by_folder["Sky Lantern"]["key"] == "sky-lantern"
+    for copy in ("Sky Lantern (copy)", "A Sky Lantern copy"):
+        assert by_folder[copy]["key"] is None
+        assert by_folder[copy]["scan_error"] == (
+            "aniworld/sky-lantern already belongs to the folder 'Sky Lantern': remove this"
+            " folder's sidecar or key file, or the other folder"
+        )
+    assert sorted(e["folder"] for e in result["scan_errors"]) == [
+        "A Sky Lantern copy",
+        "Sky Lantern (copy)",
+    ]
+    # Matching a copy to the series another folder holds is a conflict, not a crash.
+    response = await library.client.post(
+        "/api/anime/A%20Sky%20Lantern%20copy/match",
+        json={"provider": "aniworld", "key": "sky-lantern"},
+        headers=library.headers,
+    )
+    assert response.status == 409
+    # The identity moves: its old folder lets go of it in the same rescan.
+    shutil.rmtree(root / "Sky Lantern (copy)")
+    shutil.rmtree(root / "A Sky Lantern copy")
+    (root / "Sky Lantern" / "key").rename(root / "Unknown Show" / "key")
+    await _rescan(library)
+    by_folder = {r["folder"]: r for r in (await _get(library, "/api/anime"))["records"]}
+    assert by_folder["Unknown Show"]["key"] == "sky-lantern"
+    assert (
+        by_folder["Sky Lantern"]["key"] is None and by_folder["Sky Lantern"]["scan_error"] is None
+    )
+
+
+async def test_an_unreadable_subfolder_keeps_its_episodes_local(
+    library: Authed, options: Options, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _rescan(library)
+    assert (await _get(library, "/api/anime/kaiju-academy"))["local_count"] == 2
+    refused = {str(options.library_path / "Kaiju Academy (2012)" / "Season 01")}
+    real = os.scandir
+
+    def scandir(path: Any) -> Any:  # chmod 0 would not stop a test run as root
+        if os.fspath(path) in refused:
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    await _rescan(library)
+    kaiju = await _get(library, "/api/anime/kaiju-academy")
+    assert kaiju["scan_error"] == "cannot read Season 01/: Permission denied"
+    states = {(e["season"], e["episode"]): e["state"] for e in kaiju["episodes"]}
+    assert states[(1, 1)] == "local" and kaiju["local_count"] == 2  # not taken for gone
+    # The series folder itself unreadable: it keeps its identity and its files too.
+    refused.add(str(options.library_path / "Kaiju Academy (2012)"))
+    await _rescan(library)
+    kaiju = await _get(library, "/api/anime/kaiju-academy")
+    assert kaiju["local_count"] == 2 and kaiju["scan_error"].startswith("cannot read the folder")
+    refused.clear()
+    await _rescan(library)
+    kaiju = await _get(library, "/api/anime/kaiju-academy")
+    assert kaiju["scan_error"] is None and kaiju["local_count"] == 2
+
+
+async def test_an_empty_library_folder_is_not_taken_for_an_empty_library(
+    library: Authed, options: Options
+) -> None:
+    # A share that is not mounted leaves an empty mount point: forgetting every series (and
+    # its settings) on that word would be wrong; the rescan fails and says why.
+    await _rescan(library)
+    mounted = options.library_path.with_name("share")
+    options.library_path.rename(mounted)
+    options.library_path.mkdir()
+    response = await library.client.post("/api/anime/rescan", headers=library.headers)
+    op_id = (await response.json())["operation_id"]
+    await library.client.app[keys.OPERATIONS].wait(op_id)
+    result = await _get(library, f"/api/operations/{op_id}")
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "library_unavailable"
+    assert "is empty, but the library knows 3 series" in result["error"]["message"]
+    assert (await _get(library, "/api/anime"))["total_records"] == 3
+    health = await (await library.client.get("/health")).json()
+    assert health["checks"]["library"]["status"] == "error"
+    assert "mounted" in health["checks"]["library"]["message"]
+    response = await library.client.post(
+        "/api/anime", json={"provider": "aniworld", "key": "kaiju-academy"}, headers=library.headers
+    )
+    assert response.status == 503 and not any(options.library_path.iterdir())
+    options.library_path.rmdir()
+    mounted.rename(options.library_path)
+    await _rescan(library)
+    health = await (await library.client.get("/health")).json()
+    assert health["checks"]["library"]["status"] == "ok"
+    assert (await _get(library, "/api/anime"))["total_records"] == 3
 
 
 async def test_scan_events_reach_the_scan_room(library: Authed) -> None:

@@ -90,6 +90,9 @@ class LocalSeries:
     identity: SeriesIdentity | None
     error: str | None
     parts: tuple[_Files, ...] = field(repr=False)  # the folders with episode files, walk order
+    # False when a folder or the identity file could not be read (no permission, an I/O
+    # error): what the walk did not see may still be there, so keep what was known of it.
+    complete: bool = True
     _files: tuple[LocalFile, ...] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -197,6 +200,7 @@ class _Identity:
     trusted: bool
     identity: SeriesIdentity | None
     error: str | None
+    unread: bool = False  # the file could not be read at all (rather than read and refused)
 
 
 @dataclass(slots=True)
@@ -309,14 +313,15 @@ class _Walk:
             try:
                 st = os.stat(file)
             except OSError as err:
-                return _Identity(None, False, None, f"cannot read {name}: {err.strerror}"), True
+                failed = f"cannot read {name}: {err.strerror}"
+                return _Identity(None, False, None, failed, unread=True), True
             if cached.stamp == _identity_stamp(st):
                 self.new.identities[path] = cached
                 return cached, False
         # Read it (a full scan reads every one): the stamp comes from the open file.
         found, identity, error = read_identity_stat(file, name)
         if found is None:
-            return _Identity(None, False, None, error), True
+            return _Identity(None, False, None, error, unread=True), True
         trusted = max(found.st_mtime_ns, found.st_ctime_ns) < self.racy_before
         known = _Identity(_identity_stamp(found), trusted, identity, error)
         self.new.identities[path] = known
@@ -331,6 +336,7 @@ class _Walk:
         parts: list[_Files] = []
         known: _Identity | None = None
         changed = False
+        complete = True
         leaves_on = -1  # the st_dev where st_nlink 2 marks a leaf folder, once the top proves it
         stack = [(path, "", 0)]
         while stack:
@@ -353,6 +359,7 @@ class _Walk:
                 continue
             except OSError as err:
                 errors.append(f"cannot read {rel or 'the folder'}: {err.strerror}")
+                complete = False
                 continue
             listings[directory] = listing
             self.directories += 1
@@ -383,8 +390,9 @@ class _Walk:
         if known is not None and known.error:
             errors.insert(0, known.error)
         identity = known.identity if known is not None else None
+        complete = complete and not (known is not None and known.unread)
         error = "; ".join(errors) or None
-        result = LocalSeries(name, path, identity, error, tuple(parts))
+        result = LocalSeries(name, path, identity, error, tuple(parts), complete)
         if error is None:
             self.new.series[path] = result
         return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..providers.registry import ProviderRegistry
 from ..settings import Settings
 from .naming import confine, render_series_folder, sanitize_component
 from .records import EpisodeRecord, SeriesRecord
-from .scanner import ScanCache, ScanResult, scan_library
+from .scanner import LibraryError, ScanCache, ScanResult, scan_library
 from .sidecar import SIDECAR_NAME, SeriesIdentity, write_sidecar
 from .store import LibraryStore, LocalFolder
 
@@ -53,6 +54,11 @@ class LibraryService:
         self._clock = clock
         self._cache: ScanCache | None = None
         self._scan_lock = asyncio.Lock()
+        # Adding and matching check that no folder holds the series, then write a sidecar:
+        # one at a time, or two requests could both pass the check.
+        self._identity_lock = asyncio.Lock()
+        #: why the last walk was refused (an empty library folder that should not be), or None
+        self.unavailable: str | None = None
 
     @property
     def providers(self) -> ProviderRegistry:
@@ -131,6 +137,9 @@ class LibraryService:
         """
         root = self._root()
         result, found = await asyncio.to_thread(_scan_disk, root, self._cache)
+        if not result.series and not result.unreadable:
+            await self._refuse_if_known(root)
+        self.unavailable = None
         self._cache = result.cache
         removed = await self.store.sync_local(found, self._clock())
         if removed:
@@ -139,9 +148,8 @@ class LibraryService:
             {"folder": valid_text(name), "message": UNREADABLE_FOLDER} for name in result.unreadable
         ]
         problems += [
-            {"folder": series.folder_name, "message": series.error}
-            for series in result.series
-            if series.error is not None
+            {"folder": folder, "message": message}
+            for folder, message in (await self.store.scan_errors()).items()
         ]
         if problems:
             _LOGGER.warning(
@@ -151,6 +159,18 @@ class LibraryService:
                 problems[0]["message"],
             )
         return sorted(problems, key=lambda problem: problem["folder"])
+
+    async def _refuse_if_known(self, root: Path) -> None:
+        """An empty library folder while the library knows series: most likely a drive or
+        share that is not mounted (the mount point is an empty folder). Taking it at its word
+        would forget every series and its settings; refuse until a series folder is back."""
+        known = (await self.store.totals())["series"]
+        if known:
+            self.unavailable = (
+                f"the library folder {root} is empty, but the library knows {known} series:"
+                " is its drive or share mounted? They are kept until a series folder is back"
+            )
+            raise LibraryError(self.unavailable, details={"path": str(root), "series": known})
 
     async def _refresh_guarded(self, series: SeriesRecord) -> dict[str, Any] | None:
         """Refresh one series; an error is stored on the series and returned, never raised."""
@@ -192,7 +212,18 @@ class LibraryService:
 
     async def add(self, provider_name: str, key: str) -> dict[str, Any]:
         """Create the folder and sidecar of a provider series and read its episodes."""
+        async with self._identity_lock:
+            return await self._add(provider_name, key)
+
+    async def _add(self, provider_name: str, key: str) -> dict[str, Any]:
         provider = self.providers.get(provider_name)
+        root = self._root()
+        try:
+            empty = await asyncio.to_thread(_holds_no_folder, root)
+        except OSError as err:
+            raise LibraryError(f"cannot list the library folder {root}: {err.strerror}") from err
+        if empty:
+            await self._refuse_if_known(root)  # a new folder there would land below a mount
         try:
             await self.store.by_key(key, provider_name)
         except NotFoundError:
@@ -207,6 +238,10 @@ class LibraryService:
 
     async def match(self, folder: str, provider_name: str, key: str) -> dict[str, Any]:
         """Give an existing folder its provider identity (writes the sidecar)."""
+        async with self._identity_lock:
+            return await self._match(folder, provider_name, key)
+
+    async def _match(self, folder: str, provider_name: str, key: str) -> dict[str, Any]:
         provider = self.providers.get(provider_name)
         if await self.store.by_folder(folder) is None:
             raise NotFoundError(f"no series folder {folder!r} in the library")
@@ -251,6 +286,11 @@ class LibraryService:
         series = await self.store.by_folder(folder)
         if series is None:  # the folder vanished between writing and scanning
             raise NotFoundError(f"the folder {folder!r} disappeared")
+        if series.key is None:  # another folder on disk names the same series, and keeps it
+            raise ConflictError(
+                series.scan_error or f"the folder {folder!r} did not take the identity",
+                details={"folder": folder},
+            )
         await self._refresh_guarded(series)
         refreshed = await self.store.by_folder(folder)
         assert refreshed is not None
@@ -270,6 +310,12 @@ class LibraryService:
 _Found = dict[str, LocalFolder]
 
 
+def _holds_no_folder(root: Path) -> bool:
+    """Whether the library folder holds no visible folder (a series folder or any other)."""
+    with os.scandir(root) as entries:
+        return not any(e.name[0] != "." and e.is_dir(follow_symlinks=False) for e in entries)
+
+
 def _scan_disk(root: Path, cache: ScanCache | None) -> tuple[ScanResult, _Found]:
     """The scan and what the store keeps of it, both in the worker thread.
 
@@ -280,12 +326,13 @@ def _scan_disk(root: Path, cache: ScanCache | None) -> tuple[ScanResult, _Found]
     for series in result.series:
         identity = series.identity
         name = (identity.name if identity and identity.name else None) or series.folder_name
-        found[series.folder_name] = (
+        found[series.folder_name] = LocalFolder(
             identity.provider if identity else None,
             identity.key if identity else None,
             name,
             series.local_paths(),
             series.error,
+            series.complete,
         )
     return result, found
 

@@ -83,7 +83,7 @@ def read_identity(file: str, name: str) -> tuple[SeriesIdentity | None, str | No
 def read_identity_stat(
     file: str, name: str
 ) -> tuple[os.stat_result | None, SeriesIdentity | None, str | None]:
-    """read_identity, and the file's stat taken from the open file (None if it cannot be read).
+    """read_identity, and the file's stat taken from the open file (None: it cannot be read).
 
     The scanner keeps the stat to know the file unchanged next time; from the open file it
     costs no second path lookup.
@@ -97,8 +97,8 @@ def read_identity_stat(
             os.close(fd)
     except OSError as err:
         return None, None, f"cannot read {name}: {err.strerror}"
-    if raw is None:
-        return None, None, f"{name} is not a regular file"
+    if raw is None:  # read and refused, like a broken file: its stat says when it changes
+        return st, None, f"{name} is not a regular file"
     return (st, *parse_identity(raw, name))
 
 

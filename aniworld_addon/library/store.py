@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import aiosqlite
 
@@ -12,9 +12,19 @@ from ..db import Database
 from ..errors import NotFoundError, ValidationError
 from .records import EpisodeRecord, SeriesRecord
 
-# What sync_local keeps of each series folder: provider, key, name, {(season, episode): path}
-# and what the walk of it could not read (None: everything).
-LocalFolder = tuple[str | None, str | None, str, dict[tuple[int, int], str], str | None]
+
+class LocalFolder(NamedTuple):
+    """What sync_local keeps of one series folder, as the walk found it."""
+
+    provider: str | None
+    key: str | None
+    name: str
+    local: dict[tuple[int, int], str]  # {(season, episode): path relative to the folder}
+    scan_error: str | None  # what the walk could not read or refused (None: nothing)
+    # False: part of the folder (or its identity file) could not be read, so files missing
+    # from `local` may still be there, and an identity the walk did not see may still hold.
+    complete: bool = True
+
 
 Filter = Literal["all", "missing", "unmatched"]
 SORT_KEYS: Final = {
@@ -178,6 +188,13 @@ class LibraryStore:
         assert series_row is not None and missing_row is not None
         return {"series": series_row[0], "unmatched": series_row[1], "missing": missing_row[0]}
 
+    async def scan_errors(self) -> dict[str, str]:
+        """{folder: what the last walk of it could not read}, for the folders it concerns."""
+        async with self._db.execute(
+            "SELECT folder, scan_error FROM series WHERE scan_error IS NOT NULL"
+        ) as cursor:
+            return {row[0]: row[1] for row in await cursor.fetchall()}
+
     async def sync_local(
         self,
         found: Mapping[str, LocalFolder],
@@ -200,13 +217,29 @@ class LibraryStore:
                     gone = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
                 removed += [_removed(old["provider"], old["key"], folder, *g) for g in gone]
                 await conn.execute("DELETE FROM series WHERE id = ?", [old["id"]])
-            for folder, (provider, key, name, local, scan_error) in found.items():
+            held = {f: (r["provider"], r["key"]) for f, r in existing.items() if f in found}
+            claims = _claims(found, held)
+            # Identities that leave a folder are released first: one moving to another folder
+            # (or two folders swapping theirs) never holds a key twice, even for a moment.
+            for folder, identity in held.items():
+                if identity != claims[folder][:2]:
+                    await conn.execute(
+                        "UPDATE series SET provider = NULL, key = NULL, error = NULL,"
+                        " refreshed_at = NULL WHERE id = ?",
+                        [existing[folder]["id"]],
+                    )
+                    # The old provider's episode list is stale.
+                    await conn.execute(
+                        "DELETE FROM episodes WHERE series_id = ?", [existing[folder]["id"]]
+                    )
+            for folder, entry in found.items():
+                provider, key, scan_error = claims[folder]
                 row = existing.get(folder)
                 if row is None:
                     cursor = await conn.execute(
                         "INSERT INTO series (folder, provider, key, name, added_at, scan_error)"
                         " VALUES (?, ?, ?, ?, ?, ?)",
-                        [folder, provider, key, name, now, scan_error],
+                        [folder, provider, key, entry.name, now, scan_error],
                     )
                     series_id = cursor.lastrowid
                 else:
@@ -215,16 +248,13 @@ class LibraryStore:
                         await conn.execute(
                             "UPDATE series SET scan_error = ? WHERE id = ?", [scan_error, series_id]
                         )
-                    if (row["provider"], row["key"]) != (provider, key):
-                        # Identity changed on disk: the old provider's episode list is stale.
+                    if held[folder] != (provider, key) and key is not None:
                         await conn.execute(
-                            "UPDATE series SET provider = ?, key = ?, error = NULL,"
-                            " refreshed_at = NULL WHERE id = ?",
+                            "UPDATE series SET provider = ?, key = ? WHERE id = ?",
                             [provider, key, series_id],
                         )
-                        await conn.execute("DELETE FROM episodes WHERE series_id = ?", [series_id])
                 assert series_id is not None
-                gone = await _sync_episodes_local(conn, series_id, local)
+                gone = await _sync_episodes_local(conn, series_id, entry.local, entry.complete)
                 removed += [_removed(provider, key, folder, *g) for g in gone]
         return removed
 
@@ -313,10 +343,48 @@ def _removed(
     }
 
 
+def _claims(
+    found: Mapping[str, LocalFolder], held: Mapping[str, tuple[str | None, str | None]]
+) -> dict[str, tuple[str | None, str | None, str | None]]:
+    """(provider, key, scan_error) each folder ends up with.
+
+    A folder the walk could not fully read keeps the identity it held. When two folders name
+    the same series (a copied folder, a sidecar copied along), the one that held it keeps it,
+    else the first by name; the others stay unmatched and say which folder has it.
+    """
+    wanted: dict[str, tuple[str | None, str | None]] = {}
+    for folder, entry in found.items():
+        keeps = not entry.complete and entry.key is None and folder in held
+        wanted[folder] = held[folder] if keeps else (entry.provider, entry.key)
+    owners: dict[tuple[str | None, str | None], str] = {}
+    for folder in sorted(wanted, key=lambda f: (held.get(f) != wanted[f], f)):
+        if wanted[folder][1] is not None:
+            owners.setdefault(wanted[folder], folder)
+    claims: dict[str, tuple[str | None, str | None, str | None]] = {}
+    for folder, identity in wanted.items():
+        error = found[folder].scan_error
+        owner = owners.get(identity)
+        if owner is not None and owner != folder:
+            taken = (
+                f"{identity[0]}/{identity[1]} already belongs to the folder {owner!r}: remove"
+                " this folder's sidecar or key file, or the other folder"
+            )
+            error = f"{error}; {taken}" if error else taken
+            identity = (None, None)
+        claims[folder] = (*identity, error)
+    return claims
+
+
 async def _sync_episodes_local(
-    conn: aiosqlite.Connection, series_id: int, local: dict[tuple[int, int], str]
+    conn: aiosqlite.Connection,
+    series_id: int,
+    local: dict[tuple[int, int], str],
+    complete: bool = True,
 ) -> list[tuple[int, int, str]]:
-    """Update local paths of one series; return (season, episode, old path) of vanished files."""
+    """Update local paths of one series; return (season, episode, old path) of vanished files.
+
+    When the walk was not complete, a file it did not see is not taken for gone.
+    """
     gone: list[tuple[int, int, str]] = []
     async with conn.execute(
         "SELECT season, episode, local_path, on_provider FROM episodes WHERE series_id = ?",
@@ -325,7 +393,7 @@ async def _sync_episodes_local(
         rows = {(r[0], r[1]): (r[2], r[3]) for r in await cursor.fetchall()}
     for (season, episode), (path, on_provider) in rows.items():
         wanted = local.get((season, episode))
-        if wanted == path:
+        if wanted == path or (wanted is None and not complete):
             continue
         if wanted is None and path is not None:
             gone.append((season, episode, path))

@@ -296,6 +296,8 @@ def test_an_unreadable_series_folder_is_reported_not_raised(
     assert not found["Closed"].episodes
     assert found["Open"].error == "cannot read Locked/: Permission denied"
     assert found["Open"].episodes.keys() == {ep(1, 1)}
+    # What the walk did not see may still be there: the library keeps what it knew of it.
+    assert not found["Closed"].complete and not found["Open"].complete
 
 
 # --- sidecar writing ---------------------------------------------------------------------------
