@@ -303,6 +303,25 @@ async def test_full_disk_fails_the_item_with_a_clear_reason(service: Service) ->
     await service.wait_item(a, EventType.DOWNLOAD_COMPLETE)
 
 
+async def test_a_missing_series_folder_is_never_created_by_a_download(
+    service: Service, options: Options
+) -> None:
+    # An unmounted share leaves its mount point empty: a download must not recreate the series
+    # folder there (on the disk below, hidden once the share is back).
+    folder = options.library_path / "Kaiju Academy (2012)"
+    away = options.library_path.with_name("share")
+    folder.rename(away)
+    (item,) = await service.queue([(1, 1)])
+    event = await service.wait_item(item, EventType.DOWNLOAD_FAILED)
+    assert event.data["error"]["code"] == "series_folder_missing"
+    assert event.data["will_retry"] is True  # a share comes back: retried after the backoff
+    assert not folder.exists() and not any(options.library_path.iterdir())
+    away.rename(folder)
+    service.clock.now += 61
+    service.client.app[keys.QUEUE].wake()
+    await service.wait_item(item, EventType.DOWNLOAD_COMPLETE)
+
+
 async def test_bad_queue_requests(service: Service) -> None:
     cases: list[tuple[str, str, Any, int, str]] = [
         ("DELETE", "/api/queue/999", None, 404, "not_found"),

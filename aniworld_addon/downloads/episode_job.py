@@ -28,7 +28,7 @@ from ..providers.live import LiveProviders
 from ..settings import Settings
 from .blocklist import Blocklist
 from .probe_gates import ProbeGates
-from .progress import Progress
+from .progress import Progress, SeriesFolderMissingError
 from .queue_store import QueueItem, QueueStore
 from .resolver import Candidate, DownloadFailedError, Resolver
 from .ytdlp_sessions import SessionPool, YtdlpSession
@@ -234,8 +234,18 @@ class EpisodeJob:
         candidate: Candidate,
         template: str,
     ) -> Path:
+        root = self._parts.root()
+        # The folder exists for every series the library knows (a scan found it, or adding
+        # the series made it). Gone, it is most likely an unmounted drive or share: writing
+        # would create it on the disk below the mount point, hidden once the share is back.
+        if not (root / series.folder).is_dir():
+            raise SeriesFolderMissingError(
+                f"the series folder {series.folder!r} is missing from the library: is its drive"
+                " or share mounted? A download never creates it; rescan once it is back.",
+                details={"folder": series.folder},
+            )
         path = final_episode_path(
-            self._parts.root(),
+            root,
             series.folder,
             template,
             series_title=series.name,

@@ -35,6 +35,14 @@ class InsufficientSpaceError(DownloadFailedError):
     next_candidate = False  # another hoster would fill the same disk
 
 
+class SeriesFolderMissingError(DownloadFailedError):
+    """The series folder is gone: a download never creates one (its drive may be unmounted)."""
+
+    code = "series_folder_missing"
+    status = 409
+    next_candidate = False  # every hoster would write into the same missing folder
+
+
 class TargetNotWritableError(DownloadFailedError):
     """The target folder cannot be created or the finished file cannot be moved into place."""
 
