@@ -337,6 +337,24 @@ async def test_an_empty_library_folder_is_not_taken_for_an_empty_library(
     assert (await _get(library, "/api/anime"))["total_records"] == 3
 
 
+async def test_folders_and_keys_with_braces_reach_their_routes(
+    library: Authed, options: Options
+) -> None:
+    # aiohttp's default {name} pattern excludes { and }: such a folder could never be matched.
+    _series_folder(options.library_path, "Kaiju {2012}", None, ["Kaiju S01E01.mkv"])
+    await _rescan(library)
+    response = await library.client.post(
+        "/api/anime/Kaiju%20%7B2012%7D/match",
+        json={"provider": "aniworld", "key": "kaiju-academy"},
+        headers=library.headers,
+    )
+    assert response.status == 409, await response.text()  # the fixture's folder holds it
+    assert "Kaiju Academy (2012)" in (await response.json())["error"]["message"]
+    missing = await library.client.get("/api/anime/a%7Bb%7D", headers=library.headers)
+    assert missing.status == 404
+    assert (await missing.json())["error"]["message"] == "no series 'a{b}' in the library"
+
+
 async def test_scan_events_reach_the_scan_room(library: Authed) -> None:
     ws: ClientWebSocketResponse = await library.client.ws_connect(
         "/ws/connect", headers=library.headers

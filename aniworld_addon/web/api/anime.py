@@ -166,7 +166,7 @@ async def rescan(request: web.Request) -> web.Response:
 
 @routes.api(
     "GET",
-    "/api/anime/{key}",
+    "/api/anime/{key:[^/]+}",
     ApiDoc(
         "One series with its episodes", TAG, None, DETAIL, query={"provider": {"type": "string"}}
     ),
@@ -181,7 +181,7 @@ async def get_series(request: web.Request) -> web.Response:
 
 @routes.api(
     "POST",
-    "/api/anime/{folder}/match",
+    "/api/anime/{folder:[^/]+}/match",
     ApiDoc("Give an unmatched folder its provider series", TAG, IDENTITY_SCHEMA, DETAIL),
 )
 async def match(request: web.Request) -> web.Response:
@@ -195,7 +195,7 @@ async def match(request: web.Request) -> web.Response:
 
 @routes.api(
     "PUT",
-    "/api/anime/{key}/languages",
+    "/api/anime/{key:[^/]+}/languages",
     ApiDoc(
         "Set a series' language order and upgrade switch (null: the global setting)",
         TAG,

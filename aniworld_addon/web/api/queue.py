@@ -124,7 +124,7 @@ def _pairs(episodes: list[dict[str, int]]) -> list[tuple[int, int]]:
 
 @routes.api(
     "POST",
-    "/api/anime/{key}/download",
+    "/api/anime/{key:[^/]+}/download",
     ApiDoc(
         "Queue episodes of a series (a list, or every missing one)",
         "library",
