@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -42,6 +43,38 @@ async def test_malformed_json_is_400(authed: Authed) -> None:
     assert (await response.json())["error"]["code"] == "invalid_json"
     wrong_type = await authed.client.put("/api/config", json=[1, 2], headers=authed.headers)
     assert wrong_type.status == 400
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/auth/login", '{"password": "\\ud800"}'),  # no credentials needed
+        ("POST", "/api/anime", '{"provider": "aniworld", "key": "\\udc80"}'),
+        ("POST", "/api/anime/search", '{"query": "x\\ud800"}'),
+        ("POST", "/api/auth/tokens", '{"name": "\\ud83d"}'),
+        ("PUT", "/api/config", '{"notifications": {"webhooks": ["http://x/\\ud800"]}}'),
+        ("POST", "/api/anime/search", b'{"query": "\xed\xa0\x80"}'),  # raw, not escaped
+    ],
+)
+async def test_a_lone_surrogate_in_a_body_is_400_everywhere(
+    authed: Authed, method: str, path: str, body: str | bytes
+) -> None:
+    # JSON can carry one; UTF-8, SQLite and file names cannot: each of these was a 500.
+    response = await authed.client.request(
+        method,
+        path,
+        data=body.encode() if isinstance(body, str) else body,
+        headers={**authed.headers, "Content-Type": "application/json"},
+    )
+    assert response.status == 400, await response.text()
+    error = (await response.json())["error"]
+    assert error["code"] == "invalid_json" and "lone surrogate" in error["message"]
+    pair = await authed.client.post(  # a surrogate pair is one character (an emoji): fine
+        "/api/anime/search",
+        data=b'{"query": "\\ud83d\\ude00", "provider": "nope"}',
+        headers={**authed.headers, "Content-Type": "application/json"},
+    )
+    assert pair.status != 500 and (await pair.json())["error"]["code"] != "invalid_json"
 
 
 async def test_oversize_body_is_413(authed: Authed) -> None:

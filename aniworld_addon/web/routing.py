@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..errors import BadJsonError, ValidationError
-from ..jsonutil import dumps
+from ..jsonutil import dumps, is_text
 from ..settings_schema import invalid_details
 
 JsonSchema = Mapping[str, Any]
@@ -72,6 +72,10 @@ async def read_json(request: web.Request, schema: vol.Schema | None = None) -> A
             raise BadJsonError(f"the request body is not valid JSON: {err}") from err
         except RecursionError:
             raise BadJsonError("the request body is nested too deeply") from None
+        # JSON can escape a lone surrogate ("\ud800"); no database, file name or UTF-8 reply
+        # can hold one, and every handler would fail on it somewhere else.
+        if not is_text(dumps(body)):
+            raise BadJsonError("the request body holds a lone surrogate (\\ud800-\\udfff)")
     if schema is None:
         return body
     try:
