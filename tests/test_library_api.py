@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -353,6 +354,42 @@ async def test_folders_and_keys_with_braces_reach_their_routes(
     missing = await library.client.get("/api/anime/a%7Bb%7D", headers=library.headers)
     assert missing.status == 404
     assert (await missing.json())["error"]["message"] == "no series 'a{b}' in the library"
+
+
+async def test_a_folder_that_cannot_be_written_is_a_clear_error(
+    library: Authed, options: Options, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _rescan(library)
+    (options.library_path / "Der letzte Sommer (2016)").write_text("a file in the way")
+    response = await library.client.post(
+        "/api/anime",
+        json={"provider": "aniworld", "key": "der-letzte-sommer"},
+        headers=library.headers,
+    )
+    assert response.status == 409, await response.text()
+    assert (options.library_path / "Der letzte Sommer (2016)").read_text() == "a file in the way"
+    (options.library_path / "Unknown Show" / ".aniworld.json").mkdir()  # a folder, not a file
+    response = await library.client.post(
+        "/api/anime/Unknown%20Show/match",
+        json={"provider": "aniworld", "key": "der-letzte-sommer"},
+        headers=library.headers,
+    )
+    assert response.status == 409, await response.text()
+    (options.library_path / "Unknown Show" / ".aniworld.json").rmdir()
+
+    def read_only(*args: Any, **kwargs: Any) -> Any:  # chmod would not stop a test run as root
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    response = await library.client.post(
+        "/api/anime/Unknown%20Show/match",
+        json={"provider": "aniworld", "key": "der-letzte-sommer"},
+        headers=library.headers,
+    )
+    assert response.status == 503, await response.text()
+    error = (await response.json())["error"]
+    assert error["code"] == "library_not_writable" and "Permission denied" in error["message"]
+    assert not (options.library_path / "Unknown Show" / ".aniworld.json").exists()
 
 
 async def test_scan_events_reach_the_scan_room(library: Authed) -> None:

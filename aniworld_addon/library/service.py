@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from ..errors import AppError, ConflictError, NotFoundError, ValidationError
 from ..events import EventBus, EventType
@@ -25,6 +25,14 @@ from .sidecar import SIDECAR_NAME, SeriesIdentity, write_sidecar
 from .store import LibraryStore, LocalFolder
 
 _LOGGER = logging.getLogger(__name__)
+
+
+class LibraryNotWritableError(AppError):
+    """A series folder or its sidecar cannot be written (permission, read-only, full)."""
+
+    code: ClassVar[str] = "library_not_writable"
+    status: ClassVar[int] = 503
+
 
 REFRESH_CONCURRENCY: Final = 4
 UNREADABLE_FOLDER: Final = "the folder name is not valid UTF-8: rename it to have it scanned"
@@ -279,7 +287,19 @@ class LibraryService:
                 raise NotFoundError(f"no series folder {folder!r} in the library")
             write_sidecar(path, identity)
 
-        await asyncio.to_thread(write)
+        try:
+            await asyncio.to_thread(write)
+        except (FileExistsError, IsADirectoryError, NotADirectoryError) as err:
+            # A file where the folder goes, or a folder where the sidecar goes.
+            raise ConflictError(
+                f"cannot write the series folder {folder!r}: {err.strerror} ({err.filename})",
+                details={"folder": folder},
+            ) from err
+        except OSError as err:  # no permission, a read-only share, a full disk
+            raise LibraryNotWritableError(
+                f"cannot write the series folder {folder!r}: {err.strerror}",
+                details={"folder": folder},
+            ) from err
 
     async def _after_identity_change(self, folder: str) -> dict[str, Any]:
         await self.sync_disk()
