@@ -240,6 +240,61 @@ async def test_remove_cancels_a_running_download(service: Service) -> None:
     await service.call("DELETE", f"/api/queue/{item_id}", status=404)
 
 
+class _AskingLock(asyncio.Lock):
+    """An asyncio.Lock that says when someone asks for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = asyncio.Event()
+
+    async def acquire(self) -> bool:
+        self.asked.set()
+        return await super().acquire()
+
+
+@pytest.mark.parametrize("command", ["stop", "remove"])
+async def test_stop_or_remove_while_the_queue_launches_leaves_nothing_running(
+    service: Service, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    # The command arrives while the dispatcher is between two launches. It used to cancel
+    # only what had started, and the dispatcher went on to start the rest: downloads running
+    # on a stopped queue, or invisible after their items were deleted.
+    queue = service.client.app[keys.QUEUE]
+    await service.call("POST", "/api/queue/stop")
+    await service.call("PUT", "/api/config", json={"downloads": {"max_concurrent": 3}})
+    items = await service.queue([(1, 1), (1, 2), (1, 3)])
+    monkeypatch.setattr(queue, "_turn", turn := _AskingLock())
+    real_claim = queue.store.claim
+    commands: list[asyncio.Task[Any]] = []
+    sent = asyncio.Event()
+
+    async def claim(item_id: int, now: float) -> bool:
+        if item_id == items[1]:  # the second launch, with the first one running
+            body = {} if command == "stop" else {"json": {"item_ids": items}}
+            method, path = (
+                ("POST", "/api/queue/stop") if command == "stop" else ("DELETE", "/api/queue")
+            )
+            commands.append(asyncio.create_task(service.call(method, path, **body)))
+            sent.set()
+            # Until the command has asked for its turn or, with no turns, has cancelled what
+            # it saw running (the first download) or is done.
+            waits = [commands[0], queue._active[items[0]], asyncio.create_task(turn.asked.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            waits[2].cancel()
+        return await real_claim(item_id, now)
+
+    monkeypatch.setattr(queue.store, "claim", claim)
+    await service.call("POST", "/api/queue/start")
+    await sent.wait()
+    await commands[0]
+    status = await service.call("GET", "/api/queue/status")
+    assert status["active_downloads"] == [] and not queue._active
+    if command == "stop":
+        assert sorted(i["id"] for i in status["pending_queue"]) == sorted(items)
+    else:
+        assert status["pending_queue"] == []
+
+
 async def test_pause_resume_stop_start(service: Service) -> None:
     control = service.site.control
     await service.call("POST", "/api/queue/pause")

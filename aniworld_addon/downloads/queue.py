@@ -75,6 +75,9 @@ class DownloadQueue:
         self._progress: dict[int, dict[str, Any]] = {}
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
+        # Launching and the commands that cancel (stop, remove) take turns: a command that ran
+        # between two launches would miss the second, which then downloads unseen.
+        self._turn = asyncio.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -131,11 +134,12 @@ class DownloadQueue:
 
     async def _dispatch_once(self) -> float | None:
         """Start what fits; the seconds until the next backoff ends (None: nothing waits)."""
-        while len(self._active) < self._max_concurrent():
-            item = await self.store.next_pending(self.clock())
-            if item is None:
-                break
-            await self._launch(item)
+        async with self._turn:
+            while self.running and not self.paused and len(self._active) < self._max_concurrent():
+                item = await self.store.next_pending(self.clock())
+                if item is None:
+                    break
+                await self._launch(item)
         upcoming = await self.store.next_wakeup(self.clock())
         return None if upcoming is None else max(0.0, upcoming - self.clock())
 
@@ -225,20 +229,23 @@ class DownloadQueue:
 
     async def remove(self, item_ids: Sequence[int]) -> int:
         """Cancel (if running) and delete items."""
-        await self._cancel([i for i in item_ids if i in self._active])
-        removed = await self.store.delete(item_ids)
+        async with self._turn:
+            await self._cancel([i for i in item_ids if i in self._active])
+            removed = await self.store.delete(item_ids)
         await self._publish_status("removed", list(item_ids))
         return removed
 
     async def set_state(self, *, running: bool | None = None, paused: bool | None = None) -> None:
         """start/stop/pause/resume, persisted so they survive a restart."""
-        if running is not None:
-            self.running = running
-        if paused is not None:
-            self.paused = paused
-        await self._library.set_meta(STATE_KEY, {"running": self.running, "paused": self.paused})
-        if running is False:
-            await self._cancel(list(self._active))  # stop: running items go back to pending
+        async with self._turn:
+            if running is not None:
+                self.running = running
+            if paused is not None:
+                self.paused = paused
+            state = {"running": self.running, "paused": self.paused}
+            await self._library.set_meta(STATE_KEY, state)
+            if running is False:
+                await self._cancel(list(self._active))  # stop: running items go back to pending
         event = {
             (True, None): EventType.QUEUE_STARTED,
             (False, None): EventType.QUEUE_STOPPED,
