@@ -67,12 +67,16 @@ class FileLogging:
         self._listener.start()
         package = logging.getLogger(PACKAGE_LOGGER)
         package.addHandler(self._queue_handler)
+        # asyncio reports what escaped a task ("Task exception was never retrieved"): a bug of
+        # ours, which belongs in error.log, not only on the console.
+        logging.getLogger("asyncio").addHandler(self._queue_handler)
         if package.level == logging.NOTSET or package.level > logging.getLevelName(self._level):
             package.setLevel(self._level)
 
     def stop(self) -> None:
         """Detach and flush; joins the listener thread."""
         logging.getLogger(PACKAGE_LOGGER).removeHandler(self._queue_handler)
+        logging.getLogger("asyncio").removeHandler(self._queue_handler)
         if self._listener is not None:
             self._listener.stop()
             for handler in self._listener.handlers:

@@ -170,6 +170,56 @@ async def test_html5_hoster_download_lands_byte_identical(
     assert progress and progress[-1].data["progress"]["percent"] == 100.0
 
 
+async def test_a_library_folder_reached_through_a_symlink(
+    service: Service, media_set: MediaSet
+) -> None:
+    # The final path has its symlinks resolved; its library-relative path must be taken from
+    # the resolved library folder too, or recording every finished download failed.
+    link = service.options.library_path.with_name("library-link")
+    link.symlink_to(service.options.library_path)
+    await service.call("PUT", "/api/config", json={"library_path": str(link)})
+    (item_id,) = await service.queue([(1, 1)])
+    done = await service.wait_item(item_id, EventType.DOWNLOAD_COMPLETE, EventType.DOWNLOAD_FAILED)
+    assert done.type is EventType.DOWNLOAD_COMPLETE, done.data
+    assert sha256(Path(done.data["file_path"])) == sha256(media_set.mp4)
+    detail = await service.call("GET", f"/api/anime/{KAIJU}")
+    local = {(e["season"], e["episode"]) for e in detail["episodes"] if e["state"] == "local"}
+    assert local == {(1, 1)}
+
+
+async def test_the_library_folder_changed_during_a_download(
+    service: Service, media_set: MediaSet
+) -> None:
+    # The download finishes where it started; its item completes (it stayed 'downloading'
+    # for good, with the error only on the console).
+    control = service.site.control
+    control.media_rate_bps = 2_000_000
+    (item_id,) = await service.queue([(1, 1)])
+    await control.wait_for("media")
+    other = service.options.library_path.with_name("library2")
+    other.mkdir()
+    await service.call("PUT", "/api/config", json={"library_path": str(other)})
+    control.media_rate_bps = None
+    done = await service.wait_item(item_id, EventType.DOWNLOAD_COMPLETE, EventType.DOWNLOAD_FAILED)
+    assert done.type is EventType.DOWNLOAD_COMPLETE, done.data
+    assert Path(done.data["file_path"]).is_relative_to(service.options.library_path)
+    assert (await service.item(item_id))["status"] == "completed"
+
+
+async def test_an_unexpected_error_recording_a_download_never_strands_the_item(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug in the bookkeeping")
+
+    monkeypatch.setattr(service.client.app[keys.LIBRARY].store, "mark_local", broken)
+    (item_id,) = await service.queue([(1, 1)])
+    failed = await service.wait_item(item_id, EventType.DOWNLOAD_FAILED)
+    assert "a bug in the bookkeeping" in failed.data["error"]["message"]
+    item = await service.item(item_id)
+    assert item["status"] == "pending" and item["retry_count"] == 1  # not 'downloading'
+
+
 async def test_jwplayer_hls_film_download(service: Service) -> None:
     (item_id,) = await service.queue([(0, 2)])  # film 2: German Sub, Filemoon JW Player + HLS
     done = await service.wait_item(item_id, EventType.DOWNLOAD_COMPLETE, EventType.DOWNLOAD_FAILED)

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import importlib
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,8 @@ class Landed:
     language: str
     size_mb: float
     replaced: str | None = None  # library-relative path of the file the upgrade removed
+    #: path relative to the library folder the download started in (the setting may change)
+    relative: str = ""
 
 
 def language_order(series: SeriesRecord, settings: Settings) -> list[str]:
@@ -139,6 +142,8 @@ class EpisodeJob:
         await asyncio.to_thread(importlib.import_module, f"{__package__}.downloader")
         from .downloader import Downloader  # loaded now: this import only looks it up
 
+        # One library folder for the whole attempt, even if the setting changes meanwhile.
+        root = self._parts.root()
         downloader = Downloader(
             min_free_space_mb=downloads["min_free_space_mb"],
             verify=downloads["verify"],
@@ -148,7 +153,7 @@ class EpisodeJob:
         for candidate in candidates:
             # Rendering resolves symlinks to prove confinement: file-system work, off the loop.
             base = await asyncio.to_thread(
-                self._target_base, series, item, title, candidate, downloads["episode_path"]
+                self._target_base, root, series, item, title, candidate, downloads["episode_path"]
             )
             await self._parts.store.set_part_base(item.id, str(base), candidate.language.value)
             try:
@@ -166,7 +171,11 @@ class EpisodeJob:
                 continue
             replaced = await self._replace_older(series, item, path)
             size_mb = round((await asyncio.to_thread(path.stat)).st_size / 2**20, 2)
-            return Landed(path, candidate.language.value, size_mb, replaced)
+            # The final path has its symlinks resolved (confine proves it lies inside): so must
+            # the root it is relative to, or a library folder reached through a symlink fails.
+            real_root = await asyncio.to_thread(os.path.realpath, root)
+            relative = path.relative_to(real_root).as_posix()
+            return Landed(path, candidate.language.value, size_mb, replaced, relative)
         raise AllHostersFailedError(
             f"all {len(candidates)} hosters failed; last: {attempts[-1]['message']}",
             details={"attempts": attempts[-len(candidates) :]},
@@ -228,13 +237,13 @@ class EpisodeJob:
 
     def _target_base(
         self,
+        root: Path,
         series: SeriesRecord,
         item: QueueItem,
         title: str | None,
         candidate: Candidate,
         template: str,
     ) -> Path:
-        root = self._parts.root()
         # The folder exists for every series the library knows (a scan found it, or adding
         # the series made it). Gone, it is most likely an unmounted drive or share: writing
         # would create it on the disk below the mount point, hidden once the share is back.

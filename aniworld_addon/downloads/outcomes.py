@@ -59,7 +59,7 @@ class Outcomes:
         await self._parts.blocklist.forget_episode(
             item.provider, item.series_key, item.season, item.episode
         )
-        relative = path.relative_to(self._parts.root()).as_posix()
+        relative = landed.relative
         await self._parts.store.complete(
             item.id, str(path), landed.language, landed.size_mb, self._parts.clock(), attempts
         )

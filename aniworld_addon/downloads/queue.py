@@ -187,9 +187,16 @@ class DownloadQueue:
                 item, lambda: self._outcomes.failed(item, internal, attempts)
             )
             return
-        await self._outcomes.until_stored(
-            item, lambda: self._outcomes.completed(item, landed, attempts)
-        )
+        try:
+            await self._outcomes.until_stored(
+                item, lambda: self._outcomes.completed(item, landed, attempts)
+            )
+        except Exception as err:  # never leave the item 'downloading' with nothing running it
+            _LOGGER.exception("%s: recording the finished download failed", label(item))
+            unrecorded = AppError(f"internal error recording {landed.path}: {err}")
+            await self._outcomes.until_stored(
+                item, lambda: self._outcomes.failed(item, unrecorded, attempts)
+            )
 
     def _on_progress(self, item: QueueItem, progress: Progress) -> None:
         data = progress.to_dict()
