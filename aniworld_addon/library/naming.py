@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ..errors import PathOutsideLibraryError, ValidationError
 from .episode_tags import VIDEO_EXTENSIONS, EpisodeNumber, is_temp_part, parse_episodes
+from .scanner import MAX_DEPTH
 
 if TYPE_CHECKING:
     from .scanner import LocalFile
@@ -212,6 +213,11 @@ def render_episode_path(
 ) -> PurePosixPath:
     """The episode path relative to its series folder, without the extension."""
     segments = _compile(template, "episode_path")
+    if len(segments) - 1 > MAX_DEPTH:  # the scan would never find the file
+        raise ValidationError(
+            f"the episode path nests {len(segments) - 1} folders; a scan reads at most"
+            f" {MAX_DEPTH} below a series folder"
+        )
     try:
         number = EpisodeNumber(season, episode)
     except ValueError as err:

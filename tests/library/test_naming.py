@@ -39,6 +39,7 @@ TEMPLATES = [
     "{Series TitleYear}/Season {season}/{Series Title} S{season:00}E{episode:000} {Language}",
     "{Episode Title} S{season}E{episode} {Series Title}",
     "{Language}/{Series Title}.s{season:00}e{episode:00}.{Episode Title}",
+    "d/" * 12 + "S{season:00}E{episode:00}",  # as deep as the scan reads
 ]
 HYPOTHESIS = settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
 # Deterministic (the same examples on every run and in CI), bounded, no per-example deadline.
@@ -415,6 +416,8 @@ def test_sanitized_components_are_always_safe(text: str, max_bytes: int) -> None
         ("S{season:00}x{episode:00}", "episode_path", "S{season:00}E{episode:00}"),
         ("Show{Series Title}S{season}E{episode}", "episode_path", "S{season:00}E{episode:00}"),
         ("{Episode Title}/S{season:00}E{episode:00}", "episode_path", "empty name"),
+        # Deeper than the scan reads: the file would be downloaded again after every rescan.
+        ("d/" * 13 + "S{season:00}E{episode:00}", "episode_path", "nests 13 folders"),
     ],
 )
 def test_invalid_templates_are_refused_with_a_reason(

@@ -20,6 +20,7 @@ from aniworld_addon.errors import ValidationError
 from aniworld_addon.library import scanner
 from aniworld_addon.library import sidecar as sidecar_module
 from aniworld_addon.library.episode_tags import EpisodeNumber
+from aniworld_addon.library.naming import render_episode_path, validate_template
 from aniworld_addon.library.scanner import LibraryError, LocalSeries, ScanResult, scan_library
 from aniworld_addon.library.sidecar import SIDECAR_NAME, SeriesIdentity, write_sidecar
 
@@ -253,6 +254,19 @@ def test_names_that_are_not_utf8_are_left_out_and_named(tmp_path: Path) -> None:
     assert show.identity is None and show.error.encode("utf-8")  # storable text
     again = scan_library(tmp_path, result.cache)  # from the cache: still said
     assert again.series[1].error == show.error and again.unreadable == result.unreadable
+
+
+def test_the_deepest_episode_path_a_template_may_have_is_scanned(tmp_path: Path) -> None:
+    # What a download writes, a rescan must find: else it is queued again after every rescan.
+    template = "d/" * scanner.MAX_DEPTH + "S{season:00}E{episode:00}"
+    relative = render_episode_path(template, series_title="Show", year=None, season=1, episode=2)
+    file = tmp_path / "Show" / f"{relative}.mkv"
+    file.parent.mkdir(parents=True)
+    file.touch()
+    (series,) = scan_library(tmp_path).series
+    assert series.episodes.keys() == {ep(1, 2)} and series.error is None
+    with pytest.raises(ValidationError, match="nests 13 folders"):
+        validate_template("d/" + template, "episode_path")
 
 
 def test_series_are_sorted_and_progress_is_reported_per_folder(tmp_path: Path) -> None:
