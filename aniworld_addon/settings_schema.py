@@ -58,8 +58,14 @@ def http_url(value: Any) -> str:
     if not isinstance(value, str):
         raise vol.Invalid("must be a URL string")
     parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise vol.Invalid("must be an absolute http:// or https:// URL")
+    try:
+        port = parts.port  # urlsplit checks the range only when asked
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise vol.Invalid("the port must be a number from 1 to 65535")
     return value.strip().rstrip("/")
 
 
@@ -143,7 +149,8 @@ SETTINGS_SCHEMA: Final = vol.Schema(
             ),
             vol.Required("series_folder"): template("series_folder"),
             vol.Required("episode_path"): template("episode_path"),
-            vol.Required("min_free_space_mb"): vol.All(strict_int, vol.Range(min=0)),
+            # Past 2**40 MB (an exabyte) no disk qualifies, and free-space math overflows.
+            vol.Required("min_free_space_mb"): vol.All(strict_int, vol.Range(min=0, max=2**40)),
             vol.Required("verify"): bool,
             vol.Required("upgrade"): bool,
         },

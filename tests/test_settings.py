@@ -63,6 +63,20 @@ async def test_invalid_update_is_refused_with_every_problem(
     } <= paths
     assert any(p.startswith("languages") for p in paths)
     assert (options.data_path / "config.json").read_text() == before
+    # Values the schema once took and the service then failed on with a traceback: a
+    # 401-digit free-space minimum (float overflow) and a port no socket can connect to.
+    response = await authed.client.put(
+        "/api/config",
+        json={
+            "downloads": {"min_free_space_mb": 10**400},
+            "providers": {"aniworld": {"url": "http://127.0.0.1:99999"}},
+        },
+        headers=authed.headers,
+    )
+    assert response.status == 400
+    paths = {d["path"] for d in (await response.json())["error"]["details"]}
+    assert paths == {"downloads.min_free_space_mb", "providers.aniworld.url"}
+    assert (options.data_path / "config.json").read_text() == before
 
 
 async def test_template_escaping_the_library_is_refused(authed: Authed) -> None:
