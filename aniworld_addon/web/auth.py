@@ -115,8 +115,11 @@ class AuthService:
     async def verify_password(self, password: str) -> bool:
         """Compare with the stored hash in a worker thread (bcrypt is slow by design)."""
         row = await self._db.fetchone("SELECT password_hash FROM auth_master WHERE id = 1")
-        candidate = password.encode()[:72]  # bcrypt ignores bytes past 72; make it explicit
-        if row is None:
+        encoded = password.encode()
+        # bcrypt reads 72 bytes; setup refuses longer passwords, so a longer one is wrong (else
+        # the master password plus anything would log in). Hashed all the same: equal cost.
+        candidate = encoded[:72]
+        if row is None or len(encoded) > 72:
             # Same cost whether configured or not, so timing tells nothing.
             await asyncio.to_thread(bcrypt.hashpw, candidate, bcrypt.gensalt(self._rounds))
             return False

@@ -52,13 +52,25 @@ class LoginLimiter:
                 details={"reason": "rate_limited"},
             )
 
-    def record(self, address: str, *, success: bool) -> None:
-        """Count an attempt; success resets the failure streak."""
+    def begin(self, address: str) -> None:
+        """check(), and count the attempt before its password is checked.
+
+        Counting only after the (slow) check let a burst of parallel requests all pass check()
+        before any of them was counted: every password of the burst was tried.
+        """
+        self.check(address)
         now = self.clock()
         state = self._state.setdefault(address, _AddressState())
         state.last_seen = now
-        _expire(state.attempts, now)
         state.attempts.append(now)
+        if len(self._state) > MAX_TRACKED:
+            self._forget_idle(now)
+
+    def record(self, address: str, *, success: bool) -> None:
+        """The outcome of an attempt begin() counted; success resets the failure streak."""
+        now = self.clock()
+        state = self._state.setdefault(address, _AddressState())
+        state.last_seen = now
         if success:
             state.failures_in_a_row = 0
             return
@@ -66,8 +78,6 @@ class LoginLimiter:
         if state.failures_in_a_row >= FAILURES_BEFORE_LOCKOUT:
             state.locked_until = now + LOCKOUT_S
             state.failures_in_a_row = 0
-        if len(self._state) > MAX_TRACKED:
-            self._forget_idle(now)
 
     def _forget_idle(self, now: float) -> None:
         # Bounded memory under an address-spraying attack: idle, unlocked entries go first.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -165,6 +166,29 @@ async def test_login_rate_limit_is_five_a_minute(authed: Authed) -> None:
     assert (await limited.json())["error"]["code"] == "rate_limited"
     now[0] += 61
     assert (await client.post("/api/auth/login", json={"password": PASSWORD})).status == 200
+
+
+async def test_a_burst_of_parallel_logins_tries_five_passwords_at_most(authed: Authed) -> None:
+    # Counted only after the slow password check, a burst all passed the limit together:
+    # 100 parallel guesses were all tried (with the right one among them, it logged in).
+    client = authed.client
+    limiter = client.app[keys.LOGIN_LIMITER]
+    limiter.clock = lambda: 1000.0
+    guesses = [f"wrong password {n}" for n in range(20)]
+    responses = await asyncio.gather(
+        *(client.post("/api/auth/login", json={"password": guess}) for guess in guesses)
+    )
+    statuses = [response.status for response in responses]
+    assert (statuses.count(401), statuses.count(429)) == (5, 15)
+
+
+async def test_bytes_past_the_72_bcrypt_reads_do_not_log_in(client: TestClient[Any, Any]) -> None:
+    master = "m" * 72  # the longest master password setup takes
+    assert (await client.post("/api/auth/setup", json={"master_password": master})).status == 200
+    for longer in (master + "anything", master + "\u00fc"):
+        response = await client.post("/api/auth/login", json={"password": longer})
+        assert response.status == 401
+    assert (await client.post("/api/auth/login", json={"password": master})).status == 200
 
 
 async def test_ten_failures_in_a_row_lock_out_for_fifteen_minutes(authed: Authed) -> None:

@@ -110,7 +110,7 @@ async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LOGIN_SCHEMA)
     limiter = request.app[keys.LOGIN_LIMITER]
     address = _client_address(request)
-    limiter.check(address)
+    limiter.begin(address)
     auth = request.app[keys.AUTH]
     ok = await auth.verify_password(body["password"])
     limiter.record(address, success=ok)
