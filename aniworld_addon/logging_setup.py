@@ -6,6 +6,8 @@ import logging
 import logging.handlers
 import queue
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -27,6 +29,44 @@ def configure_console(level: str) -> None:
     root.setLevel(level.upper())
     # aiohttp's access log at info would drown the app's own lines on a busy panel.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    throttle_asyncio_logger()
+
+
+class RepeatThrottle(logging.Filter):
+    """Lets a message through at most once per interval, then says how many it held back.
+
+    asyncio reports some errors once per loop turn ("socket.accept() out of system resource"
+    while file descriptors run out): thousands a second, enough to rotate every log file away.
+    """
+
+    def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.interval_s = interval_s
+        self.clock = clock
+        self._last: dict[tuple[str, int], float] = {}
+        self._held: dict[tuple[str, int], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (str(record.msg), record.levelno)  # the message before its arguments
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return False
+        if len(self._last) >= 1000:  # bounded: forget the old ones
+            self._last.clear()
+        self._last[key] = now
+        held = self._held.pop(key, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more like it in the last {self.interval_s:.0f} s)"
+        return True
+
+
+def throttle_asyncio_logger() -> None:
+    """Throttle the asyncio logger's repeats (once per process, however often called)."""
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, RepeatThrottle) for f in logger.filters):
+        logger.addFilter(RepeatThrottle())
 
 
 class _OnlyDownloads(logging.Filter):
@@ -69,6 +109,7 @@ class FileLogging:
         package.addHandler(self._queue_handler)
         # asyncio reports what escaped a task ("Task exception was never retrieved"): a bug of
         # ours, which belongs in error.log, not only on the console.
+        throttle_asyncio_logger()
         logging.getLogger("asyncio").addHandler(self._queue_handler)
         if package.level == logging.NOTSET or package.level > logging.getLevelName(self._level):
             package.setLevel(self._level)
