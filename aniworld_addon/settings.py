@@ -96,9 +96,22 @@ def migrate_document(doc: dict[str, Any]) -> tuple[dict[str, Any], int]:
         )
     version = found
     while version < CONFIG_VERSION:
-        doc = MIGRATIONS[version](doc)
+        try:
+            doc = MIGRATIONS[version](doc)
+        except (TypeError, AttributeError, ValueError) as err:  # a section of the wrong type
+            raise ValidationError(
+                f"config version {version} cannot be migrated: {type(err).__name__}: {err}"
+            ) from err
         version += 1
     return doc, found
+
+
+def _parse_json(text: str, what: str) -> Any:
+    """json.loads, with nesting past the parser's stack as a ValueError like any bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply") from None
 
 
 @dataclass(slots=True, frozen=True)
@@ -159,7 +172,7 @@ class Settings:
             atomic_write_text(self._path, _dump(DEFAULT_CONFIG))
             return defaults()
         try:
-            raw = json.loads(self._path.read_text(encoding="utf-8"))
+            raw = _parse_json(self._path.read_text(encoding="utf-8"), "config.json")
             if not isinstance(raw, dict):
                 raise ValidationError("config.json does not hold a JSON object")
             migrated, found = migrate_document(raw)
@@ -246,9 +259,10 @@ class Settings:
         """Make a backup the current settings (migrated and validated first)."""
         path = await asyncio.to_thread(self._backup_path, name)
         try:
-            raw = json.loads(await asyncio.to_thread(path.read_text, encoding="utf-8"))
+            text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+            raw = _parse_json(text, f"backup {name!r}")
         except ValueError as err:
-            raise ValidationError(f"backup {name!r} is not valid JSON") from err
+            raise ValidationError(f"backup {name!r} is not valid JSON ({err})") from err
         if not isinstance(raw, dict):
             raise ValidationError(f"backup {name!r} does not hold a JSON object")
         migrated, _ = migrate_document(raw)

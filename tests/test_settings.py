@@ -6,12 +6,24 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from aniworld_addon.app import create_app
 from aniworld_addon.const import CONFIG_BACKUPS_KEPT
 from aniworld_addon.options import Options
 from aniworld_addon.settings_schema import CONFIG_VERSION, DEFAULT_CONFIG
 
 from .conftest import AiohttpClient, Authed
+
+# Damaged documents: a syntax error; sections of the wrong type, which the migration of an
+# unversioned document once tripped over (TypeError: the service did not start); nesting past
+# the parser's stack (RecursionError).
+DAMAGED_CONFIGS = [
+    '{"version": 1, "languages": [',
+    '{"downloads": 5}',
+    '{"downloads": [1, 2]}',
+    '{"a": ' + "[" * 5000 + "]" * 5000 + "}",
+]
 
 
 async def test_defaults_written_on_first_start(authed: Authed, options: Options) -> None:
@@ -138,6 +150,21 @@ async def test_restore_delete_reset_export(authed: Authed) -> None:
     assert traversal.status == 404
 
 
+@pytest.mark.parametrize("damaged", DAMAGED_CONFIGS, ids=["syntax", "int", "list", "deep"])
+async def test_a_damaged_backup_is_refused_on_restore(
+    authed: Authed, options: Options, damaged: str
+) -> None:
+    before = (options.data_path / "config.json").read_text()
+    name = "config-20260101T000000-000000.json"
+    (options.data_path / "config_backups" / name).write_text(damaged)
+    response = await authed.client.post(
+        f"/api/config/backups/{name}/restore", headers=authed.headers
+    )
+    assert response.status == 400, await response.text()
+    assert (await response.json())["error"]["code"] == "validation_error"
+    assert (options.data_path / "config.json").read_text() == before
+
+
 async def test_directory_is_checked_and_stored(authed: Authed, tmp_path: Path) -> None:
     client = authed.client
     target = tmp_path / "anime"
@@ -159,17 +186,18 @@ async def test_directory_is_checked_and_stored(authed: Authed, tmp_path: Path) -
     assert relative.status == 400
 
 
+@pytest.mark.parametrize("damaged", DAMAGED_CONFIGS, ids=["syntax", "int", "list", "deep"])
 async def test_corrupt_config_is_moved_aside_and_defaults_used(
-    aiohttp_client: AiohttpClient, options: Options, caplog: Any
+    aiohttp_client: AiohttpClient, options: Options, caplog: Any, damaged: str
 ) -> None:
     options.data_path.mkdir(parents=True)
-    (options.data_path / "config.json").write_text('{"version": 1, "languages": [')
+    (options.data_path / "config.json").write_text(damaged)
     client = await aiohttp_client(create_app(options))
     status = await (await client.get("/health")).json()
     assert status["status"] in ("healthy", "degraded")
     aside = list(options.data_path.glob("config.json.corrupt-*"))
     assert len(aside) == 1
-    assert aside[0].read_text() == '{"version": 1, "languages": ['
+    assert aside[0].read_text() == damaged
     assert json.loads((options.data_path / "config.json").read_text()) == DEFAULT_CONFIG
     assert any("config.json was unusable" in r.getMessage() for r in caplog.records)
 
