@@ -53,6 +53,7 @@ QUEUE_COMMANDS: Final[dict[str, dict[str, bool]]] = {
 }
 SWITCH_PAYLOADS: Final = {PAYLOAD_ON: True, PAYLOAD_OFF: False}
 PROGRESS_STEP: Final = 1.0  # percent
+MAX_COMMAND_CHARS: Final = 64  # the longest command is a few letters
 _QUEUE_EVENTS: Final = frozenset(
     {
         EventType.QUEUE_STATUS,
@@ -304,6 +305,9 @@ class MqttBridge:
 
     def _command(self, topic: str, text: str) -> None:
         topics = self.topics
+        if len(text) > MAX_COMMAND_CHARS:  # no command is this long; never log all of it
+            _LOGGER.warning("MQTT: ignored a %d-character payload on %s", len(text), topic)
+            return
         if topic in (topics.command(COMMAND_RESCAN), topics.command(COMMAND_DOWNLOAD_MISSING)):
             if text.upper() != PAYLOAD_PRESS:
                 _LOGGER.warning("MQTT: ignored %r on %s (expected PRESS)", text, topic)

@@ -82,3 +82,17 @@ async def test_paused_switch_pauses_and_resumes_the_real_queue(running: Running)
     assert status["is_paused"] is False
     queue_state = watcher.on("aniworld/queue")[-1].json()
     assert (queue_state["state"], queue_state["is_paused"]) == ("running", False)
+
+
+async def test_a_huge_command_payload_is_ignored_without_logging_it(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Logged whole, four 6 MiB payloads from any client on the broker rotated every log away.
+    watcher = running.watcher
+    mark = len(watcher.messages)
+    watcher.publish("aniworld/command/queue", "X" * 2**20)
+    watcher.publish("aniworld/command/queue", "pause")  # after it, on the same topic
+    await watcher.wait_message("aniworld/queue/paused", "ON", after=mark)
+    ignored = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert ignored == ["MQTT: ignored a 1048576-character payload on aniworld/command/queue"]
+    assert max(len(r.getMessage()) for r in caplog.records) < 1000
