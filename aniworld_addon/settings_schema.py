@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -85,10 +86,23 @@ def cron(value: Any) -> str | None:
     from apscheduler.triggers.cron import CronTrigger
 
     try:
-        CronTrigger.from_crontab(value)
+        trigger = CronTrigger.from_crontab(value)
     except ValueError as err:
         raise vol.Invalid(f"not a valid crontab expression: {err}") from err
+    # "0 0 30 2 *" parses but never fires: the job would silently never run, and every look
+    # at its next run would search up to the year 9999.
+    if trigger.get_next_fire_time(None, datetime.now(trigger.timezone)) is None:
+        raise vol.Invalid(f"the crontab expression {value!r} never fires")
     return value
+
+
+def _distinct_prefixes(section: dict[str, Any]) -> dict[str, Any]:
+    # <topic_prefix>/status is our availability topic and <discovery_prefix>/status Home
+    # Assistant's birth topic: one prefix for both, and our own "online" reads as a birth, which
+    # makes us publish everything again, and again.
+    if section["topic_prefix"] == section["discovery_prefix"]:
+        raise vol.Invalid("must differ from discovery_prefix", path=["topic_prefix"])
+    return section
 
 
 def template(kind: str) -> Any:
@@ -162,11 +176,14 @@ SETTINGS_SCHEMA: Final = vol.Schema(
             ),
             vol.Required("auto_download"): bool,
         },
-        vol.Required("mqtt"): {
-            vol.Required("enabled"): bool,
-            vol.Required("topic_prefix"): topic,
-            vol.Required("discovery_prefix"): topic,
-        },
+        vol.Required("mqtt"): vol.All(
+            {
+                vol.Required("enabled"): bool,
+                vol.Required("topic_prefix"): topic,
+                vol.Required("discovery_prefix"): topic,
+            },
+            _distinct_prefixes,
+        ),
         vol.Required("notifications"): {
             vol.Required("webhooks"): vol.All([http_url], vol.Length(max=20)),
         },

@@ -89,6 +89,23 @@ async def test_invalid_update_is_refused_with_every_problem(
     paths = {d["path"] for d in (await response.json())["error"]["details"]}
     assert paths == {"downloads.min_free_space_mb", "providers.aniworld.url"}
     assert (options.data_path / "config.json").read_text() == before
+    # A topic prefix equal to the discovery prefix makes our "online" read as Home Assistant's
+    # birth: endless republishing. A cron that never fires stops rescans without a word, and
+    # each look at its next run searched up to the year 9999 on the event loop.
+    response = await authed.client.put(
+        "/api/config",
+        json={
+            "mqtt": {"topic_prefix": "homeassistant"},
+            "scheduler": {"rescan_cron": "0 0 30 2 *"},
+        },
+        headers=authed.headers,
+    )
+    assert response.status == 400
+    details = (await response.json())["error"]["details"]
+    assert {d["path"]: d["message"] for d in details} == {
+        "mqtt.topic_prefix": "must differ from discovery_prefix",
+        "scheduler.rescan_cron": "the crontab expression '0 0 30 2 *' never fires",
+    }
 
 
 async def test_template_escaping_the_library_is_refused(authed: Authed) -> None:
