@@ -345,6 +345,18 @@ async def test_stop_or_remove_while_the_queue_launches_leaves_nothing_running(
         assert status["pending_queue"] == []
 
 
+async def test_items_that_start_are_announced_with_the_new_counts(service: Service) -> None:
+    # MQTT's queue state follows queue_status: without one at the start, it showed the items
+    # as pending for as long as they downloaded.
+    service.site.control.media_rate_bps = 20_000
+    (item_id,) = await service.queue([(1, 1)])
+    started = await service.wait_event(
+        lambda e: e.type is EventType.QUEUE_STATUS and e.data["action"] == "started"
+    )
+    assert started.data["item_ids"] == [item_id]
+    assert (started.data["active"], started.data["pending"]) == (1, 0)
+
+
 async def test_pause_resume_stop_start(service: Service) -> None:
     control = service.site.control
     await service.call("POST", "/api/queue/pause")

@@ -134,22 +134,27 @@ class DownloadQueue:
 
     async def _dispatch_once(self) -> float | None:
         """Start what fits; the seconds until the next backoff ends (None: nothing waits)."""
+        started: list[int] = []
         async with self._turn:
             while self.running and not self.paused and len(self._active) < self._max_concurrent():
                 item = await self.store.next_pending(self.clock())
                 if item is None:
                     break
-                await self._launch(item)
+                if await self._launch(item):
+                    started.append(item.id)
+        if started:  # pending and active counts changed: MQTT's queue state shows them
+            await self._publish_status("started", started)
         upcoming = await self.store.next_wakeup(self.clock())
         return None if upcoming is None else max(0.0, upcoming - self.clock())
 
-    async def _launch(self, item: QueueItem) -> None:
+    async def _launch(self, item: QueueItem) -> bool:
         if not await self.store.claim(item.id, self.clock()):
-            return
+            return False
         self._progress[item.id] = {}
         task = asyncio.get_running_loop().create_task(self._run(item), name=f"download:{item.id}")
         self._active[item.id] = task
         task.add_done_callback(functools.partial(self._finished, item.id))
+        return True
 
     def _finished(self, item_id: int, _task: asyncio.Task[None]) -> None:
         self._active.pop(item_id, None)
