@@ -12,6 +12,7 @@ from typing import Any, Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..events import Event, EventBus, Room, Subscription
+from ..keys import IDENTITY
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,10 +43,12 @@ class WsClient:
         buffer: int,
         client_id: int,
         transport: asyncio.Transport | None = None,
+        token_id: str | None = None,
     ) -> None:
         self.ws = ws
         self.transport = transport
         self.id = client_id
+        self.token_id = token_id  # the session or API token it connected with (None: ingress)
         self.rooms: set[Room] = set()
         self.queue: asyncio.Queue[str] = asyncio.Queue(buffer)
         self.slow = False
@@ -105,7 +108,23 @@ class WebSocketHub:
         self._closers.add(closer)
         closer.add_done_callback(self._closers.discard)
 
-    async def _close(self, client: WsClient, *, slow: bool = False) -> None:
+    def drop_credential(self, token_id: str) -> int:
+        """Close the connections a revoked session or API token opened; how many there were.
+
+        Credentials are checked at the upgrade only: without this, a socket opened before a
+        logout or a token's deletion went on receiving every event.
+        """
+        dropped = [c for c in self._clients.values() if c.token_id == token_id]
+        for client in dropped:
+            self._clients.pop(client.id, None)
+            if client.writer is not None:
+                client.writer.cancel()
+            closer = asyncio.get_running_loop().create_task(self._close(client, revoked=True))
+            self._closers.add(closer)
+            closer.add_done_callback(self._closers.discard)
+        return len(dropped)
+
+    async def _close(self, client: WsClient, *, slow: bool = False, revoked: bool = False) -> None:
         transport = client.transport
         if slow and transport is not None:
             # Its buffers are full by definition: a close frame would wait behind them for a
@@ -115,7 +134,12 @@ class WebSocketHub:
             return
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+                if revoked:
+                    await client.ws.close(
+                        code=WSCloseCode.POLICY_VIOLATION, message=b"credentials revoked"
+                    )
+                else:
+                    await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
         except (TimeoutError, ConnectionError):
             pass
         except asyncio.CancelledError:
@@ -145,7 +169,9 @@ class WebSocketHub:
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE)
         await ws.prepare(request)
         self._next_id += 1
-        client = WsClient(ws, self._buffer, self._next_id, request.transport)
+        identity = request.get(IDENTITY)
+        token_id = identity.token_id if identity is not None else None
+        client = WsClient(ws, self._buffer, self._next_id, request.transport, token_id)
         self._clients[client.id] = client
         client.writer = asyncio.get_running_loop().create_task(
             client.write_loop(), name=f"ws-writer:{client.id}"

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiohttp import WSCloseCode
 from aiohttp.test_utils import TestClient
 
 from aniworld_addon import keys
@@ -220,3 +221,30 @@ async def test_websocket_upgrade_needs_credentials(
     hello = await ws.receive_json()
     assert hello["type"] == "connected"
     await ws.close()
+
+
+async def test_revoking_a_credential_closes_the_sockets_it_opened(authed: Authed) -> None:
+    # Credentials are checked at the upgrade: an open socket went on receiving every event
+    # after its session logged out or its API token was deleted.
+    client = authed.client
+    created = await client.post("/api/auth/tokens", json={"name": "tv"}, headers=authed.headers)
+    token = await created.json()
+    login = await client.post("/api/auth/login", json={"password": PASSWORD})
+    csrf = (await login.json())["csrf_token"]
+    api_ws = await client.ws_connect(
+        "/ws/connect", headers={"Authorization": f"Bearer {token['token']}"}
+    )
+    session_ws = await client.ws_connect("/ws/connect")  # the session cookie of the login
+    other_ws = await client.ws_connect("/ws/connect", headers=authed.headers)
+    for ws in (api_ws, session_ws, other_ws):
+        assert (await ws.receive_json())["type"] == "connected"
+    deleted = await client.delete(f"/api/auth/tokens/{token['id']}", headers=authed.headers)
+    assert deleted.status == 200
+    await api_ws.receive(timeout=10)  # a bound for failing, not a wait for success
+    assert (api_ws.closed, api_ws.close_code) == (True, WSCloseCode.POLICY_VIOLATION)
+    assert (await client.post("/api/auth/logout", headers={CSRF_HEADER: csrf})).status == 200
+    await session_ws.receive(timeout=10)
+    assert (session_ws.closed, session_ws.close_code) == (True, WSCloseCode.POLICY_VIOLATION)
+    await other_ws.send_json({"action": "ping"})
+    assert (await other_ws.receive_json())["type"] == "pong"  # the others stay
+    await other_ws.close()

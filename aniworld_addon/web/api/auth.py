@@ -125,6 +125,7 @@ async def logout(request: web.Request) -> web.Response:
     identity = request[keys.IDENTITY]
     if identity is not None and identity.kind == "session" and identity.token_id:
         await request.app[keys.AUTH].revoke(identity.token_id, "session")
+        request.app[keys.WS_HUB].drop_credential(identity.token_id)
     response = json_response({"ok": True})
     response.del_cookie(SESSION_COOKIE, path="/")
     response.del_cookie(CSRF_COOKIE, path="/")
@@ -187,6 +188,8 @@ async def create_token(request: web.Request) -> web.Response:
 @routes.api("DELETE", "/api/auth/tokens/{id}", ApiDoc("Revoke an API token", TAG, None, OK))
 async def delete_token(request: web.Request) -> web.Response:
     """Revoke one API token; 404 if unknown."""
-    if not await request.app[keys.AUTH].revoke(request.match_info["id"], "api"):
+    token_id = request.match_info["id"]
+    if not await request.app[keys.AUTH].revoke(token_id, "api"):
         raise NotFoundError("no such API token")
+    request.app[keys.WS_HUB].drop_credential(token_id)
     return json_response({"ok": True})
