@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Self
@@ -21,10 +23,12 @@ from ..settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
 
-TIMEOUT_S: Final = 5.0
+TIMEOUT_S: Final = 5.0  # per connect and per read
+# A whole attempt: a receiver that trickles a byte every few seconds never trips a read timeout.
+DEADLINE_S: Final = 15.0
 ATTEMPTS: Final = 3
 RETRY_DELAYS_S: Final = (2.0, 10.0)
-MAX_IN_FLIGHT: Final = 8
+MAX_IN_FLIGHT: Final = 8  # per URL: a hanging receiver must not cost the others their events
 WEBHOOK_EVENTS: Final = frozenset(
     {EventType.DOWNLOAD_COMPLETE, EventType.DOWNLOAD_FAILED, EventType.NEW_EPISODES_FOUND}
 )
@@ -68,6 +72,7 @@ class WebhookNotifier:
         urls: Callable[[], Sequence[str]],
         *,
         timeout_s: float = TIMEOUT_S,
+        deadline_s: float = DEADLINE_S,
         attempts: int = ATTEMPTS,
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
         max_in_flight: int = MAX_IN_FLIGHT,
@@ -76,14 +81,18 @@ class WebhookNotifier:
         self._client = client
         self._urls = urls
         self._timeout = httpx.Timeout(timeout_s)
+        self._deadline_s = deadline_s
         self._attempts = max(1, attempts)
         self._delays = tuple(retry_delays_s) or (0.0,)
         self._max_in_flight = max_in_flight
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: Counter[str] = Counter()
         self._subscription: Subscription | None = None
         self.results: dict[str, Delivery] = {}
         self.dropped = 0
+        #: deliveries dropped per URL since its last completed one (health says so)
+        self.dropped_by_url: Counter[str] = Counter()
 
     @classmethod
     def from_settings(cls, client: httpx.AsyncClient, settings: Settings, **kwargs: Any) -> Self:
@@ -116,12 +125,13 @@ class WebhookNotifier:
 
     def send(self, url: str, payload: Mapping[str, Any]) -> bool:
         """Deliver in the background; False when too many are in flight and this one is dropped."""
-        if len(self._tasks) >= self._max_in_flight:
+        if self._in_flight[url] >= self._max_in_flight:
             self.dropped += 1
+            self.dropped_by_url[url] += 1
             _LOGGER.warning(
                 "Webhook %s: %d deliveries in flight, %s dropped",
                 redact(url),
-                len(self._tasks),
+                self._in_flight[url],
                 payload.get("event"),
             )
             return False
@@ -129,11 +139,15 @@ class WebhookNotifier:
             self._deliver(url, payload), name=f"webhook:{redact(url)}"
         )
         self._tasks.add(task)
-        task.add_done_callback(self._finished)
+        self._in_flight[url] += 1
+        task.add_done_callback(functools.partial(self._finished, url))
         return True
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, url: str, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._in_flight[url] -= 1
+        if self._in_flight[url] <= 0:
+            del self._in_flight[url]
         # Retrieve the outcome here: nobody awaits a delivery, so an error would be lost.
         if not task.cancelled() and (error := task.exception()) is not None:
             _LOGGER.error("Webhook delivery crashed", exc_info=error)
@@ -143,17 +157,21 @@ class WebhookNotifier:
         error = "not attempted"
         for attempt in range(1, self._attempts + 1):
             try:
-                response = await self._client.post(
-                    url,
-                    json=payload,
-                    timeout=self._timeout,
-                    headers={"User-Agent": f"aniworld-addon/{VERSION}"},
-                )
+                async with asyncio.timeout(self._deadline_s):
+                    response = await self._client.post(
+                        url,
+                        json=payload,
+                        timeout=self._timeout,
+                        headers={"User-Agent": f"aniworld-addon/{VERSION}"},
+                    )
             except httpx.HTTPError as err:
                 error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            except TimeoutError:
+                error = f"no complete answer within {self._deadline_s:g} s"
             else:
                 if response.is_success:
                     self.results[url] = Delivery(True, self._clock(), event, attempt)
+                    self.dropped_by_url.pop(url, None)
                     return
                 error = f"HTTP {response.status_code}"
             _LOGGER.info("Webhook %s attempt %d failed: %s", redact(url), attempt, error)
@@ -182,6 +200,12 @@ class WebhookNotifier:
         if failing:
             numbers = ", ".join(f"#{n}" for n in failing)
             return CheckResult("error", f"the last delivery to webhook {numbers} failed", details)
+        dropping = [i + 1 for i, u in enumerate(urls) if self.dropped_by_url.get(u)]
+        if dropping:  # stuck receivers: nothing failed yet, but events are being lost
+            numbers = ", ".join(f"#{n}" for n in dropping)
+            return CheckResult(
+                "error", f"webhook {numbers} dropped events: too many deliveries in flight", details
+            )
         return CheckResult("ok", f"{len(urls)} webhooks, none failing", details or None)
 
     async def close(self) -> None:

@@ -30,7 +30,8 @@ EPISODE = {"item_id": 3, "provider": "aniworld", "series_key": KAIJU, "season": 
 
 
 class Receiver:
-    """A webhook receiver: /ok answers 200, /fail answers 500, /hang never answers."""
+    """A webhook receiver: /ok answers 200, /fail answers 500, /hang never answers, /trickle
+    answers 200 and then a byte every 50 ms, never finishing (each read is quick)."""
 
     def __init__(self) -> None:
         self.bodies: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -51,6 +52,13 @@ class Receiver:
             return web.Response(status=500, text="boom")
         if name == "hang":
             await self.release.wait()  # set when the server shuts down
+        if name == "trickle":
+            response = web.StreamResponse()
+            await response.prepare(request)
+            while not self.release.is_set():
+                await response.write(b" ")
+                await asyncio.sleep(0.05)  # the receiver's pace, not a wait for a condition
+            return response
         return web.json_response({"ok": True})
 
     async def wait(self, name: str, count: int, within: float = 10) -> None:
@@ -196,6 +204,42 @@ async def test_health_reports_the_failing_webhooks(
     assert by_number["2"]["error"] == "HTTP 500" and by_number["2"]["attempts"] == 3
     assert by_number["3"]["ok"] is True
     assert (await WebhookNotifier(http, list).check()).status == "disabled"
+
+
+async def test_a_stuck_receiver_costs_the_others_nothing_and_shows_in_health(
+    receiver: tuple[Receiver, Callable[[str], str]], http: httpx.AsyncClient
+) -> None:
+    # The cap on deliveries in flight was global: eight stuck deliveries to one receiver made
+    # every later event to every receiver drop, while health said "none failing".
+    hooks, url = receiver
+    urls = [url("hang"), url("ok")]
+    notifier = WebhookNotifier(http, lambda: urls, timeout_s=60, max_in_flight=3)
+    try:
+        for item_id in range(5):
+            event = Event(EventType.DOWNLOAD_COMPLETE, {**EPISODE, "item_id": item_id})
+            await notifier.on_event(event)
+            await hooks.wait("ok", item_id + 1)  # every event reaches the healthy receiver
+        assert notifier.dropped_by_url == {url("hang"): 2}
+        result = await notifier.check()
+        assert result.status == "error"
+        assert result.message == "webhook #1 dropped events: too many deliveries in flight"
+    finally:
+        await notifier.close()
+
+
+async def test_a_receiver_that_never_finishes_its_answer_times_out(
+    receiver: tuple[Receiver, Callable[[str], str]], http: httpx.AsyncClient
+) -> None:
+    # A byte every 50 ms never trips the per-read timeout: the attempt needs its own deadline.
+    _hooks, url = receiver
+    notifier = WebhookNotifier(
+        http, lambda: [url("trickle")], timeout_s=5, deadline_s=0.5, attempts=1
+    )
+    await notifier.on_event(Event(EventType.DOWNLOAD_COMPLETE, EPISODE))
+    await notifier.wait_idle()
+    delivery = notifier.results[url("trickle")]
+    assert (delivery.ok, delivery.error) == (False, "no complete answer within 0.5 s")
+    await notifier.close()
 
 
 async def test_deliveries_in_flight_are_bounded(
