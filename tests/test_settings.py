@@ -201,6 +201,12 @@ async def test_directory_is_checked_and_stored(authed: Authed, tmp_path: Path) -
         "/api/config/directory", json={"path": "relative/dir"}, headers=authed.headers
     )
     assert relative.status == 400
+    # os.access says yes to root for /sys: only a write tells (a rescan made series of it).
+    pseudo = await client.post(
+        "/api/config/directory", json={"path": "/sys"}, headers=authed.headers
+    )
+    assert pseudo.status == 400, await pseudo.text()
+    assert list(target.iterdir()) == []  # the write test leaves nothing behind
 
 
 @pytest.mark.parametrize("damaged", DAMAGED_CONFIGS, ids=["syntax", "int", "list", "deep"])

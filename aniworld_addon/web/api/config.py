@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,11 @@ def _prepare_directory(path: Path, create: bool) -> float:
         if not os.access(path, os.W_OK | os.X_OK):
             problem[0]["message"] = "not writable"
             raise ValidationError(f"{path} is not writable by the add-on", details=problem)
+        # os.access says yes to root everywhere, /proc and /sys included: write to be sure
+        # (once, when the folder is chosen; /health never writes, so disks may sleep).
+        fd, probe = tempfile.mkstemp(prefix=".aniworld-write-test-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
         return shutil.disk_usage(path).free / 2**20
     except OSError as err:
         problem[0]["message"] = err.strerror or str(err)
