@@ -22,6 +22,7 @@ from aiohttp import web
 
 from .app import create_app
 from .const import APP_NAME, VERSION
+from .errors import StorageError
 from .logging_setup import configure_console
 from .options import Options, OptionsError, build_parser, load_options
 
@@ -96,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_console(options.log_level)
     command = args.command or "serve"
     if command == "serve":
-        serve(options)
+        try:
+            serve(options)
+        except StorageError as err:  # a config or database newer than this version, ...
+            print(f"aniworld_addon: cannot start: {err.message}", file=sys.stderr)
+            return 1
         return 0
     gc.enable()
     from . import cli

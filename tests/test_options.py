@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from aniworld_addon.__main__ import main
 from aniworld_addon.options import OptionsError, load_options
+from tests.integrations.conftest import free_port
 
 
 def test_defaults_need_nothing(tmp_path: Path) -> None:
@@ -60,3 +62,25 @@ def test_cli_exits_2_with_one_clear_line(capsys: pytest.CaptureFixture[str]) -> 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "port" in err[0]
     assert sys.version_info >= (3, 11)
+
+
+def test_a_config_from_a_newer_version_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    # Refusing to downgrade the file is right; a traceback to say so was not.
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "config.json").write_text(json.dumps({"version": 99}))
+    flags = ["--data-path", str(data), "--library-path", str(tmp_path / "lib")]
+    address = ["--host", "127.0.0.1", "--port", str(free_port())]
+    run = subprocess.run(
+        [sys.executable, "-m", "aniworld_addon", "serve", *flags, *address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        "aniworld_addon: cannot start: config.json has version 99, newer than this add-on"
+        " supports (2)"
+    )
+    assert "Traceback" not in run.stderr
