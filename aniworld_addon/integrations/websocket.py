@@ -102,9 +102,13 @@ class WebSocketHub:
         client.slow = True
         self.dropped_slow += 1
         _LOGGER.info("WebSocket client %d dropped: too slow to keep up", client.id)
+        self._close_later(client, slow=True)
+
+    def _close_later(self, client: WsClient, **how: Any) -> None:
+        """Stop its writer now and close it in a task the hub owns (_close's keywords)."""
         if client.writer is not None:
             client.writer.cancel()
-        closer = asyncio.get_running_loop().create_task(self._close(client, slow=True))
+        closer = asyncio.get_running_loop().create_task(self._close(client, **how))
         self._closers.add(closer)
         closer.add_done_callback(self._closers.discard)
 
@@ -117,14 +121,19 @@ class WebSocketHub:
         dropped = [c for c in self._clients.values() if c.token_id == token_id]
         for client in dropped:
             self._clients.pop(client.id, None)
-            if client.writer is not None:
-                client.writer.cancel()
-            closer = asyncio.get_running_loop().create_task(self._close(client, revoked=True))
-            self._closers.add(closer)
-            closer.add_done_callback(self._closers.discard)
+            self._close_later(
+                client, code=WSCloseCode.POLICY_VIOLATION, reason=b"credentials revoked"
+            )
         return len(dropped)
 
-    async def _close(self, client: WsClient, *, slow: bool = False, revoked: bool = False) -> None:
+    async def _close(
+        self,
+        client: WsClient,
+        *,
+        slow: bool = False,
+        code: WSCloseCode = WSCloseCode.GOING_AWAY,
+        reason: bytes = b"server shutdown",
+    ) -> None:
         transport = client.transport
         if slow and transport is not None:
             # Its buffers are full by definition: a close frame would wait behind them for a
@@ -134,12 +143,7 @@ class WebSocketHub:
             return
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                if revoked:
-                    await client.ws.close(
-                        code=WSCloseCode.POLICY_VIOLATION, message=b"credentials revoked"
-                    )
-                else:
-                    await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+                await client.ws.close(code=code, message=reason)
         except (TimeoutError, ConnectionError):
             pass
         except asyncio.CancelledError:

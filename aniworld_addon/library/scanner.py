@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, compress
-from operator import attrgetter, itemgetter, methodcaller
+from operator import attrgetter, itemgetter, methodcaller, not_
 from pathlib import Path
 from typing import Any, ClassVar, Final, NamedTuple
 
@@ -290,7 +290,7 @@ class _Walk:
                 names = list(compress(names, episodes))
                 episodes = list(filter(None, episodes))
             if not text.isascii() and not all(readable := list(map(is_text, names))):
-                unreadable += tuple(n for n in names if not is_text(n))
+                unreadable += tuple(compress(names, map(not_, readable)))
                 names = list(compress(names, readable))
                 episodes = list(compress(episodes, readable))
             if names:

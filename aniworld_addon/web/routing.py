@@ -73,8 +73,9 @@ async def read_json(request: web.Request, schema: vol.Schema | None = None) -> A
         except RecursionError:
             raise BadJsonError("the request body is nested too deeply") from None
         # JSON can escape a lone surrogate ("\ud800"); no database, file name or UTF-8 reply
-        # can hold one, and every handler would fail on it somewhere else.
-        if not is_text(dumps(body)):
+        # can hold one, and every handler would fail on it somewhere else. Only a body with a
+        # backslash or a non-ASCII byte can carry one: the others are not serialized again.
+        if (b"\\" in raw or not raw.isascii()) and not is_text(dumps(body)):
             raise BadJsonError("the request body holds a lone surrogate (\\ud800-\\udfff)")
     if schema is None:
         return body
