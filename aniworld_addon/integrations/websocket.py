@@ -120,11 +120,13 @@ class WebSocketHub:
         """
         dropped = [c for c in self._clients.values() if c.token_id == token_id]
         for client in dropped:
-            self._clients.pop(client.id, None)
-            self._close_later(
-                client, code=WSCloseCode.POLICY_VIOLATION, reason=b"credentials revoked"
-            )
+            self._drop(client, b"credentials revoked")
         return len(dropped)
+
+    def _drop(self, client: WsClient, reason: bytes) -> None:
+        """Close a client whose credential no longer holds (1008, with the reason)."""
+        if self._clients.pop(client.id, None) is not None:
+            self._close_later(client, code=WSCloseCode.POLICY_VIOLATION, reason=reason)
 
     async def _close(
         self,
@@ -181,6 +183,11 @@ class WebSocketHub:
             client.write_loop(), name=f"ws-writer:{client.id}"
         )
         client.offer(message("connected", {"rooms": [r.value for r in Room]}))
+        expiry: asyncio.TimerHandle | None = None
+        if identity is not None and identity.expires_in_s is not None:
+            expiry = asyncio.get_running_loop().call_later(
+                max(identity.expires_in_s, 0.0), self._drop, client, b"credentials expired"
+            )
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -188,6 +195,8 @@ class WebSocketHub:
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self._clients.pop(client.id, None)
             if client.writer is not None:
                 client.writer.cancel()

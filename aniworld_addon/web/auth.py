@@ -36,6 +36,9 @@ class Identity:
     name: str
     token_id: str | None = None
     csrf_token: str | None = None
+    # Seconds the credential had left when the request was authenticated (None: no end).
+    # A WebSocket opened with it closes then: a request is checked once, a socket lives on.
+    expires_in_s: float | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -180,6 +183,7 @@ class AuthService:
             name=row["name"],
             token_id=row["id"],
             csrf_token=row["csrf_token"],
+            expires_in_s=None if row["expires_at"] is None else row["expires_at"] - now,
         )
 
     async def list_api_tokens(self) -> list[TokenInfo]:

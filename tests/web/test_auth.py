@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiohttp import WSCloseCode
+from aiohttp import WSCloseCode, WSMsgType
 from aiohttp.test_utils import TestClient
 
 from aniworld_addon import keys
@@ -248,3 +248,18 @@ async def test_revoking_a_credential_closes_the_sockets_it_opened(authed: Authed
     await other_ws.send_json({"action": "ping"})
     assert (await other_ws.receive_json())["type"] == "pong"  # the others stay
     await other_ws.close()
+
+
+async def test_a_socket_closes_when_its_session_expires(authed: Authed) -> None:
+    # The upgrade is checked once: a socket opened the minute before a session ended went on
+    # receiving every event for as long as the browser tab stayed open.
+    client = authed.client
+    auth = client.app[keys.AUTH]
+    real_clock = auth.clock
+    auth.clock = lambda: real_clock() + 24 * 3600 - 0.5  # the session has half a second left
+    ws = await client.ws_connect("/ws/connect", headers=authed.headers)
+    assert (await ws.receive_json())["type"] == "connected"
+    closing = await ws.receive(timeout=10)  # a bound for failing, not a wait for success
+    assert closing.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+    assert (ws.closed, ws.close_code) == (True, WSCloseCode.POLICY_VIOLATION)
+    assert (await client.get("/api/config", headers=authed.headers)).status == 401
