@@ -6,12 +6,12 @@ import contextlib
 import errno
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from yt_dlp.networking.exceptions import HTTPError
 from yt_dlp.utils import ExtractorError, UnsupportedError, YoutubeDLError
 
-from .progress import PART_SUFFIX, InsufficientSpaceError
+from .progress import PART_SUFFIX, InsufficientSpaceError, TargetNotWritableError
 from .resolver import (
     YTDLP,
     DownloadFailedError,
@@ -19,6 +19,24 @@ from .resolver import (
     MediaSource,
     NoResolverError,
 )
+
+# Failures of the library's own file system (read-only, no permission, over quota, failing
+# disk): every hoster would meet them. Counted against each hoster they ended up blocklisting
+# all of an episode's links over a folder's permissions.
+_LOCAL_ERRNOS: Final = frozenset(
+    {errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG, errno.EIO}
+    | {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR}
+)
+# Those a socket never reports; for the others only a file's error (one with a file name) counts.
+_FILE_ONLY_ERRNOS: Final = frozenset({errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def _local_failure(err: BaseException) -> bool:
+    return (
+        isinstance(err, OSError)
+        and err.errno in _LOCAL_ERRNOS
+        and (err.filename is not None or err.errno in _FILE_ONLY_ERRNOS)
+    )
 
 
 def error_chain(err: BaseException) -> Iterator[BaseException]:
@@ -58,6 +76,14 @@ def convert_error(
         # another hoster would fill the same disk, so this ends the attempt.
         return InsufficientSpaceError(
             f"the disk filled up while downloading from hoster {hoster}", details=details
+        )
+    local = next((e for e in chain if _local_failure(e)), None)
+    if isinstance(local, OSError):
+        # Not the hoster's fault: end the attempt (a retry comes with the backoff).
+        where = f" {local.filename}" if local.filename is not None else " the download"
+        details["errno"] = local.errno
+        return TargetNotWritableError(
+            f"cannot write{where}: {local.strerror or type(local).__name__}", details=details
         )
     if any(isinstance(e, UnsupportedError) for e in chain):
         if source.resolver == YTDLP:

@@ -332,13 +332,13 @@ async def test_a_hoster_dying_mid_transfer_retries_then_fails_leaving_no_file(
     assert await item_ids(svc) == {item_id}
 
 
-def _mount_tmpfs(target: Path, size: str) -> bool:
+def _mount_tmpfs(target: Path, size: str, flags: str = "") -> bool:
     """Mount a size-limited tmpfs at target when this process may (root, mount works)."""
     mount = shutil.which("mount")
     if mount is None or os.geteuid() != 0:
         return False
     done = subprocess.run(
-        [mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+        [mount, "-t", "tmpfs", "-o", f"size={size}{flags}", "tmpfs", str(target)],
         capture_output=True,
         check=False,
         timeout=10,
@@ -352,10 +352,10 @@ def _umount(target: Path) -> None:
 
 
 @contextlib.contextmanager
-def small_filesystem(target: Path, size: str) -> Iterator[bool]:
+def small_filesystem(target: Path, size: str, *, read_only: bool = False) -> Iterator[bool]:
     """target on its own tiny tmpfs for the block (True), or untouched (False) if not possible."""
     target.mkdir(parents=True, exist_ok=True)
-    mounted = _mount_tmpfs(target, size)
+    mounted = _mount_tmpfs(target, size, ",ro" if read_only else "")
     try:
         yield mounted
     finally:
@@ -409,6 +409,36 @@ async def test_a_full_disk_fails_the_item_without_retrying_and_leaves_nothing(
     assert await item_ids(svc) == {guarded}
     if not mounted:  # said, not passed over in silence: only the guard was shown here
         pytest.skip("the real small file system needs root and mount; the guard part passed")
+
+
+@bounded
+async def test_a_read_only_library_folder_fails_the_attempt_and_blocks_no_hoster(
+    svc: Service, media_set: MediaSet
+) -> None:
+    # The usual cause is a share mounted read-only or a container user without write access.
+    # Every hoster meets the same wall: counted against each, it blocklisted all of them.
+    season = svc.options.library_path / SERIES_DIR / "Season 02"
+    with small_filesystem(season, "64k", read_only=True) as mounted:
+        if not mounted:
+            if IN_CI:
+                pytest.fail("cannot mount a read-only tmpfs (needs root and mount)")
+            pytest.skip("a read-only file system needs root and mount")
+        (item_id,) = await svc.queue([(2, 1)])  # two hosters
+        for will_retry in (True, False):
+            failed = await failed_event(svc, item_id)
+            assert failed["error"]["code"] == "target_not_writable", failed
+            assert "Read-only file system" in failed["error"]["message"]
+            assert failed["will_retry"] is will_retry
+            if will_retry:
+                await after_backoff(svc, item_id)
+        item = await svc.item(item_id)
+        assert item["status"] == "failed" and item["retry_count"] == 1
+        assert len(item["attempts"]) == 2  # one hoster per try: the next would fail alike
+        assert list(season.iterdir()) == []
+    db = svc.client.app[keys.DB]
+    assert await db.fetchall("SELECT link, failures FROM blocklist") == []
+    assert (await svc.call("POST", "/api/queue/retry", json={}))["item_ids"] == [item_id]
+    await completes(svc, item_id, media_set)
 
 
 @bounded
