@@ -101,10 +101,13 @@ async def scan(options: Options, out: TextIO = sys.stdout) -> int:
         problems: list[dict[str, str]] = result.get("scan_errors", [])
         for problem in problems:
             out.write(f"not read completely: {problem['folder']}: {problem['message']}\n")
+        unread = int(result.get("scan_error_count", 0))
+        if unread > len(problems):
+            out.write(f"not read completely: {unread - len(problems)} more folders\n")
         out.write(
             f"{result.get('series', 0)} series, {result.get('missing', 0)} missing "
-            f"episodes, {len(result.get('errors', []))} errors"
-            f", {len(problems)} folders not read completely\n"
+            f"episodes, {result.get('error_count', 0)} errors"
+            f", {unread} folders not read completely\n"
         )
         return 0
 

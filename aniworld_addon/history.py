@@ -284,17 +284,18 @@ def _pick(data: Mapping[str, Any], *names: str) -> dict[str, Any]:
 
 
 def _scan_message(data: Mapping[str, Any]) -> str:
-    errors = len(data.get("errors") or [])
+    errors = int(data.get("error_count", len(data.get("errors") or [])))
     text = f"{data.get('series', 0)} series, {data.get('missing', 0)} missing episodes"
     return text + (f", {errors} errors" if errors else "")
 
 
 def _scan_data(data: Mapping[str, Any]) -> dict[str, Any]:
     # A scan of a large broken library can list thousands of errors; keep the row small.
-    summary = {k: v for k, v in data.items() if k != "errors"}
+    summary = dict(data)
     errors = list(data.get("errors") or [])
-    summary["error_count"] = len(errors)
+    summary["error_count"] = int(data.get("error_count", len(errors)))
     summary["errors"] = errors[:SCAN_ERRORS_KEPT]
+    summary["scan_errors"] = list(data.get("scan_errors") or [])[:SCAN_ERRORS_KEPT]
     return summary
 
 

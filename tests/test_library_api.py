@@ -236,6 +236,23 @@ async def test_folders_the_walk_cannot_read_are_named_and_the_rest_is_scanned(
     assert kaiju["scan_error"] is None and kaiju["local_count"] == 3
 
 
+async def test_a_rescan_result_lists_a_hundred_scan_errors_and_counts_them_all(
+    library: Authed, options: Options
+) -> None:
+    # A library of thousands of broken folders made a result (stored, and sent to every
+    # listener) as large as the library; each series keeps its own error on its record.
+    for n in range(105):
+        folder = options.library_path / f"Broken {n:03d}"
+        folder.mkdir()
+        (folder / ".aniworld.json").write_text("{not json")
+    result = (await _rescan(library))["result"]
+    assert result["scan_error_count"] == 105 and len(result["scan_errors"]) == 100
+    assert result["scan_errors"][0]["folder"] == "Broken 000"
+    assert result["error_count"] == len(result["errors"])
+    last = await _get(library, "/api/anime?sort_key=folder&page_size=200&search=Broken 104")
+    assert "is not valid" in last["records"][0]["scan_error"]
+
+
 async def test_two_folders_naming_one_series_and_a_moved_sidecar(
     library: Authed, options: Options
 ) -> None:

@@ -275,7 +275,7 @@ class MqttBridge:
             operation = data.get("operation_id")
             self._set_scan(scan_state("running", operation_id=operation, done=done, total=total))
         elif kind is EventType.SCAN_COMPLETE:
-            total = int(data.get("refreshed", 0)) + len(data.get("errors") or [])
+            total = int(data.get("refreshed", 0)) + int(data.get("error_count", 0))
             operation = data.get("operation_id")
             self._set_scan(scan_state("idle", operation_id=operation, done=total, total=total))
             await self._publish_library()

@@ -37,6 +37,10 @@ class LibraryNotWritableError(AppError):
 REFRESH_CONCURRENCY: Final = 4
 UNREADABLE_FOLDER: Final = "the folder name is not valid UTF-8: rename it to have it scanned"
 RESCAN_KIND: Final = "rescan"
+# The rescan result (kept as last_scan, sent in scan_complete) lists this many errors of each
+# kind and counts the rest: a broken library of thousands of series stays a small document.
+# Every series keeps its own error on its record.
+RESULT_ERRORS_LISTED: Final = 100
 
 
 class LibraryService:
@@ -133,8 +137,10 @@ class LibraryService:
         return {
             **totals,
             "refreshed": total - len(errors),
-            "errors": errors,
-            "scan_errors": scan_errors,
+            "errors": errors[:RESULT_ERRORS_LISTED],
+            "error_count": len(errors),
+            "scan_errors": scan_errors[:RESULT_ERRORS_LISTED],
+            "scan_error_count": len(scan_errors),
         }
 
     async def sync_disk(self) -> list[dict[str, str]]:
