@@ -100,6 +100,7 @@ class MqttConnection:
         self._discovery_known = False
         self._sync_token = ""
         self._tasks = OwnedTasks()
+        self._birth_pending = False  # a reply to Home Assistant's birth is waiting its turn
         self._joins: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
         self._remove_listener: Callable[[], None] | None = None
@@ -296,7 +297,10 @@ class MqttConnection:
                 self._tasks.spawn(self._publish_all(), "mqtt:publish")
         elif topic == topics.ha_status:
             # Only a live birth: a retained "online" arrives on every connect, already covered.
-            if text.strip().lower() == PAYLOAD_ONLINE and not retain:
+            # Births that come while a reply waits are answered by it: it publishes the state
+            # as it is then. A restart loop of Home Assistant must not make one each.
+            if text.strip().lower() == PAYLOAD_ONLINE and not retain and not self._birth_pending:
+                self._birth_pending = True
                 self._tasks.spawn(self._after_birth(), "mqtt:birth")
         elif retain:
             _LOGGER.warning("MQTT: ignored a retained command on %s; clear it", topic)
@@ -304,7 +308,10 @@ class MqttConnection:
             self._on_command(topic, text.strip())
 
     async def _after_birth(self) -> None:
-        await asyncio.sleep(self._republish_delay())
+        try:
+            await asyncio.sleep(self._republish_delay())
+        finally:
+            self._birth_pending = False
         if self.connected and self._discovery_known:
             _LOGGER.info("MQTT: Home Assistant came online; publishing state again")
             await self._publish_all()

@@ -299,6 +299,32 @@ async def test_home_assistant_birth_republishes_state_but_not_unchanged_discover
     assert len(watcher.on(DISCOVERY)) == 1
 
 
+async def test_a_burst_of_births_is_answered_once(
+    start_bridge: BridgeFactory, watch: WatchFactory
+) -> None:
+    # 500 births (a Home Assistant in a restart loop, a misbehaving client) made 500 full
+    # republishes. Births that come while a reply waits for its jitter are answered by it.
+    replies: list[float] = []
+
+    def delay() -> float:
+        replies.append(0.3)
+        return 0.3
+
+    start_bridge(republish_delay=delay)
+    watcher = await online(watch, "aniworld/queue")
+    await watcher.wait_message("aniworld/queue")
+    mark = len(watcher.messages)
+    for _ in range(50):
+        watcher.publish("homeassistant/status", "online")
+    await watcher.wait_message("aniworld/status", "online", after=mark)
+    assert len(replies) == 1
+    # A birth after the reply is a new one, and answered again.
+    mark = len(watcher.messages)
+    watcher.publish("homeassistant/status", "online")
+    await watcher.wait_message("aniworld/status", "online", after=mark)
+    assert len(replies) == 2
+
+
 async def test_home_assistant_birth_restores_discovery_it_removed(
     start_bridge: BridgeFactory, watch: WatchFactory
 ) -> None:
