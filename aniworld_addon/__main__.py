@@ -16,23 +16,42 @@ import asyncio
 import logging
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 
 from .app import create_app
-from .const import APP_NAME, VERSION
-from .errors import StorageError
+from .const import APP_NAME, MAX_EPISODE_NUMBER, MAX_SEASON_NUMBER, VERSION
+from .errors import AppError, StorageError
 from .logging_setup import configure_console
 from .options import Options, OptionsError, build_parser, load_options
 
 _LOGGER = logging.getLogger("aniworld_addon")
 
 
+def _number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from low to high."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not from {low} to {high}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = build_parser()
+    # The flags work before and after the command: the command's copy keeps a flag given
+    # before it unless it is given again.
+    common = build_parser(absent=argparse.SUPPRESS)
     parser = argparse.ArgumentParser(
-        prog="python -m aniworld_addon", description=f"{APP_NAME} {VERSION}", parents=[common]
+        prog="python -m aniworld_addon",
+        description=f"{APP_NAME} {VERSION}",
+        parents=[build_parser()],
     )
     parser.add_argument("--version", action="version", version=VERSION)
     commands = parser.add_subparsers(dest="command")
@@ -44,8 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("key", help="the series key (slug) of a series in the library")
     which = download.add_mutually_exclusive_group(required=True)
     which.add_argument("--missing", action="store_true", help="every missing episode")
-    which.add_argument("--season", type=int, help="with --episode: one episode")
-    download.add_argument("--episode", type=int)
+    which.add_argument(
+        "--season", type=_number(0, MAX_SEASON_NUMBER), help="with --episode: one episode"
+    )
+    download.add_argument("--episode", type=_number(1, MAX_EPISODE_NUMBER))
     commands.add_parser("queue", parents=[common], help="show the download queue")
     return parser
 
@@ -66,7 +87,14 @@ def serve(options: Options) -> None:
     # In the add-on, `port` is Home Assistant's ingress listener and `direct_port` the one a
     # user may map; elsewhere there is just `port`.
     ports = [options.port, options.direct_port] if options.addon else [options.port]
-    sockets = [socket.create_server((options.host, port)) for port in ports]
+    sockets: list[socket.socket] = []
+    for port in ports:
+        try:
+            sockets.append(socket.create_server((options.host, port)))
+        except OSError as err:
+            for made in sockets:
+                made.close()
+            raise StartError(f"cannot listen on {options.host}:{port}: {_reason(err)}") from err
     for port in ports:
         _LOGGER.info(
             "%s %s listening on http://%s:%d/ (data %s, library %s)",
@@ -86,6 +114,19 @@ def serve(options: Options) -> None:
     )
 
 
+class StartError(Exception):
+    """The service cannot start for a reason one line tells (a port in use, ...)."""
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or str(err)
+
+
+def _fail(message: str) -> int:
+    print(f"aniworld_addon: {message}", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, load options (flag > env > options.json > default), dispatch; 2 = bad option."""
     args = _parser().parse_args(argv)
@@ -96,32 +137,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_console(options.log_level)
     command = args.command or "serve"
-    if command == "serve":
-        try:
+    if command == "download" and not args.missing and args.episode is None:
+        print("aniworld_addon: --season needs --episode", file=sys.stderr)
+        return 2
+    # What stops a command is said in one line, never with a traceback: a series that is
+    # not in the library, a provider that does not answer, a data path that is a file, ...
+    try:
+        if command == "serve":
             serve(options)
-        except StorageError as err:  # a config or database newer than this version, ...
-            print(f"aniworld_addon: cannot start: {err.message}", file=sys.stderr)
-            return 1
-        return 0
-    gc.enable()
+            return 0
+        gc.enable()
+        return asyncio.run(_command(command, options, args))
+    except StorageError as err:  # a config or database newer than this version, ...
+        return _fail(f"cannot start: {err.message}")
+    except StartError as err:
+        return _fail(f"cannot start: {err}")
+    except AppError as err:
+        return _fail(err.message)
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename is not None else ""
+        return _fail(f"{_reason(err)}{where}")
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _command(command: str, options: Options, args: argparse.Namespace) -> int:
     from . import cli
 
     if command == "scan":
-        return asyncio.run(cli.scan(options))
+        return await cli.scan(options)
     if command == "search":
-        return asyncio.run(cli.search(options, args.query))
+        return await cli.search(options, args.query)
     if command == "download":
-        if not args.missing and args.episode is None:
-            print("aniworld_addon: --season needs --episode", file=sys.stderr)
-            return 2
-        return asyncio.run(
-            cli.download(
-                options, args.key, season=args.season, episode=args.episode, missing=args.missing
-            )
+        return await cli.download(
+            options, args.key, season=args.season, episode=args.episode, missing=args.missing
         )
-    if command == "queue":
-        return asyncio.run(cli.show_queue(options))
-    return 2
+    return await cli.show_queue(options)
 
 
 if __name__ == "__main__":

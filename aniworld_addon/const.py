@@ -16,6 +16,9 @@ CONFIG_BACKUP_DIR: Final = "config_backups"
 CONFIG_BACKUPS_KEPT: Final = 10
 LOG_DIR: Final = "logs"
 MAX_BODY_BYTES: Final = 1024 * 1024
+# The season and episode numbers a request or a command may name (season 0: films, specials).
+MAX_SEASON_NUMBER: Final = 10_000
+MAX_EPISODE_NUMBER: Final = 100_000
 SESSION_COOKIE: Final = "aniworld_session"
 CSRF_COOKIE: Final = "aniworld_csrf"
 CSRF_HEADER: Final = "X-CSRF-Token"

@@ -103,11 +103,15 @@ def _from_options_file(path: Path) -> dict[str, Any]:
     return {name: raw[name] for name in _USER_OPTIONS if name in raw}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The shared option flags; subcommands add their own arguments on top."""
+def build_parser(*, absent: Any = None) -> argparse.ArgumentParser:
+    """The shared option flags; subcommands add their own arguments on top.
+
+    absent is a flag's value when it is not given: a subcommand's copy of the flags passes
+    argparse.SUPPRESS, or its absent flags would overwrite those given before the command.
+    """
     parser = argparse.ArgumentParser(add_help=False)
     for name in _USER_OPTIONS:
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=absent)
     return parser
 
 

@@ -65,3 +65,57 @@ def test_serves_health_quickly_with_defaults_and_stops_on_sigterm(tmp_path: Path
     assert f"http://127.0.0.1:{port}/" in output
     assert "Traceback" not in output
     assert (tmp_path / "data" / "logs" / "app.log").is_file()
+
+
+def run_command(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`python -m aniworld_addon argv...` as a user runs it, without ANIWORLD_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANIWORLD_")}
+    return subprocess.run(
+        [sys.executable, "-m", "aniworld_addon", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_flags_count_before_and_after_the_command(tmp_path: Path) -> None:
+    # The usage line shows the flags before the command; there they were read and then
+    # replaced by the command's own defaults: `--host 127.0.0.1 serve` listened on 0.0.0.0.
+    data, library = tmp_path / "mine", tmp_path / "lib"
+    done = run_command(tmp_path, "--data-path", str(data), "--library-path", str(library), "queue")
+    assert done.returncode == 0, done.stderr
+    assert (data / "aniworld.db").is_file() and library.is_dir()
+    assert not (tmp_path / "data").exists() and not (tmp_path / "library").exists()
+    # Given again after the command, the later one counts.
+    other = tmp_path / "other"
+    done = run_command(tmp_path, "--data-path", str(data), "queue", "--data-path", str(other))
+    assert done.returncode == 0, done.stderr
+    assert (other / "aniworld.db").is_file()
+
+
+def test_what_stops_a_command_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    paths = ("--data-path", str(tmp_path / "data"), "--library-path", str(tmp_path / "lib"))
+    unknown = run_command(tmp_path, "download", "no-such-series", "--missing", *paths)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().splitlines()[-1].startswith("aniworld_addon: ")
+    assert "no-such-series" in unknown.stderr and "Traceback" not in unknown.stderr
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    misplaced = run_command(tmp_path, "queue", "--data-path", str(a_file))
+    assert misplaced.returncode == 1 and "Traceback" not in misplaced.stderr
+    assert str(a_file) in misplaced.stderr
+
+    numbers = run_command(tmp_path, "download", "x", "--season", "-5", "--episode", "0", *paths)
+    assert numbers.returncode == 2 and "-5 is not from 0 to 10000" in numbers.stderr
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run_command(tmp_path, "serve", "--host", "127.0.0.1", "--port", str(port), *paths)
+    assert busy.returncode == 1 and "Traceback" not in busy.stderr
+    assert f"cannot start: cannot listen on 127.0.0.1:{port}: Address already in use" in busy.stderr

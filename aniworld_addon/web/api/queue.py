@@ -8,6 +8,7 @@ import voluptuous as vol
 from aiohttp import web
 
 from ... import keys
+from ...const import MAX_EPISODE_NUMBER, MAX_SEASON_NUMBER
 from ...downloads.queue_store import Priority
 from ...errors import NotFoundError
 from ...settings_schema import strict_int
@@ -75,8 +76,8 @@ IDS = obj({"item_ids": array(INT)})
 ITEM_ID = vol.All(strict_int, vol.Range(min=1, max=MAX_ID))
 EPISODE = vol.Schema(
     {
-        vol.Required("season"): vol.All(strict_int, vol.Range(min=0, max=10_000)),
-        vol.Required("episode"): vol.All(strict_int, vol.Range(min=1, max=100_000)),
+        vol.Required("season"): vol.All(strict_int, vol.Range(min=0, max=MAX_SEASON_NUMBER)),
+        vol.Required("episode"): vol.All(strict_int, vol.Range(min=1, max=MAX_EPISODE_NUMBER)),
     }
 )
 PRIORITY = vol.Any(None, vol.All(str, vol.In(["HIGH", "NORMAL", "LOW", "high", "normal", "low"])))
