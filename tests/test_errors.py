@@ -77,6 +77,37 @@ async def test_a_lone_surrogate_in_a_body_is_400_everywhere(
     assert pair.status != 500 and (await pair.json())["error"]["code"] != "invalid_json"
 
 
+async def test_a_deeply_nested_body_is_400_even_where_settings_merge_it(authed: Authed) -> None:
+    # 600 levels passed json.loads and then overflowed the recursive merge of a settings
+    # patch: a 500 with a 160 KB traceback in error.log per request.
+    deep = '{"downloads": ' + '{"a": ' * 600 + "1" + "}" * 601
+    for path in ("/api/config", "/api/config/validate"):
+        method = "PUT" if path == "/api/config" else "POST"
+        response = await authed.client.request(
+            method, path, data=deep, headers={**authed.headers, "Content-Type": "application/json"}
+        )
+        assert response.status == 400, await response.text()
+        assert "nested deeper than 32 levels" in (await response.json())["error"]["message"]
+    text = '{"query": "' + "[" * 100 + '"}'  # brackets in a string are no nesting
+    response = await authed.client.post("/api/anime/search", data=text, headers=authed.headers)
+    assert "nested" not in (await response.json())["error"]["message"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_does_not_decompress_is_400_without_credentials(
+    client: TestClient[Any, Any], encoding: str
+) -> None:
+    response = await client.post(
+        "/api/auth/login",
+        data=b'{"password": "x"}',
+        headers={"Content-Type": "application/json", "Content-Encoding": encoding},
+    )
+    assert response.status == 400, await response.text()
+    error = (await response.json())["error"]
+    assert error["code"] == "validation_error"
+    assert error["message"].startswith("the request body cannot be read")
+
+
 async def test_oversize_body_is_413(authed: Authed) -> None:
     big = io.BytesIO(b"[" + b"1," * (MAX_BODY_BYTES // 2) + b"1]")
     response = await authed.client.put(

@@ -82,6 +82,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             # RFC 9110: a 405 names the methods the resource does support.
             response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
         return response
+    except web.RequestPayloadError as exc:
+        # A body that cannot be read: a broken gzip or deflate stream, a chunk cut short.
+        # The client's fault, and sent without credentials too: no traceback in error.log.
+        cause = exc.__cause__ or exc
+        unreadable = ValidationError(f"the request body cannot be read: {cause}")
+        return _error_response(request, unreadable)
     except Exception:
         _LOGGER.exception("Unhandled error on %s %s", request.method, request.path)
         return _error_response(request, AppError("an internal error occurred; see the log"))

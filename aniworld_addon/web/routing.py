@@ -77,12 +77,37 @@ async def read_json(request: web.Request, schema: vol.Schema | None = None) -> A
         # backslash or a non-ASCII byte can carry one: the others are not serialized again.
         if (b"\\" in raw or not raw.isascii()) and not is_text(dumps(body)):
             raise BadJsonError("the request body holds a lone surrogate (\\ud800-\\udfff)")
+        # No request of the API nests deeper than a few levels; a deeper body reached code
+        # that copies or merges recursively (a settings patch) and ended in RecursionError.
+        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(
+            body, MAX_JSON_DEPTH
+        ):
+            raise BadJsonError(f"the request body is nested deeper than {MAX_JSON_DEPTH} levels")
     if schema is None:
         return body
     try:
         return schema(body)
     except vol.Invalid as err:
         raise ValidationError("the request is not valid", details=invalid_details(err)) from err
+
+
+MAX_JSON_DEPTH: Final = 32
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects in value nest more than limit levels (no recursion)."""
+    if not isinstance(value, dict | list):
+        return False
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _no_constant(name: str) -> Any:
