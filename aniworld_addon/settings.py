@@ -209,6 +209,10 @@ class Settings:
 
     async def _write(self, valid: dict[str, Any]) -> dict[str, Any]:
         old = self._current
+        if valid == old and await asyncio.to_thread(self._path.is_file):
+            # Nothing changes: a backup now would push out one that holds an earlier state
+            # (a panel's Save pressed ten times left ten copies of the same settings).
+            return copy.deepcopy(valid)
         await asyncio.to_thread(self._backup_sync)
         await asyncio.to_thread(atomic_write_text, self._path, _dump(valid))
         self._current = valid
@@ -261,6 +265,8 @@ class Settings:
         try:
             text = await asyncio.to_thread(path.read_text, encoding="utf-8")
             raw = _parse_json(text, f"backup {name!r}")
+        except FileNotFoundError:  # pruned or deleted since the look-up
+            raise NotFoundError(f"no backup named {name!r}") from None
         except ValueError as err:
             raise ValidationError(f"backup {name!r} is not valid JSON ({err})") from err
         if not isinstance(raw, dict):
@@ -271,7 +277,10 @@ class Settings:
     async def delete_backup(self, name: str) -> None:
         """Remove one backup file."""
         path = await asyncio.to_thread(self._backup_path, name)
-        await asyncio.to_thread(path.unlink)
+        try:
+            await asyncio.to_thread(path.unlink)
+        except FileNotFoundError:  # two deletes at once: the second finds it gone
+            raise NotFoundError(f"no backup named {name!r}") from None
 
 
 def _stamp(now: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,32 @@ async def test_every_change_is_backed_up_and_ten_are_kept(authed: Authed) -> Non
     backups = await (await client.get("/api/config/backups", headers=authed.headers)).json()
     assert len(backups) == CONFIG_BACKUPS_KEPT
     assert backups == sorted(backups, key=lambda b: b["name"], reverse=True)
+
+
+async def test_a_save_that_changes_nothing_keeps_the_backups_as_they_are(authed: Authed) -> None:
+    # Ten presses of Save with unchanged settings pushed out every earlier backup.
+    client, h = authed.client, authed.headers
+    await client.put("/api/config", json={"downloads": {"max_concurrent": 3}}, headers=h)
+    before = await (await client.get("/api/config/backups", headers=h)).json()
+    for _ in range(CONFIG_BACKUPS_KEPT + 1):
+        unchanged = await client.put(
+            "/api/config", json={"downloads": {"max_concurrent": 3}}, headers=h
+        )
+        assert unchanged.status == 200
+        assert (await client.put("/api/config", json={}, headers=h)).status == 200
+    assert await (await client.get("/api/config/backups", headers=h)).json() == before
+    await client.put("/api/config", json={"downloads": {"max_concurrent": 4}}, headers=h)
+    after = await (await client.get("/api/config/backups", headers=h)).json()
+    assert len(after) == len(before) + 1  # a real change is backed up as before
+
+
+async def test_deleting_one_backup_twice_at_once_is_one_200_and_404s(authed: Authed) -> None:
+    client, h = authed.client, authed.headers
+    name = (await (await client.post("/api/config/backups", headers=h)).json())["name"]
+    answers = await asyncio.gather(
+        *(client.delete(f"/api/config/backups/{name}", headers=h) for _ in range(20))
+    )
+    assert sorted(r.status for r in answers) == [200] + [404] * 19
 
 
 async def test_restore_delete_reset_export(authed: Authed) -> None:
