@@ -464,11 +464,40 @@ async def test_bad_queue_requests(service: Service) -> None:
         ("POST", "/api/queue/reorder", {"item_ids": [12345]}, 404, "not_found"),
         ("POST", "/api/queue/reorder", {"item_ids": "x"}, 400, "validation_error"),
         ("POST", "/api/queue/retry", {"item_ids": [-1]}, 400, "validation_error"),
+        ("POST", "/api/queue/retry", {"item_ids": [12345]}, 404, "not_found"),
     ]
     for method, path, body, status, code in cases:
         response = await service.client.request(method, path, json=body, headers=service.headers)
         assert response.status == status, (method, path, await response.text())
         assert (await response.json())["error"]["code"] == code
+
+
+async def test_retry_answers_the_ids_it_retried_and_refusals_say_which(service: Service) -> None:
+    await service.call("PUT", "/api/config", json={"downloads": {"min_free_space_mb": 10**9}})
+    a, b = await service.queue([(1, 1), (1, 2)])
+    for item_id in (a, b):
+        await service.wait_item(item_id, EventType.DOWNLOAD_FAILED)
+    await service.call("POST", "/api/queue/stop")
+    (newer,) = await service.queue([(1, 1)])  # the same episode as the failed a
+    assert newer != a
+    # a is dropped for the newer item: it was answered as retried, and then a 404.
+    assert (await service.call("POST", "/api/queue/retry", json={"item_ids": [a]})) == {
+        "item_ids": []
+    }
+    gone = await service.client.delete(f"/api/queue/{a}", headers=service.headers)
+    assert gone.status == 404
+    unknown = await service.client.post(
+        "/api/queue/retry", json={"item_ids": [b, 999]}, headers=service.headers
+    )
+    assert unknown.status == 404
+    assert (await unknown.json())["error"]["details"] == {"ids": [999]}
+    # A failed item cannot be reordered: 409, as for a move, not 404 as for no item at all.
+    for body in ({"item_ids": [b]}, {"item_id": b, "new_position": 1}):
+        refused = await service.client.post(
+            "/api/queue/reorder", json=body, headers=service.headers
+        )
+        assert refused.status == 409, body
+        assert (await refused.json())["error"]["code"] == "conflict"
 
 
 async def test_download_missing_queues_every_missing_episode(service: Service) -> None:

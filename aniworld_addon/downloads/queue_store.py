@@ -12,7 +12,7 @@ from typing import Any, Final
 import aiosqlite
 
 from ..db import Database
-from ..errors import NotFoundError, ValidationError
+from ..errors import ConflictError, NotFoundError, ValidationError
 from .queue_snapshot import QueueSnapshot, TrackedDatabase
 
 _COLUMNS: Final = (
@@ -339,8 +339,13 @@ class QueueStore:
         return ids
 
     async def retry(self, item_ids: Sequence[int]) -> list[int]:
-        """failed/cancelled -> pending with a fresh retry budget; [] ids = every failed one."""
+        """failed/cancelled -> pending with a fresh retry budget; [] ids = every failed one.
+
+        Returns the ids now pending: not those dropped for a newer item of the same episode,
+        nor listed ones in another state. A listed id that does not exist is a 404.
+        """
         if item_ids:
+            await self._must_exist(item_ids)
             marks = ",".join("?" * len(item_ids))
             where, params = f"id IN ({marks}) AND status IN ('failed', 'cancelled')", list(item_ids)
         else:
@@ -351,32 +356,46 @@ class QueueStore:
             async with conn.execute("SELECT COALESCE(MAX(position), 0) FROM queue") as cursor:
                 row = await cursor.fetchone()
             position = int(row[0]) if row else 0
+            retried: list[int] = []
             for item_id in ids:
-                position += 1
                 # A newer item for the same episode may be waiting already: drop the old one.
-                await conn.execute(
+                async with conn.execute(
                     "DELETE FROM queue WHERE id = ? AND EXISTS (SELECT 1 FROM queue q, queue o"
                     " WHERE o.id = ? AND q.id != o.id AND q.provider = o.provider"
                     " AND q.series_key = o.series_key AND q.season = o.season"
                     " AND q.episode = o.episode AND q.status IN ('pending', 'downloading'))",
                     (item_id, item_id),
-                )
+                ) as cursor:
+                    if cursor.rowcount:
+                        continue
+                position += 1
+                retried.append(item_id)
                 await conn.execute(
                     "UPDATE queue SET status = 'pending', retry_count = 0, error = NULL,"
                     " next_attempt_at = NULL, completed_at = NULL, position = ? WHERE id = ?",
                     (position, item_id),
                 )
-        return ids
+        return retried
+
+    async def _must_exist(self, item_ids: Sequence[int]) -> None:
+        """NotFoundError naming the ids no item has."""
+        marks = ",".join("?" * len(item_ids))
+        query = f"SELECT id FROM queue WHERE id IN ({marks})"  # noqa: S608 - placeholders
+        rows = await self._db.fetchall(query, list(item_ids))
+        unknown = sorted(set(item_ids) - {int(r[0]) for r in rows})
+        if unknown:
+            raise NotFoundError(f"no queue item {unknown[0]}", details={"ids": unknown})
 
     async def reorder(self, item_ids: Sequence[int]) -> None:
         """Give the listed pending items positions in this order, ahead of the rest."""
         async with self._db.transaction() as conn:
             async with conn.execute(_PENDING_IDS) as cursor:
                 pending = [int(r[0]) for r in await cursor.fetchall()]
-            unknown = [i for i in item_ids if i not in set(pending)]
-            if unknown:
-                raise NotFoundError(
-                    "only pending items can be reordered", details={"not_pending": unknown}
+            not_pending = [i for i in item_ids if i not in set(pending)]
+            if not_pending:
+                await self._must_exist(not_pending)  # 404 for an id no item has
+                raise ConflictError(  # as for a move: it exists, but is not waiting
+                    "only pending items can be reordered", details={"not_pending": not_pending}
                 )
             listed = set(item_ids)
             order = list(item_ids) + [i for i in pending if i not in listed]

@@ -103,10 +103,11 @@ class AuthService:
 
     async def setup(self, password: str) -> None:
         """Set the master password on first run; ConflictError if already set."""
-        _check_password(password)
         async with self._setup_lock:
+            # First: after the first run the answer is 409 whatever the password (SPEC §5).
             if await self.is_configured():
                 raise ConflictError("the master password is already set")
+            _check_password(password)
             hashed = await asyncio.to_thread(
                 bcrypt.hashpw, password.encode(), bcrypt.gensalt(self._rounds)
             )
