@@ -24,6 +24,8 @@ async def test_setup_only_once_then_conflict(client: TestClient[Any, Any]) -> No
     again = await client.post("/api/auth/setup", json={"master_password": "another password"})
     assert again.status == 409
     assert (await again.json())["error"]["code"] == "conflict"
+    short = await client.post("/api/auth/setup", json={"master_password": "short"})
+    assert short.status == 409  # set already: that answer comes first, whatever the body
 
 
 async def test_setup_rejects_short_password(client: TestClient[Any, Any]) -> None:
