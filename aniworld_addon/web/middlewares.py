@@ -106,7 +106,9 @@ def needs_auth(request: web.Request) -> bool:
     path = request.path
     if not path.startswith(("/api/", "/ws/")):
         return False
-    doc = request.app[keys.API_DOCS].get((request.method, path))
+    # HEAD is GET without the body (aiohttp routes it so): the same route, the same rule.
+    method = "GET" if request.method == "HEAD" else request.method
+    doc = request.app[keys.API_DOCS].get((method, path))
     return doc is None or not doc.public
 
 

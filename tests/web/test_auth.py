@@ -28,6 +28,12 @@ async def test_setup_only_once_then_conflict(client: TestClient[Any, Any]) -> No
     assert short.status == 409  # set already: that answer comes first, whatever the body
 
 
+async def test_head_follows_the_rule_of_get(client: TestClient[Any, Any]) -> None:
+    for public in ("/api/auth/status", "/api/openapi.json"):
+        assert (await client.head(public)).status == 200, public
+    assert (await client.head("/api/config")).status == 401
+
+
 async def test_setup_rejects_short_password(client: TestClient[Any, Any]) -> None:
     response = await client.post("/api/auth/setup", json={"master_password": "short"})
     assert response.status == 400
