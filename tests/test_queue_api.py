@@ -523,6 +523,11 @@ async def test_blocklisted_links_are_skipped_the_next_time(service: Service) -> 
     blocked = await service.call("GET", "/api/blocklist")
     assert blocked["total_records"] == 2
     assert {r["hoster"] for r in blocked["records"]} == {"Doodstream", "Streamtape"}
+    for direction, hosters in (("asc", ["Doodstream", "Streamtape"]), ("desc", None)):
+        query = f"/api/blocklist?sort_key=hoster&sort_direction={direction}"
+        records = (await service.call("GET", query))["records"]
+        assert [r["hoster"] for r in records] == (hosters or ["Streamtape", "Doodstream"])
+    await service.call("GET", "/api/blocklist?sort_key=bogus", status=400)
     await service.call("DELETE", "/api/queue/failed")
     service.site.control.reset()
     (second,) = await service.queue([(2, 2)])

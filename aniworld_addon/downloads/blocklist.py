@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import aiosqlite
 
 from ..db import Database
 from ..errors import NotFoundError
 
+# GET /api/blocklist's sort_key values and what each orders by.
+SORT_KEYS: Final = {
+    "updated_at": "updated_at",
+    "created_at": "created_at",
+    "failures": "failures",
+    "series_key": "series_key, season, episode",
+    "hoster": "hoster",
+}
 _COLUMNS = (
     "id, provider, series_key, season, episode, hoster, language, link, reason, failures,"
     " created_at, updated_at"
@@ -103,13 +111,17 @@ class Blocklist:
             )
             return int(cursor.rowcount) == 1
 
-    async def page(self, page: int, page_size: int) -> tuple[int, list[BlockedLink]]:
-        """Blocked links, newest first."""
+    async def page(
+        self, page: int, page_size: int, sort_key: str = "updated_at", descending: bool = True
+    ) -> tuple[int, list[BlockedLink]]:
+        """Blocked links, newest first unless a SORT_KEYS key says otherwise."""
+        order = SORT_KEYS[sort_key]
+        direction = "DESC" if descending else "ASC"
         row = await self._db.fetchone("SELECT COUNT(*) FROM blocklist WHERE blocked = 1")
         total = int(row[0]) if row else 0
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM blocklist WHERE blocked = 1"  # noqa: S608 - constant
-            " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
+            f"SELECT {_COLUMNS} FROM blocklist WHERE blocked = 1"  # noqa: S608 - constants
+            f" ORDER BY {order} {direction}, id {direction} LIMIT ? OFFSET ?",
             (page_size, (page - 1) * page_size),
         )
         return total, [BlockedLink.from_row(r) for r in rows]

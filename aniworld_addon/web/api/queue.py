@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ... import keys
 from ...const import MAX_EPISODE_NUMBER, MAX_SEASON_NUMBER
+from ...downloads.blocklist import SORT_KEYS as BLOCKLIST_SORT_KEYS
 from ...downloads.queue_store import Priority
 from ...errors import NotFoundError
 from ...settings_schema import strict_int
@@ -20,6 +21,7 @@ from ..routing import (
     ApiRoutes,
     json_response,
     path_id,
+    query_choice,
     query_int,
     read_json,
 )
@@ -289,14 +291,20 @@ BLOCKED = obj(
         query={
             "page": {"type": "integer", "minimum": 1},
             "page_size": {"type": "integer", "minimum": 1, "maximum": 500},
+            "sort_key": {"type": "string", "enum": list(BLOCKLIST_SORT_KEYS)},
+            "sort_direction": {"type": "string", "enum": ["asc", "desc"]},
         },
     ),
 )
 async def blocklist(request: web.Request) -> web.Response:
-    """Paged, newest first."""
+    """Paged, newest first unless sorted otherwise."""
     page_no = query_int(request, "page", 1, 1, 1_000_000)
     page_size = query_int(request, "page_size", 50, 1, 500)
-    total, entries = await request.app[keys.QUEUE].blocklist.page(page_no, page_size)
+    sort_key = query_choice(request, "sort_key", tuple(BLOCKLIST_SORT_KEYS), "updated_at")
+    direction = query_choice(request, "sort_direction", ("asc", "desc"), "desc")
+    total, entries = await request.app[keys.QUEUE].blocklist.page(
+        page_no, page_size, sort_key, direction == "desc"
+    )
     return json_response(
         {
             "page": page_no,
