@@ -122,6 +122,9 @@ async def test_rescan_finds_local_and_missing_episodes(library: Authed) -> None:
     unmatched = await _get(library, "/api/anime?filter=unmatched")
     assert [r["folder"] for r in unmatched["records"]] == ["Unknown Show"]
     searched = await _get(library, "/api/anime?q=kaiju")
+    for control in ("%00zzzz", "kaiju%00zzz", "a%09b"):  # a NUL cut the LIKE pattern short
+        refused = await library.client.get(f"/api/anime?q={control}", headers=library.headers)
+        assert refused.status == 400, control
     assert searched["total_records"] == 1
     paged = await _get(library, "/api/anime?page=2&page_size=2&sort_key=folder")
     assert paged["page"] == 2 and len(paged["records"]) == 1 and paged["total_records"] == 3

@@ -122,13 +122,25 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def query_value(request: web.Request, name: str) -> str | None:
-    """The one value of a query parameter (None when absent), or a 400 when it is repeated."""
+    """The one value of a query parameter (None when absent), or a 400 when it is repeated.
+
+    A control character is a 400 too: a NUL cut SQLite's LIKE pattern short (?q=%00x
+    matched every series), and no name, key or filter holds one.
+    """
     values = request.query.getall(name, [])
     if len(values) > 1:
         raise ValidationError(
             f"query parameter {name!r} may be given only once",
             details=[{"path": name, "message": "given more than once"}],
+        )
+    if values and _CONTROL.search(values[0]):
+        raise ValidationError(
+            f"query parameter {name!r} holds a control character",
+            details=[{"path": name, "message": "control characters are not allowed"}],
         )
     return values[0] if values else None
 
