@@ -105,8 +105,10 @@ def detect_challenge(status: int, headers: Mapping[str, str], text: str) -> str 
         return "Cloudflare"
     if "<title>ddos-guard</title>" in head:
         return "DDoS-Guard"
-    # an error page is small; a real page may mention ddos-guard in a script URL
-    if status >= 400 and ("ddos-guard" in head or "ddos-guard" in headers.get("server", "")):
+    # DDoS-Guard names itself in the Server header of every answer it passes on, a 404 of a
+    # dead link and an origin's 500 included: only its own refusals (403, 503) are its wall.
+    # A real page may mention ddos-guard in a script URL, so a 200 is never one.
+    if status in (403, 503) and ("ddos-guard" in head or "ddos-guard" in headers.get("server", "")):
         return "DDoS-Guard"
     if status >= 400 and "just a moment" in head:
         return "Cloudflare"

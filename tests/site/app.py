@@ -208,6 +208,12 @@ async def site_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return _not_found(request)
 
 
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    server = request.app[SITE_CONTROL].server_header
+    if server is not None:
+        response.headers["Server"] = server
+
+
 async def _wake_held_responses(app: web.Application) -> None:
     app[SITE_CONTROL].begin_shutdown()
 
@@ -226,6 +232,7 @@ def create_site(
     app[SITE_LAYOUT] = site
     app[_STATE] = _State({h.link_id: h for h in catalogue.hosters()}, media_dir)
     app.on_shutdown.append(_wake_held_responses)
+    app.on_response_prepare.append(_server_header)
     series = site.prefix + "/{slug:[a-z0-9-]+}"
     routes: list[web.RouteDef] = [
         web.get("/", home_handler),

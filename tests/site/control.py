@@ -58,6 +58,9 @@ class SiteControl:
     retry_after: str = "30"
     #: cut every media response off after this many bytes (a hoster dying mid-transfer)
     media_drop_after_bytes: int | None = None
+    #: the Server header of every answer: the real site's DDoS-Guard front says "ddos-guard"
+    #: on everything it passes on, its own 404s and the origin's 500s included
+    server_header: str | None = None
     _faults: list[tuple[re.Pattern[str], Fault]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
