@@ -187,6 +187,32 @@ async def test_a_failing_series_is_marked_and_the_scan_goes_on(
     assert (await _get(library, "/api/anime/sky-lantern"))["error"] is None
 
 
+async def test_an_unexpected_failure_for_one_series_is_its_error_not_the_scans(
+    library: Authed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A library's surprise (a bare ValueError from yt-dlp for an odd key) escaped the refresh
+    # and the TaskGroup cancelled every other: the whole rescan failed.
+    provider = library.client.app[keys.PROVIDERS].registry.get("aniworld")
+    real = provider.all_episodes
+
+    async def surprising(key: str) -> Any:
+        if key == "sky-lantern":
+            raise ValueError("Invalid IPv6 URL")
+        return await real(key)
+
+    monkeypatch.setattr(provider, "all_episodes", surprising)
+    result = await _rescan(library)  # completed
+    assert result["result"]["errors"] == [
+        {
+            "folder": "Sky Lantern",
+            "key": "sky-lantern",
+            "code": "internal_error",
+            "message": "ValueError: Invalid IPv6 URL",
+        }
+    ]
+    assert (await _get(library, "/api/anime/kaiju-academy"))["missing_count"] == 5
+
+
 async def test_folders_the_walk_cannot_read_are_named_and_the_rest_is_scanned(
     library: Authed, options: Options
 ) -> None:

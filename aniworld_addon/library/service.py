@@ -193,9 +193,15 @@ class LibraryService:
         except AppError as err:
             _LOGGER.warning("refresh of %s failed: %s", series.folder, err.message)
             error = {"code": err.code, "message": err.message}
-            await self.store.set_error(series.id, error)
-            return error
-        return None
+        except Exception as err:
+            # A bug or a library's surprise for one series must not end the rescan of all
+            # (the TaskGroup would cancel every other refresh): it is this series' error.
+            _LOGGER.exception("refresh of %s failed unexpectedly", series.folder)
+            error = {"code": "internal_error", "message": f"{type(err).__name__}: {err}"}
+        else:
+            return None
+        await self.store.set_error(series.id, error)
+        return error
 
     async def refresh(self, series: SeriesRecord) -> None:
         """Read the series' seasons and episodes from its provider and store them."""

@@ -275,10 +275,19 @@ class YtdlpPlaylistProvider(Provider):
         except (YoutubeDLError, OSError) as err:
             _release(err)
             raise _error_from(url, err) from err
+        except Exception as err:
+            # An extractor's own failure on an odd URL (a ValueError for "http://[", a
+            # JSONDecodeError for a smuggled fragment): the provider's, not the service's.
+            _LOGGER.warning("yt-dlp failed on %s", url, exc_info=True)
+            message = f"yt-dlp cannot read {url}: {type(err).__name__}: {err}"
+            raise ProviderUnavailableError(message, details={"url": url}) from err
 
 
 def _is_url(value: str) -> bool:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # "http://[": an unclosed IPv6 host
+        return False
     return len(value) <= MAX_URL_CHARS and parts.scheme in ("http", "https") and bool(parts.netloc)
 
 

@@ -132,6 +132,17 @@ async def test_unreachable_host_is_unavailable(unused_tcp_port: int) -> None:
         await provider.series(f"http://127.0.0.1:{unused_tcp_port}/feed.xml")
 
 
+async def test_odd_urls_are_provider_errors_not_crashes(feed_server: FeedServer) -> None:
+    # A bare ValueError or JSONDecodeError from urlsplit or an extractor failed the search of
+    # every provider with a 500, and one such sidecar failed the whole rescan.
+    provider = YtdlpPlaylistProvider()
+    assert await provider.search("http://[") == []
+    smuggled = f"{feed_server.base_url}/feed.xml#__youtubedl_smuggle=not-json"
+    for key in ("http://[", smuggled):
+        with pytest.raises((ProviderNotFoundError, ProviderUnavailableError)):
+            await provider.series(key)
+
+
 async def test_single_video_is_not_a_series() -> None:
     def extractor(url: str) -> Mapping[str, Any]:
         return {"_type": "video", "id": "x", "title": "One clip", "url": url}
