@@ -357,14 +357,20 @@ class ProviderHttp:
             self.stats.in_flight += 1
             self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
             try:
-                async with self._client.stream(
-                    method,
-                    url,
-                    data=data,
-                    headers=request_headers,
-                    follow_redirects=follow_redirects,
-                    timeout=self._timeout,
-                ) as response:
+                # One deadline for the whole exchange: httpx's timeout is per socket read, so
+                # headers sent a byte at a time held a request (and the rescan that waited on
+                # it) for as long as the server kept sending.
+                async with (
+                    asyncio.timeout(self.options.read_deadline_s),
+                    self._client.stream(
+                        method,
+                        url,
+                        data=data,
+                        headers=request_headers,
+                        follow_redirects=follow_redirects,
+                        timeout=self._timeout,
+                    ) as response,
+                ):
                     body = await self._read_capped(response, url)
                     return Page(
                         url=str(response.url),
@@ -391,13 +397,20 @@ class ProviderHttp:
             raise too_big
         chunks: list[bytes] = []
         size = 0
-        # drained rather than abandoned: leaving httpx's nested stream generators suspended
-        # hands their cleanup to the loop's finaliser; the deadline bounds an endless body
-        async with asyncio.timeout(self.options.read_deadline_s):
+        # Stop at the cap: the size counts decoded bytes, and draining the rest of a gzip bomb
+        # decompressed gigabytes on the loop. Closing the response ends the transfer; the
+        # stream's generators then end with its error, here, rather than being abandoned
+        # half-way (a break) to the loop's finaliser.
+        try:
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
-                if size <= cap:
+                if size > cap:
+                    await response.aclose()
+                else:
                     chunks.append(chunk)
+        except (httpx.StreamError, httpx.TransportError):
+            if size <= cap:
+                raise
         if size > cap:
             raise too_big
         return b"".join(chunks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from typing import Any
 
 import httpx
@@ -45,6 +46,8 @@ class Probe:
         self.max_in_flight = 0
         self.starts: list[float] = []
         self.headers: list[dict[str, str]] = []
+        self.bomb_segments = 0
+        self.bomb_done = asyncio.Event()
         self.base_url = ""
 
     async def page(self, request: web.Request) -> web.Response:
@@ -83,6 +86,27 @@ class Probe:
             await asyncio.sleep(0.05)
         return response
 
+    async def bomb(self, request: web.Request) -> web.StreamResponse:
+        """A deflate stream of 200 GB of zeros, about 1 KB on the wire per MB, sent until the
+        client goes away. Each segment ends with a full flush, so it can be sent again."""
+        packer = zlib.compressobj(9)
+        zeros = b"\0" * 2**20
+        head = packer.compress(zeros) + packer.flush(zlib.Z_FULL_FLUSH)
+        segment = packer.compress(zeros) + packer.flush(zlib.Z_FULL_FLUSH)
+        response = web.StreamResponse(headers={"Content-Encoding": "deflate"})
+        response.content_type = "text/html"
+        await response.prepare(request)
+        try:
+            await response.write(head)
+            for _ in range(200_000):
+                await response.write(segment)
+                self.bomb_segments += 1
+        except ConnectionError:
+            pass
+        finally:
+            self.bomb_done.set()
+        return response
+
     async def throttled(self, request: web.Request) -> web.Response:
         return web.Response(status=503, headers={"Retry-After": "120"}, text="busy")
 
@@ -95,6 +119,7 @@ async def probe(aiohttp_server: Any) -> Probe:
     app.router.add_get("/big", state.big)
     app.router.add_get("/chunked", state.chunked)
     app.router.add_get("/trickle", state.trickle)
+    app.router.add_get("/bomb", state.bomb)
     app.router.add_get("/throttled", state.throttled)
     app.router.add_get("/{tail:.*}", state.page)
     server = await aiohttp_server(app, host="127.0.0.1")
@@ -375,12 +400,64 @@ async def test_an_oversized_page_is_refused(
         await probe_http(probe, client, max_body_bytes=1000).get(path)
 
 
+async def test_a_compression_bomb_stops_at_the_cap_and_is_not_retried(
+    probe: Probe, client: httpx.AsyncClient
+) -> None:
+    # The cap counts decoded bytes; draining the rest decompressed it all on the loop, and
+    # a larger one ran into the deadline: "timed out", fetched three times.
+    http = probe_http(probe, client, max_body_bytes=1_000_000, retries=2, read_deadline_s=5)
+    with pytest.raises(ProviderParseError, match="larger than 1000000 bytes"):
+        await http.get("/bomb")
+    assert http.stats.requests == 1
+    async with asyncio.timeout(10):
+        await probe.bomb_done.wait()  # the connection was closed: the server stopped sending
+    assert probe.bomb_segments < 200_000
+
+
 async def test_a_body_that_never_ends_hits_the_read_deadline(
     probe: Probe, client: httpx.AsyncClient
 ) -> None:
     http = probe_http(probe, client, read_deadline_s=0.3, retries=0)
     with pytest.raises(ProviderUnavailableError, match="timed out"):
         await http.get("/trickle")
+
+
+async def test_headers_sent_a_byte_at_a_time_hit_the_same_deadline(
+    client: httpx.AsyncClient,
+) -> None:
+    # httpx's timeout is per read: a server dribbling its headers held the request (and the
+    # rescan waiting on it) for as long as it kept sending.
+    sent = 0
+    done = asyncio.Event()
+
+    async def dribble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        await reader.readuntil(b"\r\n\r\n")
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"a" * 400:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                sent += 1
+                await asyncio.sleep(0.02)
+        except ConnectionError:
+            pass
+        finally:
+            done.set()
+            writer.close()
+
+    server = await asyncio.start_server(dribble, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        options = HttpOptions(min_interval_s=0, retries=0, timeout_s=5, read_deadline_s=0.5)
+        http = ProviderHttp(client, f"http://127.0.0.1:{port}", options)
+        with pytest.raises(ProviderUnavailableError, match="timed out"):
+            await http.get("/")
+        assert not done.is_set() and sent < 400  # the deadline ended it, not the server
+    finally:
+        async with asyncio.timeout(10):  # the handler notices the closed connection
+            await done.wait()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_a_closed_port_is_unavailable(
