@@ -32,6 +32,9 @@ PROJECT_URL: Final = "https://github.com/aniworld-addon/aniworld-addon"
 DEFAULT_USER_AGENT: Final = f"AniWorldAddon/{VERSION} (+{PROJECT_URL}; Home Assistant add-on)"
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 CLOSE_WAIT_S: Final = 5.0  # how long closing the client waits for requests in flight
+# A site asking for more than a day is asking to be left alone, not for a precise hour; the
+# cap keeps a queue item's next try (and every figure derived from it) a finite, sane time.
+MAX_RETRY_AFTER_S: Final = 86_400.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -81,19 +84,23 @@ class Page:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if unusable."""
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), at most
+    MAX_RETRY_AFTER_S; None if unusable."""
     if not value:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(value)
+        # compared as text first: float() of 400 digits is inf, which parked a queue item
+        # for ever and came out of the API as the non-JSON token Infinity
+        seconds = MAX_RETRY_AFTER_S if len(value) > 12 else float(value)
+        return min(seconds, MAX_RETRY_AFTER_S)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER_S)
 
 
 def detect_challenge(status: int, headers: Mapping[str, str], text: str) -> str | None:

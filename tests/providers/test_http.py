@@ -24,6 +24,7 @@ from aniworld_addon.errors import (
 from aniworld_addon.providers.cache import TtlCache
 from aniworld_addon.providers.http import (
     DEFAULT_USER_AGENT,
+    MAX_RETRY_AFTER_S,
     HttpOptions,
     LazyTransport,
     ProviderHttp,
@@ -503,6 +504,9 @@ async def test_redirects_are_resolved_without_following_them(
         ("\u00b2", None),
         (None, None),
         ("Wed, 21 Oct 2015 07:28:00", None),
+        ("99999999999", MAX_RETRY_AFTER_S),
+        ("9" * 400, MAX_RETRY_AFTER_S),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_RETRY_AFTER_S),
     ],
 )
 def test_retry_after_values(header: str | None, seconds: float | None) -> None:
@@ -516,7 +520,7 @@ def test_retry_after_http_date_in_the_past_is_zero() -> None:
 @given(st.one_of(st.none(), st.text(max_size=40)))
 def test_any_retry_after_header_gives_seconds_or_none(header: str | None) -> None:
     seconds = parse_retry_after(header)
-    assert seconds is None or seconds >= 0
+    assert seconds is None or 0 <= seconds <= MAX_RETRY_AFTER_S
 
 
 async def test_the_lazy_transport_is_built_once_on_the_first_request(
