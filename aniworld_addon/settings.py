@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import voluptuous as vol
 
@@ -106,6 +107,31 @@ def migrate_document(doc: dict[str, Any]) -> tuple[dict[str, Any], int]:
     return doc, found
 
 
+def _site_urls_trimmed(doc: dict[str, Any]) -> dict[str, Any]:
+    """Cut a path off a stored provider URL. Earlier versions took `https://s.to/serie` and
+    used only its host; now such a value is refused, and a stored one must not cost the
+    user every other setting (the file would be set aside as unusable)."""
+    providers = doc.get("providers")
+    if not isinstance(providers, dict):
+        return doc
+    for name, section in providers.items():
+        url = section.get("url") if isinstance(section, dict) else None
+        if not isinstance(url, str):
+            continue
+        try:
+            parts = urlsplit(url.strip())
+        except ValueError:
+            continue
+        if (
+            parts.scheme in ("http", "https")
+            and parts.netloc
+            and (parts.path not in ("", "/") or parts.query or parts.fragment)
+        ):
+            section["url"] = f"{parts.scheme}://{parts.netloc}"
+            _LOGGER.warning("providers.%s.url: kept %s of %s", name, section["url"], url)
+    return doc
+
+
 def _parse_json(text: str, what: str) -> Any:
     """json.loads, with nesting past the parser's stack as a ValueError like any bad JSON."""
     try:
@@ -176,7 +202,7 @@ class Settings:
             if not isinstance(raw, dict):
                 raise ValidationError("config.json does not hold a JSON object")
             migrated, found = migrate_document(raw)
-            valid = validate_settings(migrated)
+            valid = validate_settings(_site_urls_trimmed(migrated))
         except (ValueError, ValidationError) as err:
             # Never lose the user's file: keep it beside, named so they can find and fix it.
             aside = self._path.with_name(f"{CONFIG_FILENAME}.corrupt-{_stamp(self._clock())}")

@@ -70,6 +70,18 @@ def http_url(value: Any) -> str:
     return value.strip().rstrip("/")
 
 
+def site_url(value: Any) -> str:
+    """A provider site's address: an http(s) URL of a host alone. A path, query or fragment
+    would be dropped silently (every page path is absolute), so it is refused instead."""
+    url = http_url(value)
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in url or "#" in url:
+        raise vol.Invalid("must be the site's address alone, like https://aniworld.to")
+    if parts.username is not None or parts.password is not None:
+        raise vol.Invalid("must not carry a user name or password")
+    return url
+
+
 def topic(value: Any) -> str:
     """An MQTT topic prefix: levels of letters, digits, '_' and '-', no wildcards."""
     if not isinstance(value, str) or not _TOPIC_RE.match(value):
@@ -146,10 +158,10 @@ SETTINGS_SCHEMA: Final = vol.Schema(
         vol.Required("version"): vol.All(int, vol.In([CONFIG_VERSION])),
         vol.Required("providers"): {
             vol.Required("aniworld"): {
-                vol.Required("url"): http_url,
+                vol.Required("url"): site_url,
                 vol.Required("enabled"): bool,
             },
-            vol.Required("sto"): {vol.Required("url"): http_url, vol.Required("enabled"): bool},
+            vol.Required("sto"): {vol.Required("url"): site_url, vol.Required("enabled"): bool},
             vol.Required("ytdlp"): {vol.Required("enabled"): bool},
         },
         vol.Required("languages"): vol.All(

@@ -11,6 +11,7 @@ import pytest
 
 from aniworld_addon.app import create_app
 from aniworld_addon.const import CONFIG_BACKUPS_KEPT
+from aniworld_addon.keys import SETTINGS
 from aniworld_addon.options import Options
 from aniworld_addon.settings_schema import CONFIG_VERSION, DEFAULT_CONFIG
 
@@ -82,13 +83,21 @@ async def test_invalid_update_is_refused_with_every_problem(
         "/api/config",
         json={
             "downloads": {"min_free_space_mb": 10**400},
-            "providers": {"aniworld": {"url": "http://127.0.0.1:99999"}},
+            "providers": {
+                "aniworld": {"url": "http://127.0.0.1:99999"},
+                # every page path is absolute: a path here was dropped without a word
+                "sto": {"url": "https://s.to/serie/stream"},
+            },
         },
         headers=authed.headers,
     )
     assert response.status == 400
     paths = {d["path"] for d in (await response.json())["error"]["details"]}
-    assert paths == {"downloads.min_free_space_mb", "providers.aniworld.url"}
+    assert paths == {
+        "downloads.min_free_space_mb",
+        "providers.aniworld.url",
+        "providers.sto.url",
+    }
     assert (options.data_path / "config.json").read_text() == before
     # A topic prefix equal to the discovery prefix makes our "online" read as Home Assistant's
     # birth: endless republishing. A cron that never fires stops rescans without a word, and
@@ -284,3 +293,21 @@ async def test_unversioned_config_is_migrated_with_a_backup(
     assert migrated["languages"] == ["English Sub"]
     backups = list((options.data_path / "config_backups").glob("config-*-v0.json"))
     assert len(backups) == 1
+
+
+async def test_a_stored_provider_url_with_a_path_keeps_its_host_and_every_other_setting(
+    aiohttp_client: AiohttpClient, options: Options
+) -> None:
+    # Such a URL was taken once (and its path ignored); refusing it now must not set the
+    # whole file aside as unusable.
+    stored = json.loads(json.dumps(DEFAULT_CONFIG))
+    stored["providers"]["sto"]["url"] = "https://s.to/serie/stream?x=1"
+    stored["downloads"]["max_retries"] = 7
+    options.data_path.mkdir(parents=True)
+    (options.data_path / "config.json").write_text(json.dumps(stored))
+    app = create_app(options)
+    await aiohttp_client(app)
+    assert not list(options.data_path.glob("config.json.corrupt-*"))
+    current = app[SETTINGS].get()
+    assert current["providers"]["sto"]["url"] == "https://s.to"
+    assert current["downloads"]["max_retries"] == 7

@@ -83,6 +83,20 @@ class Page:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+def site_origin(url: str) -> tuple[str, int] | None:
+    """Host (lower case) and port of an http(s) URL, the default port filled in; None if it
+    is not one. `https://AniWorld.to:443/x` and `https://aniworld.to/y` share an origin."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    if default is None or not parts.hostname:
+        return None
+    return parts.hostname.lower().rstrip("."), port or default
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP date), at most
     MAX_RETRY_AFTER_S; None if unusable."""
@@ -247,6 +261,7 @@ class ProviderHttp:
     ) -> None:
         self.options = options or HttpOptions()
         self.base_url = base_url.rstrip("/")
+        self._origins = {site_origin(self.base_url)}
         self.stats = HttpStats()
         self._client = client
         # The options are frozen: the per-request timeout is made once (None: the client's).
@@ -271,7 +286,7 @@ class ProviderHttp:
     def url(self, path: str) -> str:
         """The absolute URL of a site path (absolute URLs on this site pass through)."""
         absolute = urljoin(f"{self.base_url}/", path)
-        if urlsplit(absolute).netloc != urlsplit(self.base_url).netloc:
+        if site_origin(absolute) not in self._origins:
             raise ProviderError(f"refusing to fetch {absolute!r}: not on {self.base_url}")
         return absolute
 
@@ -284,6 +299,10 @@ class ProviderHttp:
         page, shared = await self._inflight.run(url, lambda: self._request("GET", url))
         if shared:
             self.stats.coalesced += 1
+        # A site that moved (to www., to https) redirects its pages there, and the links on
+        # those pages point there too: the site itself vouched for the new origin.
+        if (origin := site_origin(page.url)) is not None:
+            self._origins.add(origin)
         if cache:
             self._cache.put(url, page)
         return page

@@ -29,6 +29,7 @@ from aniworld_addon.providers.http import (
     LazyTransport,
     ProviderHttp,
     parse_retry_after,
+    site_origin,
 )
 from tests.conftest import open_client_sockets
 from tests.providers.conftest import make_http
@@ -108,6 +109,11 @@ class Probe:
             self.bomb_done.set()
         return response
 
+    async def moved(self, request: web.Request) -> web.Response:
+        """The site moved to another host name for the same server (localhost)."""
+        port = request.url.port
+        raise web.HTTPMovedPermanently(f"http://localhost:{port}/{request.match_info['tail']}")
+
     async def throttled(self, request: web.Request) -> web.Response:
         return web.Response(status=503, headers={"Retry-After": "120"}, text="busy")
 
@@ -122,6 +128,7 @@ async def probe(aiohttp_server: Any) -> Probe:
     app.router.add_get("/trickle", state.trickle)
     app.router.add_get("/bomb", state.bomb)
     app.router.add_get("/throttled", state.throttled)
+    app.router.add_get("/moved/{tail:.*}", state.moved)
     app.router.add_get("/{tail:.*}", state.page)
     server = await aiohttp_server(app, host="127.0.0.1")
     state.base_url = str(server.make_url("")).rstrip("/")
@@ -493,6 +500,38 @@ async def test_redirects_are_resolved_without_following_them(
     assert provider_site.control.count("embed") == 0
     with pytest.raises(ProviderParseError, match="did not redirect"):
         await http.resolve_redirect(SERIES)
+
+
+def test_site_urls_compare_by_host_and_port_not_by_spelling(client: httpx.AsyncClient) -> None:
+    http = ProviderHttp(client, "https://AniWorld.to")
+    for same in ("https://aniworld.to:443/redirect/1", "HTTPS://ANIWORLD.TO/a", "/b", "c"):
+        assert site_origin(http.url(same)) == ("aniworld.to", 443)
+    for other in (
+        "https://aniworld.to.example/x",
+        "https://aniworld.to:8443/x",
+        "http://aniworld.to/x",  # port 80, another origin
+        "https://user@evil.example/x",
+        "ftp://aniworld.to/x",
+        "https://aniworld.to:99999/x",
+    ):
+        with pytest.raises(ProviderError, match="not on"):
+            http.url(other)
+
+
+async def test_links_on_the_host_a_site_moved_to_are_followed(
+    probe: Probe, client: httpx.AsyncClient
+) -> None:
+    # aniworld.to -> www.aniworld.to: the episode page's links name the new host, and the
+    # downloads failed "not on https://aniworld.to" until the base URL was edited by hand.
+    http = probe_http(probe, client)
+    moved_to = probe.base_url.replace("127.0.0.1", "localhost")
+    with pytest.raises(ProviderError, match="not on"):
+        http.url(f"{moved_to}/redirect/1")
+
+    page = await http.get("/moved/episode-1")
+
+    assert page.url == f"{moved_to}/episode-1"
+    assert (await http.get(f"{moved_to}/redirect/1")).url == f"{moved_to}/redirect/1"
 
 
 @pytest.mark.parametrize(
