@@ -187,6 +187,26 @@ async def test_a_failing_series_is_marked_and_the_scan_goes_on(
     assert (await _get(library, "/api/anime/sky-lantern"))["error"] is None
 
 
+@pytest.mark.parametrize("page", ["sky-lantern$", "sky-lantern/staffel-1$"])
+async def test_a_page_cut_off_at_http_200_keeps_the_known_episodes(
+    library: Authed, provider_site: RunningSite, page: str
+) -> None:
+    # A season page that ends half-way parsed as a shorter table, and the sync deleted the
+    # episodes it no longer listed.
+    await _rescan(library)
+    before = await _get(library, "/api/anime/sky-lantern")
+    assert len(before["episodes"]) > 1
+    library.client.app[keys.PROVIDERS].registry.get("aniworld").invalidate("sky-lantern")
+    provider_site.control.set_fault(page, Fault.TRUNCATED)
+    result = await _rescan(library)
+    assert [e["code"] for e in result["result"]["errors"]] == ["provider_parse_error"]
+    after = await _get(library, "/api/anime/sky-lantern")
+    assert "cut off" in after["error"]["message"]
+    assert {k: v for k, v in after.items() if k != "error"} == {
+        k: v for k, v in before.items() if k != "error"
+    }
+
+
 async def test_an_unexpected_failure_for_one_series_is_its_error_not_the_scans(
     library: Authed, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -46,6 +46,20 @@ def _parse(html: str | bytes, url: str, kind: str) -> LexborHTMLParser:
         raise ProviderParseError(f"cannot parse {kind} {url}: {err}", details={"url": url}) from err
 
 
+def _require_whole(html: str | bytes, url: str, kind: str) -> None:
+    """Refuse a page that ends before its `</html>`. A series or season page cut off at
+    HTTP 200 (an origin or proxy dying mid-render) still parses, as a shorter list, and the
+    sync would then delete the episodes it no longer shows."""
+    tail = html[-4096:]
+    if isinstance(tail, bytes):
+        tail = tail.decode("latin-1")
+    if "</html" not in tail.lower():
+        raise ProviderParseError(
+            f"{kind} {url} is cut off (no </html>); the episodes known stay as they were",
+            details={"url": url, "page": kind},
+        )
+
+
 def _missing(kind: str, url: str, what: str) -> ProviderParseError:
     return ProviderParseError(f"{kind} {url} has no {what}", details={"url": url, "page": kind})
 
@@ -69,6 +83,7 @@ def episode_from_url(url: str) -> tuple[int, int]:
 
 def parse_series_page(html: str | bytes, url: str, *, provider: str = "aniworld") -> SeriesInfo:
     """A series page (title, years, description, cover, genres, IMDb id, seasons)."""
+    _require_whole(html, url, "series page")
     doc = _parse(html, url, "series page")
 
     def parse() -> SeriesInfo:
@@ -121,6 +136,7 @@ def parse_series_page(html: str | bytes, url: str, *, provider: str = "aniworld"
 
 def parse_season_page(html: str | bytes, url: str, season: int) -> list[EpisodeInfo]:
     """The episode rows of a season page (or `/filme` for season 0), ordered by number."""
+    _require_whole(html, url, "season page")
     doc = _parse(html, url, "season page")
 
     def parse() -> list[EpisodeInfo]:

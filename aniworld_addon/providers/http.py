@@ -456,11 +456,21 @@ class ProviderHttp:
             self._next_start = max(loop.time(), self._next_start) + interval
 
 
+# Text codecs by Python's flag that no web page is written in: punycode keeps only what
+# precedes the last "-" of the page, the escapes turn backslashes into other characters.
+_NOT_DOCUMENT_CODECS: Final = frozenset(
+    {"punycode", "idna", "unicode-escape", "raw-unicode-escape", "undefined", "charmap"}
+)
+
+
 def _decode(body: bytes, charset: str | None) -> str:
     """The body as text in its declared charset; UTF-8 when that is unknown or not a text codec."""
     if charset:
         try:
-            return body.decode(codecs.lookup(charset).name, errors="replace")
+            name = codecs.lookup(charset).name
+            if name in _NOT_DOCUMENT_CODECS:
+                raise LookupError(name)
+            return body.decode(name, errors="replace")
         # a header can name anything: "base64" or "rot13" (no text codecs), "idna" (which
         # refuses errors="replace"), "\0" (a ValueError)
         except (LookupError, ValueError):

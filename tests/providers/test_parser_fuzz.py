@@ -584,7 +584,8 @@ def test_search_json_of_any_shape_gives_sound_hits_or_a_parse_error(items: list[
 
 
 def _season_html(rows: str) -> str:
-    return f'<table class="seasonEpisodesList"><tbody id="season1">{rows}</tbody></table>'
+    table = f'<table class="seasonEpisodesList"><tbody id="season1">{rows}</tbody></table>'
+    return f"<html><body>{table}</body></html>"
 
 
 def _row(href: str, number: str = "", title: str = "T") -> str:
@@ -646,7 +647,7 @@ def test_series_beyond_the_last_season_the_library_holds_are_ignored() -> None:
     html = (
         '<div class="series-title"><h1 itemprop="name"><span>X</span></h1></div>'
         '<div id="stream"><ul><li><a>1</a></li><li><a>10000</a></li><li><a>99999</a></li>'
-        "</ul></div>"
+        "</ul></div></html>"
     )
     assert parse_series_page(html, f"{BASE}/anime/stream/x").seasons == (1,)
 

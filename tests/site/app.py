@@ -200,12 +200,16 @@ async def site_middleware(request: web.Request, handler: Handler) -> web.StreamR
         # Held until the hold time passes or the site stops, whichever comes first.
         if await control.pause(control.timeout_hold_s):
             return web.Response(status=503, text="shutting down")
-    elif fault is not None:
+    elif fault is not None and fault is not Fault.TRUNCATED:
         return fault_response(fault, control.retry_after)
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPNotFound:
         return _not_found(request)
+    if fault is Fault.TRUNCATED and isinstance(response, web.Response) and response.text:
+        text = response.text
+        return web.Response(text=text[: len(text) // 2], content_type=response.content_type)
+    return response
 
 
 async def _server_header(request: web.Request, response: web.StreamResponse) -> None:

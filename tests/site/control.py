@@ -43,6 +43,8 @@ class Fault(enum.Enum):
     SERVER_ERROR = "server_error"
     TIMEOUT = "timeout"
     MALFORMED = "malformed"
+    #: the real page, status 200, cut off half-way (an origin or proxy dying mid-render)
+    TRUNCATED = "truncated"
     NOT_FOUND = "not_found"
 
 
@@ -172,5 +174,5 @@ def fault_response(fault: Fault, retry_after: str = "30") -> web.Response:
             return web.Response(status=200, text=_MALFORMED_BODY, content_type=html)
         case Fault.NOT_FOUND:
             return web.Response(status=404, text="<h1>404 Not Found</h1>", content_type=html)
-        case Fault.TIMEOUT:
-            raise ValueError("TIMEOUT holds the response; it has no body of its own")
+        case Fault.TIMEOUT | Fault.TRUNCATED:
+            raise ValueError(f"{fault.name} changes the real response; it has no body of its own")
