@@ -130,6 +130,9 @@ class AniworldProvider(Provider):
         page = await self._http.get(path, cache=cache)
         # the site sends unknown series/episodes elsewhere (often the start page) instead of 404
         if urlsplit(page.url).path.rstrip("/") != path:
+            # not kept: a site in maintenance sends every page to its start page too, and
+            # the series would read as gone for the cache's six hours
+            self._http.invalidate(path)
             raise ProviderNotFoundError(
                 f"{self.name}: {path} redirected to {page.url}", details={"path": path}
             )

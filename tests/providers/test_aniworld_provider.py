@@ -223,12 +223,24 @@ async def test_http_must_belong_to_the_same_site(
         AniworldProvider("aniworld", "https://aniworld.to", make_http(provider_site, client))
 
 
+SERIES_PAGE = (
+    '<html><div class="series-title"><h1 itemprop="name"><span>Back Again</span></h1></div>'
+    '<div id="stream"><ul><li><a href="/anime/stream/vanished/staffel-1">1</a></li></ul>'
+    "</div></html>"
+)
+
+
 async def test_a_series_page_that_redirects_elsewhere_is_not_found(
     aiohttp_server: Any, client: httpx.AsyncClient
 ) -> None:
-    # some mirrors send unknown slugs to the start page instead of answering 404
+    # some mirrors send unknown slugs to the start page instead of answering 404; so does
+    # a site in maintenance, so the answer is not kept: the series is there again after it
+    maintenance = True
+
     async def gone(request: web.Request) -> web.Response:
-        raise web.HTTPFound("/")
+        if maintenance:
+            raise web.HTTPFound("/")
+        return web.Response(text=SERIES_PAGE, content_type="text/html")
 
     async def home(request: web.Request) -> web.Response:
         return web.Response(text="<h1>Start</h1>", content_type="text/html")
@@ -242,3 +254,5 @@ async def test_a_series_page_that_redirects_elsewhere_is_not_found(
 
     with pytest.raises(ProviderNotFoundError, match="redirected"):
         await provider.series("vanished")
+    maintenance = False
+    assert (await provider.series("vanished")).name == "Back Again"
