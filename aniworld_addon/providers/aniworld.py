@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
@@ -60,13 +61,19 @@ class AniworldProvider(Provider):
             return []
         try:
             page = await self._http.get(f"/ajax/seriesSearch?keyword={quote(keyword, safe='')}")
-            return parse_search_json(page.text, page.url, provider=self.name)
+            return await asyncio.to_thread(
+                parse_search_json, page.text, page.url, provider=self.name
+            )
         except (ProviderNotFoundError, ProviderParseError) as err:
             # older mirrors only answer the POST search
             _LOGGER.debug("%s: seriesSearch unusable (%s); trying /ajax/search", self.name, err)
         page = await self._http.post_form("/ajax/search", {"keyword": keyword}, headers=_XHR)
-        return parse_search_alt_json(
-            page.text, page.url, provider=self.name, path_prefix=self.path_prefix
+        return await asyncio.to_thread(
+            parse_search_alt_json,
+            page.text,
+            page.url,
+            provider=self.name,
+            path_prefix=self.path_prefix,
         )
 
     async def series(self, key: str) -> SeriesInfo:
@@ -74,14 +81,16 @@ class AniworldProvider(Provider):
         path = self._series_path(key)
         page = await self._page(path, cache=True)
         with self._uncache_on_parse_error(path):
-            return parse_series_page(page.text, page.url, provider=self.name)
+            return await asyncio.to_thread(
+                parse_series_page, page.text, page.url, provider=self.name
+            )
 
     async def episodes(self, key: str, season: int) -> list[EpisodeInfo]:
         """One season page (cached); season 0 is the films overview."""
         path = self._season_path(key, season)
         page = await self._page(path, cache=True)
         with self._uncache_on_parse_error(path):
-            return parse_season_page(page.text, page.url, season)
+            return await asyncio.to_thread(parse_season_page, page.text, page.url, season)
 
     @contextlib.contextmanager
     def _uncache_on_parse_error(self, path: str) -> Iterator[None]:
@@ -100,7 +109,7 @@ class AniworldProvider(Provider):
         path = self._season_path(key, season)
         path += f"/film-{episode}" if season == 0 else f"/episode-{episode}"
         page = await self._page(path, cache=False)
-        return parse_episode_page(page.text, page.url)
+        return await asyncio.to_thread(parse_episode_page, page.text, page.url)
 
     async def resolve_redirect(self, link: HosterLink) -> str:
         """Where the site's `/redirect/<id>` sends us (the hoster embed page)."""
@@ -109,7 +118,9 @@ class AniworldProvider(Provider):
     async def new_episodes(self) -> list[NewEpisode]:
         """The `/neue-episoden` list."""
         page = await self._http.get("/neue-episoden")
-        return parse_new_episodes(page.text, page.url, path_prefix=self.path_prefix)
+        return await asyncio.to_thread(
+            parse_new_episodes, page.text, page.url, path_prefix=self.path_prefix
+        )
 
     def invalidate(self, key: str | None = None) -> None:
         """Forget the cached pages of one series, or of the whole site."""

@@ -28,6 +28,16 @@ _SLUG_IN_PATH: Final = re.compile(r"/stream/([a-z0-9][a-z0-9-]*)")
 _EPISODE_PART: Final = r"(?:staffel-([0-9]{1,4})/episode-([0-9]{1,5})|filme/film-([0-9]{1,5}))/?$"
 _EPISODE_IN_PATH: Final = re.compile("/" + _EPISODE_PART)
 _SEASON_IN_HREF: Final = re.compile(r"/(?:staffel-([0-9]{1,4})|(filme))/?$")
+# start tags of elements that are closed (void elements never are: a season page of a long
+# series holds thousands of flag <img>)
+_CLOSED_START_TAG: Final = re.compile(
+    r"<(?!(?:area|base|br|col|embed|hr|img|input|link|meta|param|source|track|wbr)\b)[A-Za-z]",
+    re.IGNORECASE,
+)
+# The tree builder's time grows with the square of the nesting depth (20,000 unclosed <div>
+# took a second, the 8 MB page cap allows days). A page of the site leaves next to none of
+# them open; ten thousand is no page of the site.
+MAX_UNCLOSED_TAGS: Final = 10_000
 
 
 def _text(node: LexborNode | None) -> str | None:
@@ -40,6 +50,12 @@ def _attr(node: LexborNode | None, name: str) -> str | None:
 
 def _parse(html: str | bytes, url: str, kind: str) -> LexborHTMLParser:
     html = html.decode("utf-8", errors="replace") if isinstance(html, bytes) else valid_text(html)
+    unclosed = len(_CLOSED_START_TAG.findall(html)) - html.count("</")
+    if unclosed > MAX_UNCLOSED_TAGS:
+        raise ProviderParseError(
+            f"cannot parse {kind} {url}: {unclosed} tags left open, nested too deeply",
+            details={"url": url, "page": kind},
+        )
     try:
         return LexborHTMLParser(html.replace("\x00", ""))
     except (ValueError, RuntimeError) as err:

@@ -18,6 +18,7 @@ from aniworld_addon.providers.aniworld import (
     parse_season_page,
     parse_series_page,
 )
+from aniworld_addon.providers.aniworld_pages import MAX_UNCLOSED_TAGS
 from aniworld_addon.providers.base import Language
 from tests.site import pages
 from tests.site.app import search_entries, series_search_entry
@@ -72,6 +73,31 @@ def test_series_page_decodes_entities_and_reads_the_full_description() -> None:
 def test_ongoing_series_has_no_end_year() -> None:
     info = parse_series_page(_series_html(slug="sky-lantern"), f"{BASE}/anime/stream/sky-lantern")
     assert (info.year, info.end_year) == (2023, None)
+
+
+@pytest.mark.parametrize(
+    "parse",
+    [
+        lambda html, url: parse_series_page(html, url),
+        lambda html, url: parse_season_page(html, url, 1),
+        lambda html, url: parse_episode_page(html, url),
+    ],
+    ids=["series", "season", "episode"],
+)
+def test_a_page_nested_past_reason_is_refused_before_the_tree_is_built(
+    parse: Callable[[str, str], object],
+) -> None:
+    # The tree builder is quadratic in the depth: 80,000 open <div> held a core for 20 s,
+    # and the 8 MB body cap admits over a million. A count decides before any tree is built.
+    url = f"{BASE}/anime/stream/kaiju-academy/staffel-1/episode-1"
+    html = _series_html().replace("</body>", "<div>" * 1_000_000 + "</body>")
+    with pytest.raises(ProviderParseError, match="nested too deeply"):
+        parse(html, url)
+    # a long season's void elements (one flag <img> per language and row) are not nesting
+    rows = "<tr><td><img src=/f.svg><img src=/g.svg><br></td></tr>" * (MAX_UNCLOSED_TAGS + 1)
+    assert parse_series_page(
+        _series_html().replace("</body>", f"<table>{rows}</table></body>"), url
+    )
 
 
 def test_season_page_rows() -> None:
