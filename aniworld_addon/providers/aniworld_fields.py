@@ -19,6 +19,9 @@ STO_PREFIX: Final = "/serie/stream"
 SLUG_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,199}$")
 _YEAR: Final = re.compile(r"\b([0-9]{4})\b")
 _SPACE: Final = re.compile(r"\s+")
+# Only whole references, `;` included: the second decoding must not read the legacy bare
+# forms, or "Sticky&notes" (once "Sticky&amp;notes") becomes "Sticky¬es".
+_ENTITY: Final = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _MAX_NUMBER: Final = 100_000
 
 
@@ -26,7 +29,8 @@ def clean(value: str | None) -> str | None:
     """Entities decoded (again for HTML text: `&amp;#039;` occurs), whitespace collapsed."""
     if value is None:
         return None
-    text = _SPACE.sub(" ", valid_text(html_lib.unescape(value))).strip()
+    decoded = _ENTITY.sub(lambda m: html_lib.unescape(m.group(0)), value)
+    text = _SPACE.sub(" ", valid_text(decoded)).strip()
     return text or None
 
 

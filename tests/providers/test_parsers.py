@@ -70,6 +70,17 @@ def test_series_page_decodes_entities_and_reads_the_full_description() -> None:
     assert info.provider == "sto"
 
 
+def test_a_name_decoded_twice_keeps_an_ampersand_before_letters() -> None:
+    # The site encodes some names twice ("&amp;#039;"), so text is decoded again; that second
+    # pass read the bare legacy "&not" of "Sticky&notes" and showed "Sticky¬es".
+    html = _series_html().replace(
+        "<span>Kaiju Academy</span>",
+        "<span>Sticky&amp;notes &amp;#039;n&amp;#039; &amp;copy</span>",
+    )
+    info = parse_series_page(html, f"{BASE}/anime/stream/kaiju-academy")
+    assert info.name == "Sticky&notes 'n' &copy"
+
+
 def test_ongoing_series_has_no_end_year() -> None:
     info = parse_series_page(_series_html(slug="sky-lantern"), f"{BASE}/anime/stream/sky-lantern")
     assert (info.year, info.end_year) == (2023, None)
