@@ -23,6 +23,7 @@ from aiohttp import web
 from .app import create_app
 from .const import APP_NAME, MAX_EPISODE_NUMBER, MAX_SEASON_NUMBER, VERSION
 from .errors import AppError, StorageError
+from .jsonutil import is_text
 from .logging_setup import configure_console
 from .options import Options, OptionsError, build_parser, load_options
 
@@ -44,6 +45,14 @@ def _number(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _text(text: str) -> str:
+    """An argparse type: text that is valid UTF-8 (a terminal in Latin-1 passes its bytes
+    through as lone surrogates, which failed deep inside with a traceback)."""
+    if not is_text(text):
+        raise argparse.ArgumentTypeError("is not valid UTF-8 text; check the terminal's encoding")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     # The flags work before and after the command: the command's copy keeps a flag given
     # before it unless it is given again.
@@ -58,9 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", parents=[common], help="run the service (default)")
     commands.add_parser("scan", parents=[common], help="rescan the library and the providers")
     search = commands.add_parser("search", parents=[common], help="search the providers")
-    search.add_argument("query")
+    search.add_argument("query", type=_text)
     download = commands.add_parser("download", parents=[common], help="download episodes")
-    download.add_argument("key", help="the series key (slug) of a series in the library")
+    download.add_argument(
+        "key", type=_text, help="the series key (slug) of a series in the library"
+    )
     which = download.add_mutually_exclusive_group(required=True)
     which.add_argument("--missing", action="store_true", help="every missing episode")
     which.add_argument(

@@ -112,6 +112,11 @@ def test_what_stops_a_command_is_one_line_not_a_traceback(tmp_path: Path) -> Non
     numbers = run_command(tmp_path, "download", "x", "--season", "-5", "--episode", "0", *paths)
     assert numbers.returncode == 2 and "-5 is not from 0 to 10000" in numbers.stderr
 
+    # a terminal in Latin-1: the argument's bytes are no UTF-8
+    latin1 = run_command(tmp_path, "search", os.fsdecode(b"Caf\xe9"), *paths)
+    assert latin1.returncode == 2 and "Traceback" not in latin1.stderr
+    assert "argument query: is not valid UTF-8 text" in latin1.stderr
+
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
