@@ -243,6 +243,16 @@ async def test_directory_is_checked_and_stored(authed: Authed, tmp_path: Path) -
     )
     assert pseudo.status == 400, await pseudo.text()
     assert list(target.iterdir()) == []  # the write test leaves nothing behind
+    # PUT /api/config took a file (and every download into it failed) until it checked too
+    for path in (str(blocker), "/sys", str(tmp_path / "not-there")):
+        put = await client.put("/api/config", json={"library_path": path}, headers=authed.headers)
+        assert put.status == 400, await put.text()
+        assert [d["path"] for d in (await put.json())["error"]["details"]] == ["library_path"]
+    assert not (tmp_path / "not-there").exists()
+    kept = await client.put(
+        "/api/config", json={"library_path": str(target)}, headers=authed.headers
+    )
+    assert kept.status == 200 and (await kept.json())["library_path"] == str(target)
 
 
 @pytest.mark.parametrize("damaged", DAMAGED_CONFIGS, ids=["syntax", "int", "list", "deep"])

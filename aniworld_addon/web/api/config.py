@@ -49,7 +49,13 @@ async def get_config(request: web.Request) -> web.Response:
 async def put_config(request: web.Request) -> web.Response:
     """Partial update; 400 with every problem when the result is invalid."""
     patch = await read_json(request, PATCH_SCHEMA)
-    return json_response(await request.app[keys.SETTINGS].update(patch))
+    settings = request.app[keys.SETTINGS]
+    library_path = patch.get("library_path")
+    if isinstance(library_path, str) and library_path != settings.get()["library_path"]:
+        # the same proof as POST /api/config/directory (without creating it): a file or a
+        # folder the add-on cannot write was taken here and failed every download later
+        await asyncio.to_thread(_prepare_directory, Path(library_path), False, "library_path")
+    return json_response(await settings.update(patch))
 
 
 @routes.api(
@@ -155,9 +161,10 @@ async def set_directory(request: web.Request) -> web.Response:
     return json_response(result)
 
 
-def _prepare_directory(path: Path, create: bool) -> float:
-    """Create if asked, prove it is a writable directory, return free space in MiB."""
-    problem = [{"path": "path", "message": ""}]
+def _prepare_directory(path: Path, create: bool, field: str = "path") -> float:
+    """Create if asked, prove it is a writable directory, return free space in MiB;
+    `field` names the request's field in the error."""
+    problem = [{"path": field, "message": ""}]
     try:
         if create:
             path.mkdir(parents=True, exist_ok=True)
