@@ -6,6 +6,7 @@ import asyncio
 import codecs
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -463,8 +464,21 @@ _NOT_DOCUMENT_CODECS: Final = frozenset(
 )
 
 
+# <meta charset="x"> or <meta http-equiv="Content-Type" content="text/html; charset=x">, looked
+# for where browsers look: the first 1024 bytes
+_META_CHARSET: Final = re.compile(
+    rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?([A-Za-z0-9_.:-]{1,40})", re.I
+)
+
+
 def _decode(body: bytes, charset: str | None) -> str:
-    """The body as text in its declared charset; UTF-8 when that is unknown or not a text codec."""
+    """The body as text in its declared charset (the header's, else the page's <meta>);
+    UTF-8 when that is unknown or not a text codec."""
+    if not charset and (meta := _META_CHARSET.search(body[:1024])) is not None:
+        # a <meta> that could be read as ASCII is not in UTF-16 or -32, whatever it says
+        charset = meta.group(1).decode("ascii")
+        if charset.lower().replace("_", "-").startswith(("utf-16", "utf-32", "utf16", "utf32")):
+            charset = "utf-8"
     if charset:
         try:
             name = codecs.lookup(charset).name

@@ -6,6 +6,7 @@ import asyncio
 import time
 import zlib
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -114,6 +115,12 @@ class Probe:
         port = request.url.port
         raise web.HTTPMovedPermanently(f"http://localhost:{port}/{request.match_info['tail']}")
 
+    async def legacy(self, request: web.Request) -> web.Response:
+        """A page in windows-1252 that says so only in its <meta> (no charset header)."""
+        meta = request.query["meta"]
+        body = f"<html><head>{meta}</head><body>Café – 5 €</body></html>"
+        return web.Response(body=body.encode("cp1252"), headers={"Content-Type": "text/html"})
+
     async def throttled(self, request: web.Request) -> web.Response:
         return web.Response(status=503, headers={"Retry-After": "120"}, text="busy")
 
@@ -128,6 +135,7 @@ async def probe(aiohttp_server: Any) -> Probe:
     app.router.add_get("/trickle", state.trickle)
     app.router.add_get("/bomb", state.bomb)
     app.router.add_get("/throttled", state.throttled)
+    app.router.add_get("/legacy", state.legacy)
     app.router.add_get("/moved/{tail:.*}", state.moved)
     app.router.add_get("/{tail:.*}", state.page)
     server = await aiohttp_server(app, host="127.0.0.1")
@@ -500,6 +508,20 @@ async def test_redirects_are_resolved_without_following_them(
     assert provider_site.control.count("embed") == 0
     with pytest.raises(ProviderParseError, match="did not redirect"):
         await http.resolve_redirect(SERIES)
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        '<meta charset="windows-1252">',
+        "<META HTTP-EQUIV='Content-Type' CONTENT='text/html; charset=cp1252'>",
+    ],
+)
+async def test_a_page_declaring_its_charset_in_meta_is_read_in_it(
+    probe: Probe, client: httpx.AsyncClient, meta: str
+) -> None:
+    page = await probe_http(probe, client).get(f"/legacy?meta={quote(meta)}")
+    assert "Café – 5 €" in page.text
 
 
 def test_site_urls_compare_by_host_and_port_not_by_spelling(client: httpx.AsyncClient) -> None:
