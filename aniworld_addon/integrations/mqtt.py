@@ -99,6 +99,9 @@ class LibraryView(Protocol):
     async def meta(self, name: str) -> Any:
         """A stored fact such as last_scan."""
 
+    async def set_meta(self, name: str, value: Any) -> None:
+        """Store a fact."""
+
     async def matched(self) -> list[SeriesRecord]:
         """Series with a provider identity."""
 
@@ -152,6 +155,7 @@ class MqttBridge:
             republish_delay=republish_delay,
             reconnect_delay=reconnect_delay,
             resolve_retry_s=resolve_retry_s,
+            memory=library.store,
         )
         self._downloads: dict[int, Mapping[str, Any]] = {}  # active item id -> last progress
         self._shown: tuple[Any, float, float] = (None, 0.0, float("-inf"))  # item, %, when

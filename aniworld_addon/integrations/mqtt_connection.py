@@ -7,10 +7,13 @@ import logging
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import voluptuous as vol
 
 from ..health import CheckResult
 from ..settings import Settings
+from ..settings_schema import topic
 from .mqtt_discovery import (
     DEVICE_ID,
     PAYLOAD_OFFLINE,
@@ -64,6 +67,27 @@ class OwnedTasks:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+TOPICS_META: Final = "mqtt_topics"  # the prefixes the broker last got retained topics under
+
+
+def _is_topic(value: Any) -> bool:
+    try:
+        topic(value)
+    except vol.Invalid:
+        return False
+    return True
+
+
+class TopicMemory(Protocol):
+    """Where the prefixes last published under are kept (the library's meta table)."""
+
+    async def meta(self, name: str) -> Any:
+        """A stored value, or None."""
+
+    async def set_meta(self, name: str, value: Any) -> None:
+        """Store a value."""
+
+
 class MqttConnection:
     """Owns the paho client; reconnects when the broker or the prefixes change."""
 
@@ -78,8 +102,10 @@ class MqttConnection:
         republish_delay: Callable[[], float] = birth_delay,
         reconnect_delay: tuple[int, int] = (1, 60),
         resolve_retry_s: Sequence[float] = RESOLVE_RETRY_S,
+        memory: TopicMemory | None = None,
     ) -> None:
         self._resolve = resolve
+        self._memory = memory
         self._settings = settings
         self._device = device
         self._on_ready = on_ready
@@ -316,8 +342,30 @@ class MqttConnection:
             _LOGGER.info("MQTT: Home Assistant came online; publishing state again")
             await self._publish_all()
 
+    async def _retire_earlier_topics(self) -> None:
+        """Clear what an earlier session left retained under prefixes no longer in use.
+        A change made while MQTT was off, the broker away or the service stopped found no
+        session to clear them with, and Home Assistant kept a second, dead device."""
+        if self._memory is None:
+            return
+        topics = self.topics
+        current = [topics.prefix, topics.discovery_prefix]
+        earlier = await self._memory.meta(TOPICS_META)
+        if earlier == current:
+            return
+        if isinstance(earlier, list) and len(earlier) == 2 and all(map(_is_topic, earlier)):
+            old = Topics(earlier[0], earlier[1])
+            if old.discovery != topics.discovery:
+                self.send(old.discovery, "", force=True)
+            if old.prefix != topics.prefix:
+                for topic in old.retained:
+                    self.send(topic, "", force=True)
+            _LOGGER.info("MQTT: cleared the topics left under %s, %s", old.prefix, old.discovery)
+        await self._memory.set_meta(TOPICS_META, current)
+
     async def _publish_all(self) -> None:
         """Discovery if the broker lacks it, the owner's state, then availability."""
+        await self._retire_earlier_topics()
         payload = dumps(discovery_payload(self.topics, self._device))
         if self._broker_discovery != payload and self.send(
             self.topics.discovery, payload, force=True

@@ -332,12 +332,16 @@ class StoreStandIn:
     missing_by_id: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     last_scan: Any = None
     missing_total: int = 7
+    stored: dict[str, Any] = field(default_factory=dict)  # what set_meta kept
 
     async def totals(self) -> dict[str, int]:
         return {"series": len(self.rows), "unmatched": 0, "missing": self.missing_total}
 
     async def meta(self, name: str) -> Any:
-        return self.last_scan if name == "last_scan" else None
+        return self.last_scan if name == "last_scan" else self.stored.get(name)
+
+    async def set_meta(self, name: str, value: Any) -> None:
+        self.stored[name] = value
 
     async def matched(self) -> list[SeriesRecord]:
         return [row for row in self.rows if row.key is not None]

@@ -126,6 +126,37 @@ async def test_changing_prefixes_moves_everything_and_clears_the_old_topics(
     await watcher.wait_message("anime/queue/paused", "ON", after=mark)
 
 
+async def test_topics_left_by_a_session_before_a_prefix_change_are_cleared_later(
+    start_bridge: BridgeFactory, services: Services, watch: WatchFactory
+) -> None:
+    # Changed while MQTT was off (or the broker away, or the service stopped): no session
+    # could clear the old topics, and Home Assistant kept a second, dead device.
+    bridge = start_bridge()
+    watcher = await online(watch, "aniworld/#", "homeassistant/#", "anime/#", "ha/#")
+    await watcher.wait_message(DISCOVERY)
+    await services.settings.update({"mqtt": {"enabled": False}})
+    async with asyncio.timeout(WAIT_S):
+        await bridge.connection.wait_connected(False)
+    await services.settings.update({"mqtt": {"topic_prefix": "anime"}})
+    mark = len(watcher.messages)
+    await services.settings.update({"mqtt": {"enabled": True}})
+    await watcher.wait_message("anime/status", "online", after=mark)
+    cleared = {m.topic for m in watcher.messages[mark:] if m.payload == ""}
+    assert cleared >= {"aniworld/status", "aniworld/queue", "aniworld/library"}
+    assert DISCOVERY not in cleared  # the discovery prefix stayed: the device was updated
+
+    # The same across a restart: the prefixes published under are remembered.
+    await bridge.stop()
+    await services.settings.update({"mqtt": {"discovery_prefix": "ha"}})
+    mark = len(watcher.messages)
+    start_bridge()
+    await watcher.wait_message("ha/device/aniworld/config", after=mark)
+    await watcher.wait_message(DISCOVERY, "", after=mark)
+    late = await watch("aniworld/#", "homeassistant/#", "anime/status")
+    await late.wait_message("anime/status", "online")
+    assert not [m for m in late.messages if m.topic.startswith(("aniworld/", "homeassistant/"))]
+
+
 async def test_kill_9_makes_the_broker_publish_offline(
     mosquitto: Mosquitto, watch: WatchFactory, tmp_path: Path
 ) -> None:
