@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -248,6 +249,32 @@ async def _close_websockets(app: web.Application) -> None:
     await app[keys.WS_HUB].close()
 
 
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def in_order(contexts: Sequence[CleanupContext]) -> CleanupContext:
+    """One cleanup context that enters `contexts` in order and leaves them in reverse.
+
+    Unlike a list in app.cleanup_ctx, a context that fails to start unwinds those started
+    before it: aiohttp's runner leaves them open when its setup fails, and the database's
+    worker thread then kept the process alive, a service that never answered or exited.
+    """
+
+    async def services(app: web.Application) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                for context in contexts:
+                    await stack.enter_async_context(contextlib.asynccontextmanager(context)(app))
+            except BaseException:
+                # closed as at a normal stop: the contexts' clean-up code follows their yield
+                # without a try/finally, and would be skipped with the error thrown in
+                await stack.aclose()
+                raise
+            yield
+
+    return services
+
+
 def create_app(options: Options, *, clock: Callable[[], float] = time.time) -> web.Application:
     """Build the application; nothing touches the network or blocks the loop until startup."""
     app = web.Application(
@@ -274,23 +301,25 @@ def create_app(options: Options, *, clock: Callable[[], float] = time.time) -> w
         "/static", Path(__file__).parent / "web" / "static", name="static", append_version=True
     )
     app[keys.TEMPLATES] = Templates(app)  # jinja2 loads on the first page
-    app.cleanup_ctx.extend(
-        [
-            _logging_ctx,
-            _settings_ctx,
-            _database_ctx,
-            _bus_ctx,
-            _auth_ctx,
-            _providers_ctx,
-            _library_ctx,
-            _operations_ctx,
-            _queue_ctx,
-            mqtt_ctx,
-            history_ctx,
-            webhooks_ctx,
-            scheduler_ctx,
-            _library_checks_ctx,
-        ]
+    app.cleanup_ctx.append(
+        in_order(
+            [
+                _logging_ctx,
+                _settings_ctx,
+                _database_ctx,
+                _bus_ctx,
+                _auth_ctx,
+                _providers_ctx,
+                _library_ctx,
+                _operations_ctx,
+                _queue_ctx,
+                mqtt_ctx,
+                history_ctx,
+                webhooks_ctx,
+                scheduler_ctx,
+                _library_checks_ctx,
+            ]
+        )
     )
     app.on_shutdown.append(_close_websockets)
     return app
