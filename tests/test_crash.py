@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 from tests.site import Fault, MediaSet
 from tests.site.plugin import RunningSite
 
-from .conftest import PASSWORD, require_tool
+from .conftest import IN_CI, PASSWORD, require_tool
 from .test_process import free_port
 
 KEY = "sky-lantern"
@@ -247,4 +249,60 @@ async def test_kill_during_verify_and_rename(
     await running.until(verifying, "verification of the finished .part file")
     await running.kill()
     marker.unlink()
+    await _restart_and_finish(running, media_set)
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """folder bind-mounted read-only onto itself for the block (root and mount needed)."""
+    mount = shutil.which("mount") or "/usr/bin/mount"
+    bound = os.geteuid() == 0 and (
+        subprocess.run([mount, "--bind", str(folder), str(folder)], check=False).returncode == 0
+    )
+    if not bound:
+        if IN_CI:
+            pytest.fail("cannot bind-mount a folder read-only (needs root and mount)")
+        pytest.skip("a read-only folder needs root and mount")
+    try:
+        remount = [mount, "-o", "remount,ro,bind", str(folder)]
+        subprocess.run(remount, check=True, timeout=10)
+        yield
+    finally:
+        subprocess.run([shutil.which("umount") or "umount", str(folder)], check=True, timeout=10)
+
+
+async def test_a_library_read_only_after_the_crash_does_not_stop_the_start(
+    running: ServiceProcess, provider_site: RunningSite, media_set: MediaSet
+) -> None:
+    # The crash left a .part file the start-up clean-up could not remove (a share remounted
+    # read-only, a NAS gone): the error escaped the start-up, and the service then neither
+    # answered nor exited (the database's thread kept it alive).
+    control = provider_site.control
+    control.media_rate_bps = 50_000
+    retries = {"downloads": {"retry_backoff_s": [1], "max_retries": 20}}
+    await running.call("PUT", "/api/config", json=retries)
+
+    async def half_written() -> bool:
+        parts = part_files(running.library)
+        return bool(parts) and max(p.stat().st_size for p in parts) > 20_000
+
+    await running.call(
+        "POST", f"/api/anime/{KEY}/download", json={"episodes": [{"season": 1, "episode": 1}]}
+    )
+    await running.until(half_written, "a half-written .part file")
+    await running.kill()
+    (part,) = part_files(running.library)
+    control.media_rate_bps = None
+    with read_only(part.parent):
+        await running.start()  # /health answers
+        await running.login(first=False)
+
+        async def refused() -> bool:
+            error = str((await running.item())["error"])
+            return error.startswith("cannot write") and "Read-only file system" in error
+
+        await running.until(refused, "an attempt refused by the read-only folder")
+        assert (await running.item())["status"] in ("pending", "downloading")  # kept
+        assert part.exists()
+        await running.stop()
     await _restart_and_finish(running, media_set)

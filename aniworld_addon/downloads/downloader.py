@@ -142,7 +142,10 @@ class Downloader:
 
     def _run(self, job: _Job) -> tuple[Path, int]:
         base = job.final_base
-        cleanup_partials(base)  # leftovers of an attempt that died with the process
+        try:
+            cleanup_partials(base)  # leftovers of an attempt that died with the process
+        except OSError as err:  # a read-only folder: the one writing after it would fail too
+            raise _not_writable(base.parent, err) from err
         self._check_space(base.parent, 0)
         try:
             base.parent.mkdir(parents=True, exist_ok=True)

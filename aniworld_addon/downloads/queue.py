@@ -86,7 +86,12 @@ class DownloadQueue:
         interrupted = await self.store.interrupted()
         for item in interrupted:
             if item.part_base:
-                await asyncio.to_thread(cleanup_partials, Path(item.part_base))
+                try:
+                    await asyncio.to_thread(cleanup_partials, Path(item.part_base))
+                except OSError as err:
+                    # a library remounted read-only or gone since the crash: the service must
+                    # start all the same; the next attempt clears the folder before it writes
+                    _LOGGER.warning("cannot remove the partial files of item %d: %s", item.id, err)
         # ffprobes a killed process left waiting for downloads that died with it.
         await asyncio.to_thread(self._probes.sweep)
         await self.store.back_to_pending(i.id for i in interrupted)
