@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import os
 import shutil
 import time
@@ -17,6 +18,7 @@ from . import keys
 from .const import DB_FILENAME, MAX_BODY_BYTES
 from .db import open_database
 from .downloads.blocklist import Blocklist
+from .downloads.ownership import LOCK_NAME, QueueLock
 from .downloads.queue import DownloadQueue
 from .downloads.queue_store import QueueStore
 from .downloads.resolver import Resolver
@@ -194,7 +196,9 @@ async def _queue_ctx(app: web.Application) -> AsyncIterator[None]:
         lambda: library_root(app),
         clock=app[keys.CLOCK],
     )
-    await queue.start_up()
+    role = app[keys.ROLE]
+    lock = QueueLock(app[keys.OPTIONS].data_path / LOCK_NAME)
+    await queue.start_up(lock, wait=role is AppRole.SERVICE, run=role is not AppRole.CLI)
     app[keys.QUEUE] = queue
     remove = settings.add_listener(queue.on_settings_change)
     yield
@@ -252,6 +256,14 @@ async def _close_websockets(app: web.Application) -> None:
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
+class AppRole(enum.Enum):
+    """What the process is for; a CLI run shares the service's data and must not act as it."""
+
+    SERVICE = "service"  # the web service: MQTT, the scheduler, runs the download queue
+    CLI = "cli"  # a command that reads and rescans: the queue is left to the service
+    CLI_DOWNLOAD = "cli-download"  # runs the queue unless the service already does
+
+
 def in_order(contexts: Sequence[CleanupContext]) -> CleanupContext:
     """One cleanup context that enters `contexts` in order and leaves them in reverse.
 
@@ -275,8 +287,14 @@ def in_order(contexts: Sequence[CleanupContext]) -> CleanupContext:
     return services
 
 
-def create_app(options: Options, *, clock: Callable[[], float] = time.time) -> web.Application:
-    """Build the application; nothing touches the network or blocks the loop until startup."""
+def create_app(
+    options: Options, *, clock: Callable[[], float] = time.time, role: AppRole = AppRole.SERVICE
+) -> web.Application:
+    """Build the application; nothing touches the network or blocks the loop until startup.
+
+    A CLI role leaves out MQTT (a second client under the service's will topic published
+    "offline" for it on exit) and the scheduler (jobs of a command's lifetime).
+    """
     app = web.Application(
         middlewares=[
             error_middleware,
@@ -287,6 +305,7 @@ def create_app(options: Options, *, clock: Callable[[], float] = time.time) -> w
         client_max_size=MAX_BODY_BYTES,
     )
     app[keys.OPTIONS] = options
+    app[keys.ROLE] = role
     app[keys.CLOCK] = clock
     app[keys.STARTED_AT] = time.monotonic()
     app[keys.HEALTH] = HealthChecks()
@@ -313,10 +332,10 @@ def create_app(options: Options, *, clock: Callable[[], float] = time.time) -> w
                 _library_ctx,
                 _operations_ctx,
                 _queue_ctx,
-                mqtt_ctx,
+                *([mqtt_ctx] if role is AppRole.SERVICE else []),
                 history_ctx,
                 webhooks_ctx,
-                scheduler_ctx,
+                *([scheduler_ctx] if role is AppRole.SERVICE else []),
                 _library_checks_ctx,
             ]
         )

@@ -11,7 +11,7 @@ from typing import Any, TextIO, TypeVar
 from aiohttp import web
 
 from . import keys
-from .app import create_app
+from .app import AppRole, create_app
 from .downloads.queue_store import Priority
 from .events import Event, EventType
 from .options import Options
@@ -19,9 +19,13 @@ from .options import Options
 T = TypeVar("T")
 
 
-async def with_services(options: Options, work: Callable[[web.Application], Awaitable[T]]) -> T:
+async def with_services(
+    options: Options,
+    work: Callable[[web.Application], Awaitable[T]],
+    role: AppRole = AppRole.CLI,
+) -> T:
     """Start the app's cleanup contexts (database, providers, ...), run work, stop them."""
-    app = create_app(options)
+    app = create_app(options, role=role)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     try:
@@ -187,6 +191,9 @@ async def download(
             ids = await queue.add(series.provider, series.key, episodes, Priority.HIGH)
             waiting.update(ids)
             out.write(f"queued {len(ids)} episode(s) of {series.name}\n")
+            if not queue.dispatching:
+                out.write("the running service downloads them: follow them in its panel\n")
+                return 0
             if not queue.running or queue.paused:
                 out.write("the queue is stopped or paused: start it in the panel or with the API\n")
                 return 0
@@ -195,7 +202,7 @@ async def download(
             await subscription.cancel()
         return 1 if failed else 0
 
-    return await with_services(options, work)
+    return await with_services(options, work, AppRole.CLI_DOWNLOAD)
 
 
 async def show_queue(options: Options, out: TextIO = sys.stdout) -> int:

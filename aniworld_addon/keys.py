@@ -10,6 +10,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     import httpx
 
+    from .app import AppRole
     from .db import Database
     from .downloads.queue import DownloadQueue
     from .events import EventBus
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 # Annotations carry the types (evaluated only by the type checker, so no import cycles).
 OPTIONS: web.AppKey[Options] = web.AppKey("options")
+ROLE: web.AppKey[AppRole] = web.AppKey("role")
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
 FILE_LOGGING: web.AppKey[FileLogging] = web.AppKey("file_logging")

@@ -201,6 +201,19 @@ async def _restart_and_finish(service: ServiceProcess, media_set: MediaSet) -> N
     assert part_files(service.library) == []
 
 
+async def download_until_half_written(service: ServiceProcess) -> None:
+    """Queue S01E01 and return once its .part file holds over 20 KB (throttle it first)."""
+
+    async def half_written() -> bool:
+        parts = part_files(service.library)
+        return bool(parts) and max(p.stat().st_size for p in parts) > 20_000
+
+    await service.call(
+        "POST", f"/api/anime/{KEY}/download", json={"episodes": [{"season": 1, "episode": 1}]}
+    )
+    await service.until(half_written, "a half-written .part file")
+
+
 async def test_kill_before_the_first_byte(
     running: ServiceProcess, provider_site: RunningSite, media_set: MediaSet
 ) -> None:
@@ -220,15 +233,7 @@ async def test_kill_mid_file(
 ) -> None:
     control = provider_site.control
     control.media_rate_bps = 50_000  # ~9 s for the sample: plenty of time to land mid-file
-
-    async def half_written() -> bool:
-        parts = part_files(running.library)
-        return bool(parts) and max(p.stat().st_size for p in parts) > 20_000
-
-    await running.call(
-        "POST", f"/api/anime/{KEY}/download", json={"episodes": [{"season": 1, "episode": 1}]}
-    )
-    await running.until(half_written, "a half-written .part file")
+    await download_until_half_written(running)
     await running.kill()
     assert part_files(running.library), "the .part file should still be there after a kill"
     control.media_rate_bps = None
@@ -281,15 +286,7 @@ async def test_a_library_read_only_after_the_crash_does_not_stop_the_start(
     control.media_rate_bps = 50_000
     retries = {"downloads": {"retry_backoff_s": [1], "max_retries": 20}}
     await running.call("PUT", "/api/config", json=retries)
-
-    async def half_written() -> bool:
-        parts = part_files(running.library)
-        return bool(parts) and max(p.stat().st_size for p in parts) > 20_000
-
-    await running.call(
-        "POST", f"/api/anime/{KEY}/download", json={"episodes": [{"season": 1, "episode": 1}]}
-    )
-    await running.until(half_written, "a half-written .part file")
+    await download_until_half_written(running)
     await running.kill()
     (part,) = part_files(running.library)
     control.media_rate_bps = None
@@ -306,3 +303,59 @@ async def test_a_library_read_only_after_the_crash_does_not_stop_the_start(
         assert part.exists()
         await running.stop()
     await _restart_and_finish(running, media_set)
+
+
+async def cli(service: ServiceProcess, *argv: str) -> tuple[int, str]:
+    """`python -m aniworld_addon argv...` on the service's data, beside it; (code, output)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aniworld_addon",
+        *argv,
+        "--data-path",
+        str(service.data),
+        "--library-path",
+        str(service.library),
+        env=service.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    async with asyncio.timeout(60):
+        output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def test_a_cli_run_beside_the_service_leaves_its_downloads_alone(
+    running: ServiceProcess, provider_site: RunningSite, media_set: MediaSet
+) -> None:
+    # Every CLI command ran the crash recovery on the shared database: `queue` removed the
+    # service's .part file and set its running item pending; the service then claimed it a
+    # second time, two tasks wrote one file, and a half file landed marked completed.
+    control = provider_site.control
+    control.media_rate_bps = 50_000
+    await download_until_half_written(running)
+    (part,) = part_files(running.library)
+
+    code, output = await cli(running, "queue")
+    assert code == 0, output
+    assert "interrupted" not in output and part.exists()
+    assert "downloading" in output
+
+    # A download asked for on the command line is queued for the service to run.
+    code, output = await cli(running, "download", KEY, "--season", "1", "--episode", "2")
+    assert code == 0, output
+    assert "the running service downloads them" in output
+    control.media_rate_bps = None
+
+    async def both_completed() -> bool:
+        status = await running.call("GET", "/api/queue/status")
+        return len(status["completed_downloads"]) == 2
+
+    await running.until(both_completed, "both downloads to complete in the service", 60)
+    status = await running.call("GET", "/api/queue/status")
+    assert [i["retry_count"] for i in status["completed_downloads"]] == [0, 0]
+    videos = final_videos(running.library)
+    assert len(videos) == 2
+    assert all(v.read_bytes() == media_set.mp4.read_bytes() for v in videos)
+    assert control.count("media") == 2  # one transfer each: nothing was fetched twice

@@ -556,3 +556,18 @@ async def test_a_deleted_episode_file_is_reported(service: Service) -> None:
         next(e for e in detail["episodes"] if (e["season"], e["episode"]) == (1, 1))["state"]
         == "missing"
     )
+
+
+async def test_a_second_service_on_the_same_data_waits_for_the_queue_then_runs_it(
+    aiohttp_client: AiohttpClient, options: Options
+) -> None:
+    # One process runs the queue: the holder of <data>/queue.lock. Another (a second
+    # service, a CLI download) takes over once the first lets go, and only then.
+    first = await aiohttp_client(create_app(options))
+    second = await aiohttp_client(create_app(options))
+    assert first.app[keys.QUEUE].dispatching
+    assert not second.app[keys.QUEUE].dispatching
+    await first.close()
+    async with asyncio.timeout(10):
+        while not second.app[keys.QUEUE].dispatching:
+            await asyncio.sleep(0.02)

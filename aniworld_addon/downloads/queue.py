@@ -25,6 +25,7 @@ from .episode_job import (
     label,
 )
 from .outcomes import BOOKKEEPING_BACKOFF_S, Outcomes
+from .ownership import QueueLock
 from .probe_gates import ProbeGates
 from .progress import Progress, cleanup_partials
 from .queue_snapshot import QueueSnapshot, status_body, status_head, status_lists
@@ -37,6 +38,10 @@ _LOGGER = logging.getLogger("aniworld_addon.downloads.queue")
 STATE_KEY: Final = "queue_state"
 #: yt-dlp instances kept for reuse between downloads (see ytdlp_sessions)
 MAX_IDLE_SESSIONS: Final = 4
+#: how often a process waiting for the queue's lock tries again
+LOCK_RETRY_S: Final = 1.0
+#: how often an idle dispatcher looks for items another process (a CLI run) queued
+OTHERS_POLL_S: Final = 10.0
 
 
 class DownloadQueue:
@@ -75,14 +80,55 @@ class DownloadQueue:
         self._progress: dict[int, dict[str, Any]] = {}
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._waiter: asyncio.Task[None] | None = None  # for the queue's lock
+        self._lock: QueueLock | None = None
         # Launching and the commands that cancel (stop, remove) take turns: a command that ran
         # between two launches would miss the second, which then downloads unseen.
         self._turn = asyncio.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    async def start_up(self) -> None:
-        """Recover from a crash, restore running/paused, start the dispatcher."""
+    async def start_up(
+        self, lock: QueueLock | None = None, *, wait: bool = True, run: bool = True
+    ) -> None:
+        """Restore running/paused; then, with `run`, run the queue if this process may: with
+        the queue's lock (or no lock given) recover from a crash and start the dispatcher.
+        While another process holds it: with `wait`, take over once that process lets go
+        (the service); without, only read and add (a CLI run)."""
+        state = await self._library.meta(STATE_KEY)
+        if isinstance(state, dict):
+            self.running = bool(state.get("running", True))
+            self.paused = bool(state.get("paused", False))
+        if not run:
+            return
+        self._lock = lock
+        if lock is None or await asyncio.to_thread(lock.try_acquire):
+            await self._take_over()
+        elif wait:
+            _LOGGER.warning(
+                "another process runs the download queue (it holds %s); downloads start here"
+                " once it ends",
+                lock.path,
+            )
+            self._waiter = asyncio.get_running_loop().create_task(
+                self._wait_for(lock), name="queue-lock"
+            )
+
+    @property
+    def dispatching(self) -> bool:
+        """True when this process runs the queue (starts downloads)."""
+        return self._dispatcher is not None
+
+    async def _wait_for(self, lock: QueueLock) -> None:
+        # Polled: another process's flock signals nothing here, and a blocking flock would
+        # hold a thread that no shutdown can cancel.
+        while not await asyncio.to_thread(lock.try_acquire):  # noqa: ASYNC110
+            await asyncio.sleep(LOCK_RETRY_S)
+        _LOGGER.info("the other process let go of the download queue; running it here")
+        await self._take_over()
+
+    async def _take_over(self) -> None:
+        """Recover what a crash left (no other process runs the queue), then dispatch."""
         interrupted = await self.store.interrupted()
         for item in interrupted:
             if item.part_base:
@@ -97,22 +143,21 @@ class DownloadQueue:
         await self.store.back_to_pending(i.id for i in interrupted)
         if interrupted:
             _LOGGER.info("%d interrupted downloads are pending again", len(interrupted))
-        state = await self._library.meta(STATE_KEY)
-        if isinstance(state, dict):
-            self.running = bool(state.get("running", True))
-            self.paused = bool(state.get("paused", False))
         self._dispatcher = asyncio.get_running_loop().create_task(
             self._dispatch(), name="queue-dispatcher"
         )
 
     async def close(self) -> None:
         """Stop dispatching; running downloads are cancelled and left pending."""
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
+        for task in (self._waiter, self._dispatcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._cancel(list(self._active))
         await asyncio.to_thread(self._ytdlp.close)  # every download thread has ended
+        if self._lock is not None:
+            await asyncio.to_thread(self._lock.release)
 
     def wake(self) -> None:
         """Re-check the queue now (new items, settings changed, time advanced in tests)."""
@@ -133,6 +178,8 @@ class DownloadQueue:
             except StorageError as err:  # the database is locked by someone else: try again
                 _LOGGER.warning("queue: cannot read the queue (%s); retrying", err.message)
                 timeout = BOOKKEEPING_BACKOFF_S[-1]
+            # items a CLI run queued reach no wake() here: look again now and then
+            timeout = OTHERS_POLL_S if timeout is None else min(timeout, OTHERS_POLL_S)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
@@ -153,7 +200,7 @@ class DownloadQueue:
         return None if upcoming is None else max(0.0, upcoming - self.clock())
 
     async def _launch(self, item: QueueItem) -> bool:
-        if not await self.store.claim(item.id, self.clock()):
+        if item.id in self._active or not await self.store.claim(item.id, self.clock()):
             return False
         self._progress[item.id] = {}
         task = asyncio.get_running_loop().create_task(self._run(item), name=f"download:{item.id}")
@@ -161,9 +208,10 @@ class DownloadQueue:
         task.add_done_callback(functools.partial(self._finished, item.id))
         return True
 
-    def _finished(self, item_id: int, _task: asyncio.Task[None]) -> None:
-        self._active.pop(item_id, None)
-        self._progress.pop(item_id, None)
+    def _finished(self, item_id: int, task: asyncio.Task[None]) -> None:
+        if self._active.get(item_id) is task:  # never a later task of the same item
+            del self._active[item_id]
+            self._progress.pop(item_id, None)
         self._wake.set()
 
     async def _cancel(self, item_ids: Sequence[int]) -> list[int]:

@@ -1,0 +1,58 @@
+"""Which process runs the download queue: the one holding `<data>/queue.lock`.
+
+A CLI run next to the service shares the database. Only the holder of this lock may treat
+`downloading` rows as left behind by a crash (remove their partial files, set them pending)
+and start downloads: before it, `python -m aniworld_addon queue` reset the service's running
+download and a second task wrote the same file, which then landed half-done.
+The kernel drops a flock with its process, so a `kill -9` never leaves it held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from pathlib import Path
+from typing import Final
+
+_LOGGER = logging.getLogger(__name__)
+
+LOCK_NAME: Final = "queue.lock"
+
+
+class QueueLock:
+    """An exclusive, non-blocking flock on one file; blocking calls: run them in a thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """True while this process holds the lock."""
+        return self._fd is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if no other process holds it; True when held."""
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except OSError as err:
+            # a file system without flock: nothing can be proved, so act as the only process
+            # (as every version before this lock did)
+            _LOGGER.warning("cannot lock %s (%s); assuming no other process", self.path, err)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Let another process take the queue."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # closing the descriptor drops the flock
