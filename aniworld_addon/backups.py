@@ -9,6 +9,8 @@ import sqlite3
 from pathlib import Path
 from typing import Final
 
+from .fsutil import fsync_dir, fsync_file
+
 BACKUP_DIR: Final = "backups"
 BACKUPS_KEPT: Final = 7
 BACKUP_NAME_RE: Final = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?$")
@@ -34,8 +36,17 @@ def write_backup(db_path: Path, config_path: Path, root: Path, stamp: str, keep:
         target.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
     if config_path.exists():
         shutil.copy2(config_path, partial / config_path.name)
+        fsync_file(partial / config_path.name)  # a power cut must not leave it empty
+    fsync_dir(partial)
     partial.rename(final)  # whole or absent: a crash never leaves a half backup under its name
-    backups = sorted(p for p in root.iterdir() if p.is_dir() and BACKUP_NAME_RE.match(p.name))
-    for old in backups[: max(0, len(backups) - keep)]:
+    fsync_dir(root)
+    # The names order the others; the one just made is kept whatever its name: with the
+    # clock behind (a Pi without a clock before NTP) it sorted first and was pruned at once.
+    backups = sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir() and BACKUP_NAME_RE.match(p.name) and p.name != final.name
+    )
+    for old in backups[: max(0, len(backups) - (keep - 1))]:
         shutil.rmtree(old)
     return final

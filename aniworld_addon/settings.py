@@ -269,12 +269,16 @@ class Settings:
         target = self._backup_dir / name
         content = self._path.read_text(encoding="utf-8") if self._path.exists() else "{}"
         atomic_write_text(target, content)
-        self._prune_sync()
         stat = target.stat()
+        self._prune_sync(keep=name)
         return BackupInfo(name, stat.st_mtime, stat.st_size)
 
-    def _prune_sync(self) -> None:
-        for old in self._list_backups_sync()[CONFIG_BACKUPS_KEPT:]:
+    def _prune_sync(self, keep: str) -> None:
+        # By name (newest first), never the one just written: with the clock behind (a Pi
+        # without a clock before NTP) it sorted last and was deleted at once, and the
+        # migration that had asked for it as its safety copy failed.
+        others = [b for b in self._list_backups_sync() if b.name != keep]
+        for old in others[CONFIG_BACKUPS_KEPT - 1 :]:
             (self._backup_dir / old.name).unlink(missing_ok=True)
 
     def _backup_path(self, name: str) -> Path:

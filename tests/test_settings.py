@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aniworld_addon.app import create_app
+from aniworld_addon.backups import write_backup
 from aniworld_addon.const import CONFIG_BACKUPS_KEPT
 from aniworld_addon.keys import SETTINGS
 from aniworld_addon.options import Options
+from aniworld_addon.settings import Settings, _stamp
 from aniworld_addon.settings_schema import CONFIG_VERSION, DEFAULT_CONFIG
 
 from .conftest import AiohttpClient, Authed
@@ -321,3 +324,47 @@ async def test_a_stored_provider_url_with_a_path_keeps_its_host_and_every_other_
     current = app[SETTINGS].get()
     assert current["providers"]["sto"]["url"] == "https://s.to"
     assert current["downloads"]["max_retries"] == 7
+
+
+async def test_backups_made_with_the_clock_behind_are_kept(tmp_path: Path) -> None:
+    # A Pi without a real-time clock boots behind until NTP answers. Backups are named by
+    # time, and the one just made sorted oldest and was pruned at once: a save then failed
+    # (FileNotFoundError), and so did a start-up whose migration wanted it as safety copy.
+    now = [1_800_000_000.0]
+    settings = Settings(tmp_path / "data", clock=lambda: now[0])
+    await settings.load()
+    for retries in [*range(1, 6), *range(1, 6), 1, 2]:  # more changes than backups are kept
+        now[0] += 3600
+        await settings.update({"downloads": {"max_retries": retries}})
+    now[0] -= 2 * 86400
+    await settings.update({"downloads": {"max_concurrent": 5}})  # saved: no error
+    backups = await settings.list_backups()
+    assert len(backups) == CONFIG_BACKUPS_KEPT
+    behind = _stamp(now[0])
+    assert [b.name for b in backups if behind in b.name]  # the new one is kept
+    kept = json.loads((tmp_path / "data" / "config_backups" / backups[-1].name).read_text())
+    assert kept["downloads"]["max_retries"] == 2  # it holds the settings before the save
+
+    # a start-up that migrates keeps its safety copy too
+    document = json.loads((tmp_path / "data" / "config.json").read_text())
+    document["version"] = 1
+    del document["downloads"]["upgrade"]
+    (tmp_path / "data" / "config.json").write_text(json.dumps(document))
+    again = Settings(tmp_path / "data", clock=lambda: now[0] - 86400)
+    await again.load()
+    assert again.get()["downloads"]["max_concurrent"] == 5
+
+
+def test_a_daily_backup_made_with_the_clock_behind_is_kept(tmp_path: Path) -> None:
+    database = tmp_path / "aniworld.db"
+    sqlite3.connect(database).close()
+    root = tmp_path / "backups"
+    for day in range(1, 4):
+        write_backup(database, tmp_path / "config.json", root, f"2099010{day}T000000Z", keep=3)
+    made = write_backup(database, tmp_path / "config.json", root, "20260101T000000Z", keep=3)
+    assert made.is_dir()
+    assert sorted(p.name for p in root.iterdir()) == [
+        "20260101T000000Z",
+        "20990102T000000Z",
+        "20990103T000000Z",
+    ]
