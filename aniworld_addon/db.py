@@ -158,10 +158,12 @@ async def connect(
     conn = await aiosqlite.connect(path, isolation_level=None)
     try:
         conn.row_factory = aiosqlite.Row
-        # WAL lets readers run beside the writer; NORMAL is durable at every checkpoint in WAL
-        # mode and survives a process kill; busy_timeout rides out another process's lock.
+        # WAL lets readers run beside the writer; busy_timeout rides out another process's
+        # lock. FULL syncs the WAL at every commit: with NORMAL a queue change the API had
+        # answered (an item added, removed, the queue stopped) was lost to a power cut until
+        # the next checkpoint. The writes are few and small; a rescan is one transaction.
         await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA synchronous = FULL")
         await conn.execute("PRAGMA foreign_keys = ON")
         await set_busy_timeout(conn, BUSY_TIMEOUT_S)
         await migrate(conn, migrations)
