@@ -7,7 +7,6 @@ where the file lands, including an upgrade's swap of an older file for a better 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import importlib
 import logging
@@ -185,36 +184,51 @@ class EpisodeJob:
         """An upgrade's new file is verified and in place: now remove the file it replaces.
 
         When both have the same name the rename already replaced it atomically; otherwise the
-        old file goes only now, so the episode is never without a verified file.
+        old file goes only now, so the episode is never without a verified file. Only the file
+        the upgrade was queued for goes: one the user put there since (its language unknown)
+        stays, and so does one that cannot be removed (the new file is in place all the same).
         """
         if item.upgrade_from is None:
             return None
         held = next(
             (
-                e.local_path
+                e
                 for e in await self._parts.library.episodes(series.id)
                 if (e.season, e.episode) == (item.season, item.episode)
             ),
             None,
         )
-        if held is None:
+        if held is None or held.local_path is None:
             return None
-        relative = f"{series.folder}/{held}"
+        relative = f"{series.folder}/{held.local_path}"
+        if held.local_language != item.upgrade_from:
+            _LOGGER.warning(
+                "%s: upgraded; kept %s, which is not the %s file the upgrade was for",
+                label(item),
+                relative,
+                item.upgrade_from,
+            )
+            return None
 
         def remove() -> bool:
             try:
                 old = confine(self._parts.root(), relative)
             except PathOutsideLibraryError:
                 return False
-            if old == new or not old.is_file():
-                return False
+            if old == new or not old.is_file() or os.path.samefile(old, new):
+                return False  # samefile: a name differing in case only, on SMB or exFAT
             old.unlink()
             fsync_dir(old.parent)
             return True
 
-        with contextlib.suppress(FileNotFoundError):
+        try:
             if await asyncio.to_thread(remove):
                 _LOGGER.info("%s: upgraded; removed %s", label(item), relative)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            _LOGGER.warning("%s: upgraded; cannot remove %s: %s", label(item), relative, err)
+            return None
         return relative
 
     async def _count_failure(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from aniworld_addon import keys
 from aniworld_addon.auto_queue import OFFER_RECHECK_S
 from aniworld_addon.events import EventType
@@ -177,3 +179,66 @@ async def test_the_rescan_queues_upgrades_when_the_global_switch_is_on(
     provider_site.control.reset()
     run = await scheduler.run_job("rescan")
     assert run.ok and run.result["queued"] == 0 and provider_site.control.count("episode") == 0
+
+
+async def test_an_upgrade_keeps_a_file_the_user_put_there_since(
+    aiohttp_client: AiohttpClient, options: Options, provider_site: RunningSite, media_set: MediaSet
+) -> None:
+    # The upgrade was queued for the downloaded sub; the user then put their own copy in its
+    # place (its language unknown). The upgrade removed whatever file the episode held.
+    svc = await lantern_service(aiohttp_client, options, provider_site)
+    (item_id,) = await svc.queue([(1, 1)], key=LANTERN)
+    await svc.wait_item(item_id, EventType.DOWNLOAD_COMPLETE)
+    (sub_file,) = final_files(options)
+    queue = svc.client.app[keys.QUEUE]
+    await queue.set_state(running=False)
+    await svc.call("PUT", "/api/config", json={"downloads": {"upgrade": True}})
+    offer_dub(provider_site, "Vidoza", TARGET_HTML5)
+    assert (await run_new_episodes_check(svc))["queued"] == 1
+
+    sub_file.unlink()
+    mine = sub_file.parent / "Sky Lantern - S01E01 - my own BluRay rip.mkv"
+    mine.write_bytes(b"the user's own file")
+    op = await svc.call("POST", "/api/anime/rescan", status=202)
+    await svc.client.app[keys.OPERATIONS].wait(op["operation_id"])
+    await queue.set_state(running=True)
+    (upgrade,) = [i for i in await queue.store.all() if i.status == "pending"]
+    done = await svc.wait_item(upgrade.id, EventType.DOWNLOAD_COMPLETE)
+    assert done.data["replaced"] is None
+    assert mine.read_bytes() == b"the user's own file"
+
+
+async def test_an_upgrade_that_cannot_remove_the_old_file_is_still_complete(
+    aiohttp_client: AiohttpClient,
+    options: Options,
+    provider_site: RunningSite,
+    media_set: MediaSet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The dub had landed, verified, under its own name; removing the sub failed (a file in
+    # use on a share) and the item failed as if nothing had landed, to be downloaded again.
+    svc = await lantern_service(aiohttp_client, options, provider_site)
+    template = "Season {season:00}/{Series Title} - S{season:00}E{episode:00} [{Language}]"
+    settings = {"downloads": {"episode_path": template, "upgrade": True}}
+    await svc.call("PUT", "/api/config", json=settings)
+    (item_id,) = await svc.queue([(1, 1)], key=LANTERN)
+    await svc.wait_item(item_id, EventType.DOWNLOAD_COMPLETE)
+    (sub_file,) = final_files(options)
+    unlink = Path.unlink
+
+    def busy(path: Path, missing_ok: bool = False) -> None:
+        if path == sub_file:
+            raise PermissionError(13, "Permission denied", str(path))
+        unlink(path, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", busy)
+    offer_dub(provider_site, "Vidoza", TARGET_HTML5)
+    assert (await run_new_episodes_check(svc))["queued"] == 1
+    (upgrade,) = [i for i in await svc.client.app[keys.QUEUE].store.all() if i.id != item_id]
+    done = await svc.wait_item(upgrade.id, EventType.DOWNLOAD_COMPLETE, EventType.DOWNLOAD_FAILED)
+    assert done.type is EventType.DOWNLOAD_COMPLETE, done.data
+    assert done.data["replaced"] is None
+    assert sorted(p.name for p in final_files(options)) == [
+        "Sky Lantern - S01E01 [German Dub].mp4",
+        "Sky Lantern - S01E01 [German Sub].mp4",
+    ]
