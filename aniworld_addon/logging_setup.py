@@ -29,6 +29,10 @@ def configure_console(level: str) -> None:
     root.setLevel(level.upper())
     # aiohttp's access log at info would drown the app's own lines on a busy panel.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at info: a webhook's URL holds its secret token
+    # (Discord, ntfy), which then stood in the add-on's log for anyone shown it.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     throttle_asyncio_logger()
 
 

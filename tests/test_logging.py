@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,3 +51,31 @@ def test_a_held_back_message_says_how_many_it_held() -> None:
     later = record()
     assert throttle.filter(later)
     assert later.getMessage() == "boom x (9 more like it in the last 60 s)"
+
+
+def test_the_console_never_shows_a_requested_url(tmp_path: Path) -> None:
+    # httpx logs each request's full URL at info, and a webhook's URL carries its secret
+    # token: it stood in the add-on log. A real console set-up, a real request, at debug.
+    script = (
+        "import asyncio, httpx\n"
+        "from aiohttp import web\n"
+        "from aniworld_addon.logging_setup import configure_console\n"
+        "configure_console('debug')\n"
+        "async def main():\n"
+        "    app = web.Application()\n"
+        "    app.router.add_post('/{tail:.*}', lambda r: web.Response(text='ok'))\n"
+        "    runner = web.AppRunner(app); await runner.setup()\n"
+        "    site = web.TCPSite(runner, '127.0.0.1', 0); await site.start()\n"
+        "    port = site._server.sockets[0].getsockname()[1]\n"
+        "    async with httpx.AsyncClient() as client:\n"
+        "        r = await client.post(f'http://127.0.0.1:{port}/api/webhooks/1/SECRET-TOKEN')\n"
+        "    print('status', r.status_code)\n"
+        "    await runner.cleanup()\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "status 200" in done.stdout
+    assert "SECRET-TOKEN" not in done.stdout + done.stderr
