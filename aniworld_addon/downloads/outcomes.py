@@ -78,6 +78,7 @@ class Outcomes:
             EventType.DOWNLOAD_COMPLETE,
             {
                 "item_id": item.id,
+                "provider": item.provider,
                 "series_key": item.series_key,
                 "season": item.season,
                 "episode": item.episode,
@@ -119,9 +120,12 @@ class Outcomes:
             EventType.DOWNLOAD_FAILED,
             {
                 "item_id": item.id,
+                "provider": item.provider,
                 "series_key": item.series_key,
                 "season": item.season,
                 "episode": item.episode,
+                # of the last hoster tried; None when none was (no hoster, a provider error)
+                "language": attempts[-1].get("language") if attempts else item.language,
                 "error": {"code": code, "message": message},
                 "retry_count": item.retry_count + (1 if will_retry else 0),
                 "will_retry": will_retry,

@@ -12,7 +12,7 @@ from aniworld_addon.auto_queue import OFFER_RECHECK_S
 from aniworld_addon.events import EventType
 from aniworld_addon.options import Options
 from tests.conftest import series_folder
-from tests.site import MediaSet
+from tests.site import Fault, MediaSet
 from tests.site.data import GERMAN_DUB, TARGET_HTML5, SiteHoster, SiteNewEpisode
 from tests.site.plugin import RunningSite
 
@@ -128,6 +128,7 @@ async def test_a_dub_replaces_the_sub_file_only_after_it_is_verified(
 
     (upgraded,) = await history_of(svc, "upgraded")
     assert upgraded["series_key"] == LANTERN and upgraded["language"] == "German Dub"
+    assert upgraded["provider"] == "aniworld"  # was null on every download and failure
 
     # Held in the first choice now: the next check has nothing to upgrade and reads no page.
     provider_site.control.reset()
@@ -242,3 +243,15 @@ async def test_an_upgrade_that_cannot_remove_the_old_file_is_still_complete(
         "Sky Lantern - S01E01 [German Dub].mp4",
         "Sky Lantern - S01E01 [German Sub].mp4",
     ]
+
+
+async def test_a_failed_download_is_in_the_history_with_its_provider_and_language(
+    aiohttp_client: AiohttpClient, options: Options, provider_site: RunningSite, media_set: MediaSet
+) -> None:
+    svc = await lantern_service(aiohttp_client, options, provider_site)
+    provider_site.control.set_fault(r"^/embed/", Fault.NOT_FOUND)  # every hoster fails
+    (item_id,) = await svc.queue([(1, 1)], key=LANTERN)
+    await svc.wait_item(item_id, EventType.DOWNLOAD_FAILED)
+    (failed,) = await history_of(svc, "failed")
+    assert (failed["provider"], failed["series_key"]) == ("aniworld", LANTERN)
+    assert failed["language"] == "German Sub"  # the last hoster tried
