@@ -61,12 +61,15 @@ async def test_bad_client_messages_get_clear_errors(authed: Authed) -> None:
     ws = await _connect(authed)
     for raw, code in (
         ("not json", "invalid_message"),
+        ("[" * 4000, "invalid_message"),  # deeper than json's stack, within the size cap
         ('{"action": "join", "room": "nope"}', "unknown_room"),
         ('{"action": "dance", "room": "system"}', "unknown_action"),
     ):
         await ws.send_str(raw)
         reply = await ws.receive_json()
         assert reply["type"] == "error" and reply["data"]["code"] == code
+    await ws.send_str('{"action": "ping"}')  # the socket lives on
+    assert (await ws.receive_json())["type"] == "pong"
     await ws.close()
 
 

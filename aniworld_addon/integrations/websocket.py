@@ -208,7 +208,9 @@ class WebSocketHub:
         try:
             data = json.loads(raw)
             action = data["action"]
-        except (ValueError, TypeError, KeyError):
+        # RecursionError: "[[[[..." deeper than the parser's stack, under the size cap; it
+        # reached the error middleware, which wrote an HTTP 500 onto the upgraded socket
+        except (ValueError, TypeError, KeyError, RecursionError):
             client.offer(
                 message(
                     "error",
