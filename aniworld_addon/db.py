@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import unicodedata
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -149,6 +150,16 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
+def search_text(value: object) -> object:
+    """A name as searches compare it: case folded ("Ü" -> "ü", "ß" -> "ss") and without
+    accents ("ü" -> "u"). SQLite's LIKE folds ASCII letters only: "ün" never found "Ünïcödé".
+    The SQL function search_text() on every connection."""
+    if not isinstance(value, str):
+        return value
+    decomposed = unicodedata.normalize("NFKD", value.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 async def connect(
     path: Path,
     migrations: Sequence[Sequence[str]] = MIGRATIONS,
@@ -166,6 +177,7 @@ async def connect(
         await conn.execute("PRAGMA synchronous = FULL")
         await conn.execute("PRAGMA foreign_keys = ON")
         await set_busy_timeout(conn, BUSY_TIMEOUT_S)
+        await conn.create_function("search_text", 1, search_text, deterministic=True)
         await migrate(conn, migrations)
     except BaseException:
         await close(conn)

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp import ClientWebSocketResponse
@@ -128,6 +129,24 @@ async def test_rescan_finds_local_and_missing_episodes(library: Authed) -> None:
     assert searched["total_records"] == 1
     paged = await _get(library, "/api/anime?page=2&page_size=2&sort_key=folder")
     assert paged["page"] == 2 and len(paged["records"]) == 1 and paged["total_records"] == 3
+
+
+async def test_search_ignores_case_and_accents_beyond_ascii(
+    library: Authed, options: Options
+) -> None:
+    # SQLite's LIKE folds ASCII letters only: "ün" never found "Ünïcödé Straße".
+    for folder in ("Ünïcödé Straße", "50% Off", "a_b"):
+        (options.library_path / folder).mkdir()
+    await _rescan(library)
+
+    async def found(query: str) -> list[str]:
+        page = await _get(library, "/api/anime?" + urlencode({"q": query, "sort_key": "folder"}))
+        return [r["folder"] for r in page["records"]]
+
+    for query in ("ünï", "ÜNÏ", "unicode", "STRASSE", "straße"):
+        assert await found(query) == ["Ünïcödé Straße"], query
+    assert await found("%") == ["50% Off"]  # a wildcard to LIKE, a character here
+    assert await found("_") == ["a_b"]
 
 
 async def test_rescan_costs_series_plus_season_pages_then_nothing(

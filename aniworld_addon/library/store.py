@@ -8,7 +8,7 @@ from typing import Any, Final, Literal, NamedTuple
 
 import aiosqlite
 
-from ..db import Database
+from ..db import Database, search_text
 from ..errors import NotFoundError, ValidationError
 from .records import EpisodeRecord, SeriesRecord
 
@@ -73,11 +73,11 @@ class LibraryStore:
             having.append("missing_count > 0")
         if query:
             where.append(
-                "(s.name LIKE ? ESCAPE '\\' OR s.folder LIKE ? ESCAPE '\\'"
-                " OR s.key LIKE ? ESCAPE '\\')"
+                "(instr(search_text(s.name), ?) OR instr(search_text(s.folder), ?)"
+                " OR instr(search_text(s.key), ?))"
             )
-            like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            params += [like, like, like]
+            needle = str(search_text(query))
+            params += [needle, needle, needle]
         sql = _COUNTS
         if where:
             sql += " WHERE " + " AND ".join(where)

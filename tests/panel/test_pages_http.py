@@ -6,6 +6,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from aniworld_addon import keys
+from aniworld_addon.options import Options
 from aniworld_addon.web.pages.common import safe_next
 from tests.conftest import PASSWORD
 
@@ -90,3 +92,24 @@ def test_only_app_relative_paths_are_followed_after_login() -> None:
     assert safe_next("/series?key=a-b&provider=aniworld") == "/series?key=a-b&provider=aniworld"
     for bad in ("//evil.example", "https://evil.example", "/\\evil", "javascript:x", "", None):
         assert safe_next(bad) == "/", bad
+
+
+async def test_the_library_page_reads_odd_addresses_as_what_they_can_mean(
+    client: TestClient[Any, Any], options: Options
+) -> None:
+    for folder in ("Alpha Show", "Beta Show"):
+        (options.library_path / folder).mkdir(parents=True)
+    token = (
+        await (await client.post("/api/auth/setup", json={"master_password": PASSWORD})).json()
+    )["access_token"]
+    started = await client.post("/api/anime/rescan", headers={"Authorization": f"Bearer {token}"})
+    await client.app[keys.OPERATIONS].wait((await started.json())["operation_id"])
+
+    shown = await (await client.get("/")).text()
+    assert "Alpha Show" in shown and "Beta Show" in shown
+    # A NUL in the search text matched every series (and stood in the search box).
+    nul = await (await client.get("/?q=%00zzz")).text()
+    assert "Alpha Show" not in nul and "\x00" not in nul
+    # A page past the last one (a bookmark, a list that shrank) showed "no series here yet".
+    past = await (await client.get("/?page=7")).text()
+    assert "Alpha Show" in past and "Beta Show" in past

@@ -32,6 +32,12 @@ def _choice(value: str | None, allowed: tuple[str, ...], default: str) -> str:
     return value if value in allowed else default
 
 
+def _typed(value: str | None) -> str:
+    """A search box's text: control characters dropped (a NUL matched every series), trimmed
+    and capped. The API refuses them; a page shows what it can."""
+    return "".join(c for c in (value or "") if c >= " " and c != "\x7f").strip()[:200]
+
+
 def _page_no(value: str | None) -> int:
     try:
         return max(1, min(int(value or "1"), 1_000_000))
@@ -47,17 +53,24 @@ async def library_page(request: web.Request) -> web.Response:
     filter_ = _choice(request.query.get("filter"), FILTERS, "all")
     sort = _choice(request.query.get("sort"), SORTS, "name")
     direction = _choice(request.query.get("dir"), ("asc", "desc"), "asc")
-    query = request.query.get("q", "").strip()[:200]
+    query = _typed(request.query.get("q"))
     page_no = _page_no(request.query.get("page"))
-    total, records = await store.page(
-        filter_=cast(Filter, filter_),
-        query=query or None,
-        page=page_no,
-        page_size=PAGE_SIZE,
-        sort_key=sort,
-        descending=direction == "desc",
-    )
+
+    async def read(page: int) -> tuple[int, list[Any]]:
+        return await store.page(
+            filter_=cast(Filter, filter_),
+            query=query or None,
+            page=page,
+            page_size=PAGE_SIZE,
+            sort_key=sort,
+            descending=direction == "desc",
+        )
+
+    total, records = await read(page_no)
     pages = max(1, math.ceil(total / PAGE_SIZE))
+    if page_no > pages:  # a bookmark, or a list that shrank: the last page, not "empty"
+        page_no = pages
+        total, records = await read(page_no)
     counts: dict[str, int] = {}
     for name in FILTERS:
         counts[name] = (
@@ -83,7 +96,7 @@ async def library_page(request: web.Request) -> web.Response:
             "sort": sort,
             "dir": direction,
             "q": query,
-            "page_no": min(page_no, pages),
+            "page_no": page_no,
             "pages": pages,
             "filters": FILTERS,
             "sorts": SORTS,
@@ -200,7 +213,7 @@ def _folder_query(folder: str) -> str:
 
 async def _search_page(request: web.Request, *, mode: str, folder: str | None) -> web.Response:
     context = await full_context(request, "add" if mode == "add" else "library", f"{mode}.title")
-    query = request.query.get("q", "").strip()[:200]
+    query = _typed(request.query.get("q"))
     if not query and folder and not is_htmx(request):
         query = _folder_query(folder)
     providers = _providers(request)
