@@ -165,6 +165,23 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
     return value
 
 
+MAX_PAGE: Final = 1_000_000
+MAX_PAGE_SIZE: Final = 500
+#: the OpenAPI description of ?page= and ?page_size=, with the bounds paging() enforces
+PAGING_QUERY: Final[dict[str, dict[str, Any]]] = {
+    "page": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+    "page_size": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+}
+
+
+def paging(request: web.Request) -> tuple[int, int]:
+    """?page= (from 1) and ?page_size= (default 50), or a 400 naming the one out of range."""
+    return (
+        query_int(request, "page", 1, 1, MAX_PAGE),
+        query_int(request, "page_size", 50, 1, MAX_PAGE_SIZE),
+    )
+
+
 def query_choice(request: web.Request, name: str, allowed: tuple[str, ...], default: str) -> str:
     """A query parameter that must be one of `allowed` when given, or a 400 naming it."""
     value = query_value(request, name)

@@ -11,11 +11,12 @@ from ... import keys
 from ...library.store import SORT_KEYS, Filter
 from ...settings_schema import LANGUAGES, unique_languages
 from ..routing import (
+    PAGING_QUERY,
     ApiDoc,
     ApiRoutes,
     json_response,
+    paging,
     query_choice,
-    query_int,
     query_value,
     read_json,
 )
@@ -84,8 +85,7 @@ LANGUAGES_SCHEMA = vol.Schema(
 LIST_QUERY: dict[str, dict[str, Any]] = {
     "filter": {"type": "string", "enum": ["all", "missing", "unmatched"]},
     "q": {"type": "string"},
-    "page": {"type": "integer", "minimum": 1},
-    "page_size": {"type": "integer", "minimum": 1, "maximum": 500},
+    **PAGING_QUERY,
     "sort_key": {"type": "string", "enum": list(SORT_KEYS)},
     "sort_direction": {"type": "string", "enum": ["asc", "desc"]},
 }
@@ -99,8 +99,7 @@ async def list_series(request: web.Request) -> web.Response:
     filter_ = cast(Filter, query_choice(request, "filter", ("all", "missing", "unmatched"), "all"))
     sort_key = query_choice(request, "sort_key", tuple(SORT_KEYS), "name")
     direction = query_choice(request, "sort_direction", ("asc", "desc"), "asc")
-    page_no = query_int(request, "page", 1, 1, 1_000_000)
-    page_size = query_int(request, "page_size", 50, 1, 500)
+    page_no, page_size = paging(request)
     query = (query_value(request, "q") or "").strip()[:200] or None
     total, records = await request.app[keys.LIBRARY].store.page(
         filter_=filter_,

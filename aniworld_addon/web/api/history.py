@@ -8,7 +8,15 @@ from aiohttp import web
 
 from ... import keys
 from ...history import HISTORY_EVENTS, SORT_KEYS
-from ..routing import ApiDoc, ApiRoutes, json_response, query_choice, query_int, query_value
+from ..routing import (
+    PAGING_QUERY,
+    ApiDoc,
+    ApiRoutes,
+    json_response,
+    paging,
+    query_choice,
+    query_value,
+)
 from ..schemas import INT, NULL_INT, NULL_STR, NUM, STR, obj, page
 
 routes = ApiRoutes()
@@ -29,8 +37,7 @@ RECORD = obj(
     }
 )
 QUERY: dict[str, dict[str, Any]] = {
-    "page": {"type": "integer", "minimum": 1},
-    "page_size": {"type": "integer", "minimum": 1, "maximum": 500},
+    **PAGING_QUERY,
     "sort_key": {"type": "string", "enum": list(SORT_KEYS)},
     "sort_direction": {"type": "string", "enum": ["asc", "desc"]},
     "series_key": STR,
@@ -50,8 +57,7 @@ async def list_history(request: web.Request) -> web.Response:
     event = None
     if query_value(request, "event") is not None:
         event = query_choice(request, "event", HISTORY_EVENTS, "")
-    page_no = query_int(request, "page", 1, 1, 1_000_000)
-    page_size = query_int(request, "page_size", 50, 1, 500)
+    page_no, page_size = paging(request)
     series_key = (query_value(request, "series_key") or "").strip()[:200] or None
     total, records = await request.app[keys.HISTORY].page(
         page_no,

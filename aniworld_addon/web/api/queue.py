@@ -17,12 +17,13 @@ from ..routing import (
     ID_PARAM,
     ID_SEGMENT,
     MAX_ID,
+    PAGING_QUERY,
     ApiDoc,
     ApiRoutes,
     json_response,
+    paging,
     path_id,
     query_choice,
-    query_int,
     read_json,
 )
 from ..schemas import BOOL, INT, NULL_NUM, NULL_STR, NUM, OK, STR, array, obj, page
@@ -289,8 +290,7 @@ BLOCKED = obj(
         None,
         page(BLOCKED),
         query={
-            "page": {"type": "integer", "minimum": 1},
-            "page_size": {"type": "integer", "minimum": 1, "maximum": 500},
+            **PAGING_QUERY,
             "sort_key": {"type": "string", "enum": list(BLOCKLIST_SORT_KEYS)},
             "sort_direction": {"type": "string", "enum": ["asc", "desc"]},
         },
@@ -298,8 +298,7 @@ BLOCKED = obj(
 )
 async def blocklist(request: web.Request) -> web.Response:
     """Paged, newest first unless sorted otherwise."""
-    page_no = query_int(request, "page", 1, 1, 1_000_000)
-    page_size = query_int(request, "page_size", 50, 1, 500)
+    page_no, page_size = paging(request)
     sort_key = query_choice(request, "sort_key", tuple(BLOCKLIST_SORT_KEYS), "updated_at")
     direction = query_choice(request, "sort_direction", ("asc", "desc"), "desc")
     total, entries = await request.app[keys.QUEUE].blocklist.page(

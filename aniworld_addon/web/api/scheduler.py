@@ -43,7 +43,7 @@ PATCH_DOC = obj(
         "auto_download": BOOL,
     },
     required=[],
-)
+) | {"additionalProperties": False}  # PATCH_SCHEMA refuses unknown settings
 
 
 @routes.api(
