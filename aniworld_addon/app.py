@@ -341,4 +341,13 @@ def create_app(
         )
     )
     app.on_shutdown.append(_close_websockets)
+    app.on_response_prepare.append(_cache_versioned_static)
     return app
+
+
+async def _cache_versioned_static(request: web.Request, response: web.StreamResponse) -> None:
+    # The panel links static files with ?v=<hash of the file>: such an address never changes
+    # its content, so the browser may keep it. Without this it asked again for each of them
+    # on every page (a 304 each, slow through ingress).
+    if response.status == 200 and "v" in request.query and request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -50,6 +51,7 @@ async def test_pages_and_fragments_for_a_signed_in_user(client: TestClient[Any, 
     for path in PAGES:
         response = await client.get(path)
         assert response.status == 200, path
+        assert "immutable" not in response.headers.get("Cache-Control", ""), path
         html = await response.text()
         assert 'id="panel-config"' in html and "<main" in html, path
         assert "cdn" not in html.lower(), path
@@ -85,6 +87,7 @@ async def test_static_assets_are_vendored(client: TestClient[Any, Any]) -> None:
     ):
         response = await client.get(path)
         assert response.status == 200, path
+        assert "immutable" not in response.headers.get("Cache-Control", ""), path
 
 
 def test_only_app_relative_paths_are_followed_after_login() -> None:
@@ -113,3 +116,16 @@ async def test_the_library_page_reads_odd_addresses_as_what_they_can_mean(
     # A page past the last one (a bookmark, a list that shrank) showed "no series here yet".
     past = await (await client.get("/?page=7")).text()
     assert "Alpha Show" in past and "Beta Show" in past
+
+
+async def test_static_files_linked_with_their_hash_are_cached_for_good(
+    client: TestClient[Any, Any],
+) -> None:
+    await client.post("/api/auth/setup", json={"master_password": PASSWORD})
+    html = await (await client.get("/")).text()
+    linked = re.findall(r'(/static/[^"?]+\?v=[^"]+)"', html)
+    assert len(linked) >= 4
+    for url in linked:
+        response = await client.get(url.replace("&amp;", "&"))
+        assert response.status == 200, url
+        assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable", url
