@@ -184,8 +184,43 @@ class AutoQueue:
                 queued = await self.queue_missing(changed, "new_episodes", fresh, reads=reads)
         held = [s for s in matched if s.id in upgrades]
         queued += await self.queue_upgrades(held, "new_episodes", upgrades, reads=reads)
+        if self._settings.section("scheduler")["auto_download"]:
+            queued += await self._retry_now_offered(held, upgrades)
         refreshed = sorted({s.key or "" for s in matched if s.id in fresh})
         return {"refreshed": refreshed, "new": found, "queued": len(queued), "errors": errors}
+
+    async def _retry_now_offered(
+        self, listed_series: list[SeriesRecord], listed: Only
+    ) -> list[int]:
+        """Retry listed episodes that failed for want of a hoster in a wanted language, once
+        their page offers one. Listed again, the site has added a language: left failed, a
+        dub that came after the sub was never fetched (the list names known episodes, so
+        neither the refresh nor queue_missing, which skips failed ones, looked at it)."""
+        by_episode = {
+            (provider, key, season, episode): item_id
+            for item_id, provider, key, season, episode in await self._queue.store.failed_untried()
+        }
+        retry: list[int] = []
+        details: list[dict[str, Any]] = []
+        for record in listed_series:
+            assert record.provider is not None and record.key is not None
+            order = language_order(record, self._settings)
+            episodes: list[tuple[int, int]] = []
+            for e in await self._library.store.episodes(record.id):
+                item_id = by_episode.get((record.provider, record.key, e.season, e.episode))
+                if (
+                    item_id is not None
+                    and e.state == "missing"
+                    and (e.season, e.episode) in listed.get(record.id, ())
+                    and await self._offered(record, e, order, reread=True)
+                ):
+                    retry.append(item_id)
+                    episodes.append((e.season, e.episode))
+            if episodes:
+                details.append(_detail(record, episodes))
+        retried = await self._queue.retry(retry) if retry else []
+        self._announce("new_episodes", retried, details)
+        return retried
 
     async def _refresh_if_new(
         self, provider: Provider, series: SeriesRecord, listed: set[tuple[int, int]]

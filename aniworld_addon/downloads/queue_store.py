@@ -411,6 +411,15 @@ class QueueStore:
         )
         return {(r[0], r[1], int(r[2]), int(r[3])) for r in rows}
 
+    async def failed_untried(self) -> list[tuple[int, str, str, int, int]]:
+        """(id, provider, series key, season, episode) of failed items that tried no hoster:
+        none offered the episode in a wanted language (no_hoster)."""
+        rows = await self._db.fetchall(
+            "SELECT id, provider, series_key, season, episode FROM queue"
+            " WHERE status = 'failed' AND attempts = '[]'"
+        )
+        return [(int(r[0]), r[1], r[2], int(r[3]), int(r[4])) for r in rows]
+
     async def counts(self) -> dict[str, int]:
         """Items per state."""
         rows = await self._db.fetchall("SELECT status, COUNT(*) FROM queue GROUP BY status")

@@ -13,7 +13,7 @@ from aniworld_addon.events import EventType
 from aniworld_addon.options import Options
 from tests.conftest import series_folder
 from tests.site import Fault, MediaSet
-from tests.site.data import GERMAN_DUB, TARGET_HTML5, SiteHoster, SiteNewEpisode
+from tests.site.data import GERMAN_DUB, GERMAN_SUB, TARGET_HTML5, SiteHoster, SiteNewEpisode
 from tests.site.plugin import RunningSite
 
 from ..conftest import AiohttpClient
@@ -255,3 +255,28 @@ async def test_a_failed_download_is_in_the_history_with_its_provider_and_languag
     (failed,) = await history_of(svc, "failed")
     assert (failed["provider"], failed["series_key"]) == ("aniworld", LANTERN)
     assert failed["language"] == "German Sub"  # the last hoster tried
+
+
+async def test_an_episode_that_had_no_hoster_yet_is_fetched_once_its_language_comes_out(
+    aiohttp_client: AiohttpClient, options: Options, provider_site: RunningSite, media_set: MediaSet
+) -> None:
+    # Dubs only, automatically: episode 1 came out in sub first and failed (no_hoster). When
+    # the dub came out, the new-episodes list named the episode, and nothing fetched it: it
+    # was known (no refresh) and failed (queue_missing leaves those to the user).
+    svc = await lantern_service(aiohttp_client, options, provider_site)
+    settings = {"languages": ["German Dub"], "scheduler": {"auto_download": True}}
+    await svc.call("PUT", "/api/config", json=settings)
+    scheduler = await svc.client.app[keys.SCHEDULER].get()
+    queue = svc.client.app[keys.QUEUE]
+    assert (await scheduler.run_job("rescan")).ok
+    (first,) = [i for i in await queue.store.all() if (i.season, i.episode) == (1, 1)]
+    failed = await svc.wait_item(first.id, EventType.DOWNLOAD_FAILED)
+    assert failed.data["error"]["code"] == "no_hoster" and not failed.data["will_retry"]
+
+    listed_in_sub = SiteNewEpisode(LANTERN, 1, 1, GERMAN_SUB, "17.07.2025")
+    provider_site.catalogue.new_episodes.insert(0, listed_in_sub)
+    assert (await run_new_episodes_check(svc))["queued"] == 0  # listed, still no dub: left
+    offer_dub(provider_site, "Vidoza", TARGET_HTML5)
+    assert (await run_new_episodes_check(svc))["queued"] == 1
+    done = await svc.wait_item(first.id, EventType.DOWNLOAD_COMPLETE)
+    assert done.data["language"] == "German Dub"
