@@ -34,6 +34,9 @@ _LOGGER = logging.getLogger(__name__)
 JOB_NAMES: Final = ("rescan", "new_episodes", "backup", "prune_history")
 # A run missed by up to this much (loop busy, machine asleep) still happens, once (coalesce).
 MISFIRE_GRACE_S: Final = 3600
+#: an interval job overdue at start runs this long after it, once the service is up
+STARTUP_GRACE: Final = timedelta(minutes=1)
+LAST_RUNS_META: Final = "scheduler_last_runs"
 
 
 @dataclass(slots=True, frozen=True)
@@ -64,6 +67,21 @@ def schedule_triggers(
     specs["backup"] = JobSpec(CronTrigger(hour=3, minute=15, timezone=tz), ("daily", 3, 15))
     specs["prune_history"] = JobSpec(CronTrigger(hour=3, minute=45, timezone=tz), ("daily", 3, 45))
     return specs
+
+
+def anchored(spec: JobSpec, last_run: float | None, now: datetime, tz: tzinfo) -> JobSpec:
+    """An interval job's trigger counted from its last run (kept across restarts): due one
+    interval after it, or a minute after start when that time has passed. Counted from each
+    start, a 24 h rescan never ran on a machine restarted every 20 h."""
+    if last_run is None or spec.signature[0] != "interval":
+        return spec
+    every = timedelta(seconds=spec.signature[1])
+    due = datetime.fromtimestamp(last_run, tz) + every
+    start = max(due, now + STARTUP_GRACE)
+    if start >= now + every:  # a clock set back: never later than a plain start would be
+        return spec
+    trigger = IntervalTrigger(seconds=every.total_seconds(), start_date=start, timezone=tz)
+    return JobSpec(trigger, spec.signature)
 
 
 def _interval(every: timedelta, now: datetime, tz: tzinfo) -> JobSpec:
@@ -131,6 +149,7 @@ class Scheduler:
         self._stopped = asyncio.Event()
         self._ran = asyncio.Condition()
         self.last_runs: dict[str, JobRun] = {}
+        self._last_runs_at: dict[str, float] = {}  # when each job last ran, this start or before
         self.run_counts: Counter[str] = Counter()
         self.reschedule(settings.section("scheduler"))
 
@@ -151,11 +170,28 @@ class Scheduler:
         if old["scheduler"] != new["scheduler"]:
             self.reschedule(new["scheduler"])
 
+    async def restore(self) -> None:
+        """Count interval jobs from their runs before this start (call before start())."""
+        stored = await self._library.store.meta(LAST_RUNS_META)
+        if not isinstance(stored, dict):
+            return
+        self._last_runs_at = {
+            name: float(at)
+            for name, at in stored.items()
+            if name in JOB_NAMES and isinstance(at, (int, float)) and not isinstance(at, bool)
+        }
+        self._specs.clear()  # every job again, now anchored
+        self._aps.remove_all_jobs()
+        self.reschedule(self._settings.section("scheduler"))
+
     def reschedule(self, section: Mapping[str, Any]) -> None:
         """Make the jobs match the settings; an unchanged job keeps its next run time."""
-        wanted = self._triggers(section, self._now(), self.timezone)
+        now = self._now()
+        wanted = self._triggers(section, now, self.timezone)
         for name in JOB_NAMES:
             spec, current = wanted.get(name), self._specs.get(name)
+            if spec is not None:
+                spec = anchored(spec, self._last_runs_at.get(name), now, self.timezone)
             if spec is None:
                 if current is not None:
                     self._aps.remove_job(name)
@@ -245,6 +281,11 @@ class Scheduler:
             else:
                 run = JobRun(name, started, self._clock(), True, None, result)
         self.last_runs[name] = run
+        self._last_runs_at[name] = run.started_at
+        try:
+            await self._library.store.set_meta(LAST_RUNS_META, self._last_runs_at)
+        except AppError as err:  # a busy database: the schedule goes on, counted from start
+            _LOGGER.warning("cannot store when %s ran: %s", name, err.message)
         async with self._ran:
             self.run_counts[name] += 1
             self._ran.notify_all()

@@ -78,6 +78,7 @@ async def _start(app: web.Application, slot: SchedulerSlot, undo: list[Callable[
             data_path=app[keys.OPTIONS].data_path,
             clock=app[keys.CLOCK],
         )
+        await scheduler.restore()
         scheduler.start()
     except Exception as err:  # reported by /health and to every waiter, never swallowed
         _LOGGER.exception("the scheduler did not start")

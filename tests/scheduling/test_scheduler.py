@@ -182,6 +182,22 @@ async def test_interval_schedules_follow_the_injected_clock(harness: Harness) ->
     assert runs["backup"] == T0.replace(hour=3, minute=15) + timedelta(days=1)
 
 
+async def test_interval_jobs_count_from_their_last_run_across_restarts(harness: Harness) -> None:
+    # Counted from each start, a 24 h rescan never ran on a machine restarted every 20 h.
+    before = harness.scheduler()
+    await before.restore()
+    assert (await before.run_job("rescan")).ok  # at T0
+    harness.clock.advance(timedelta(hours=5))
+    restarted = harness.scheduler()
+    await restarted.restore()
+    assert restarted.next_runs()["rescan"] == T0 + timedelta(hours=6)  # not T0 + 11 h
+    harness.clock.advance(timedelta(hours=3))  # the run is overdue at the next start
+    late = harness.scheduler()
+    await late.restore()
+    assert late.next_runs()["rescan"] == harness.clock.datetime + timedelta(minutes=1)
+    assert late.next_runs()["new_episodes"] == harness.clock.datetime + timedelta(hours=1)
+
+
 async def test_cron_rescan_wins_over_the_interval_and_changes_apply_live(
     harness: Harness,
 ) -> None:
