@@ -63,6 +63,10 @@ class Delivery:
         }
 
 
+# 4xx answers worth another attempt: a timeout, "too early" and "too many requests"
+_RETRIED: Final = frozenset({408, 425, 429})
+
+
 class WebhookNotifier:
     """Subscribes to the bus; each delivery runs in a task it owns, never awaited by publishers."""
 
@@ -174,6 +178,12 @@ class WebhookNotifier:
                     self.dropped_by_url.pop(url, None)
                     return
                 error = f"HTTP {response.status_code}"
+                if 400 <= response.status_code < 500 and response.status_code not in _RETRIED:
+                    # the receiver refuses this request (a bad token, a payload it will not
+                    # take): the same request again gets the same answer
+                    _LOGGER.warning("Webhook %s refused %s: %s", redact(url), event, error)
+                    self.results[url] = Delivery(False, self._clock(), event, attempt, error)
+                    return
             _LOGGER.info("Webhook %s attempt %d failed: %s", redact(url), attempt, error)
             if attempt < self._attempts:
                 # Backoff between attempts; this is a deliberate delay, not a wait for a state.

@@ -50,6 +50,8 @@ class Receiver:
             self._changed.notify_all()
         if name == "fail":
             return web.Response(status=500, text="boom")
+        if name == "refuse":
+            return web.Response(status=401, text="unknown webhook token")
         if name == "hang":
             await self.release.wait()  # set when the server shuts down
         if name == "trickle":
@@ -187,15 +189,16 @@ async def test_health_reports_the_failing_webhooks(
     receiver: tuple[Receiver, Callable[[str], str]], http: httpx.AsyncClient
 ) -> None:
     hooks, url = receiver
-    urls = [url("hang") + "?token=secret", url("fail"), url("ok")]
+    urls = [url("hang") + "?token=secret", url("fail"), url("ok"), url("refuse")]
     notifier = WebhookNotifier(http, lambda: urls, timeout_s=0.2, retry_delays_s=(0.0,))
     assert (await notifier.check()).status == "ok"  # configured, nothing delivered yet
     await notifier.on_event(Event(EventType.DOWNLOAD_COMPLETE, EPISODE))
     await notifier.wait_idle()
     result = await notifier.check()
     assert result.status == "error"
-    assert result.message == "the last delivery to webhook #1, #2 failed"
-    assert hooks.hits == {"hang": 3, "fail": 3, "ok": 1}
+    assert result.message == "the last delivery to webhook #1, #2, #4 failed"
+    # a 401 is the receiver's answer to this request: asked again, it gives the same one
+    assert hooks.hits == {"hang": 3, "fail": 3, "ok": 1, "refuse": 1}
     await notifier.close()
     details = json.dumps(result.to_dict())
     assert "secret" not in details and "/hook/" not in details  # URLs carry secrets
@@ -203,6 +206,7 @@ async def test_health_reports_the_failing_webhooks(
     assert by_number["1"]["error"].startswith("ReadTimeout")
     assert by_number["2"]["error"] == "HTTP 500" and by_number["2"]["attempts"] == 3
     assert by_number["3"]["ok"] is True
+    assert by_number["4"]["error"] == "HTTP 401" and by_number["4"]["attempts"] == 1
     assert (await WebhookNotifier(http, list).check()).status == "disabled"
 
 
