@@ -54,8 +54,8 @@ DEFAULT_CONFIG: Final[dict[str, Any]] = {
 _TOPIC_RE: Final = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
 
 
-def http_url(value: Any) -> str:
-    """An absolute http(s) URL with a host; no trailing slash kept."""
+def http_url(value: Any, *, keep_slash: bool = False) -> str:
+    """An absolute http(s) URL with a host; no trailing slash kept unless asked."""
     if not isinstance(value, str):
         raise vol.Invalid("must be a URL string")
     parts = urlsplit(value.strip())
@@ -67,7 +67,13 @@ def http_url(value: Any) -> str:
         port = 0
     if port == 0:
         raise vol.Invalid("the port must be a number from 1 to 65535")
-    return value.strip().rstrip("/")
+    return value.strip() if keep_slash else value.strip().rstrip("/")
+
+
+def webhook_url(value: Any) -> str:
+    """A webhook's address exactly as given: its path is the receiver's, a trailing slash
+    included (cut off, a receiver that redirects /hook to /hook/ got nothing)."""
+    return http_url(value, keep_slash=True)
 
 
 def site_url(value: Any) -> str:
@@ -197,7 +203,7 @@ SETTINGS_SCHEMA: Final = vol.Schema(
             _distinct_prefixes,
         ),
         vol.Required("notifications"): {
-            vol.Required("webhooks"): vol.All([http_url], vol.Length(max=20)),
+            vol.Required("webhooks"): vol.All([webhook_url], vol.Length(max=20)),
         },
         vol.Required("auth"): {
             vol.Required("session_hours"): vol.All(strict_int, vol.Range(min=1, max=24 * 365)),

@@ -368,3 +368,14 @@ def test_a_daily_backup_made_with_the_clock_behind_is_kept(tmp_path: Path) -> No
         "20990102T000000Z",
         "20990103T000000Z",
     ]
+
+
+async def test_a_webhook_url_is_kept_as_given_its_trailing_slash_included(authed: Authed) -> None:
+    # Base URLs lose a trailing slash; a webhook's path is the receiver's: cut off, one that
+    # redirects /hook to /hook/ got nothing (redirects are not followed for a POST).
+    hooks = ["https://ntfy.example/topic/", "https://hooks.example/a/b?token=x"]
+    response = await authed.client.put(
+        "/api/config", json={"notifications": {"webhooks": hooks}}, headers=authed.headers
+    )
+    assert response.status == 200, await response.text()
+    assert (await response.json())["notifications"]["webhooks"] == hooks
