@@ -37,6 +37,8 @@ MISFIRE_GRACE_S: Final = 3600
 #: an interval job overdue at start runs this long after it, once the service is up
 STARTUP_GRACE: Final = timedelta(minutes=1)
 LAST_RUNS_META: Final = "scheduler_last_runs"
+DAILY_JOBS: Final = frozenset({"backup", "prune_history"})
+DAILY_MIN_GAP_S: Final = 20 * 3600
 
 
 @dataclass(slots=True, frozen=True)
@@ -256,6 +258,14 @@ class Scheduler:
     # --- running jobs ------------------------------------------------------------------------
 
     async def _job(self, name: str) -> None:
+        # The daily jobs fire at a local time, which the autumn clock change makes happen
+        # twice: a second backup an hour after the first took one of the kept slots.
+        last = self._last_runs_at.get(name)
+        if name in DAILY_JOBS and last is not None and self._clock() - last < DAILY_MIN_GAP_S:
+            _LOGGER.info(
+                "Scheduled %s skipped: it ran %.1f h ago", name, (self._clock() - last) / 3600
+            )
+            return
         # apscheduler runs this in a task of its own executor; owning it lets close() await it.
         task = asyncio.current_task()
         if task is not None:

@@ -459,3 +459,17 @@ async def test_scheduler_api(harness: Harness) -> None:
 
     health = await (await client.get("/health")).json()
     assert health["checks"]["scheduler"]["status"] == "ok"
+
+
+async def test_a_daily_job_firing_twice_in_one_night_runs_once(harness: Harness) -> None:
+    # 03:15 local time happens twice on the night the clocks go back: two backups, and one
+    # of the kept slots gone. The scheduled run is skipped when the job ran hours ago.
+    scheduler = harness.scheduler()
+    await scheduler._job("backup")
+    harness.clock.advance(timedelta(hours=1))
+    await scheduler._job("backup")
+    assert scheduler.run_counts["backup"] == 1
+    harness.clock.advance(timedelta(hours=23))
+    await scheduler._job("backup")
+    assert scheduler.run_counts["backup"] == 2
+    assert len(list(scheduler.backup_dir.iterdir())) == 2
