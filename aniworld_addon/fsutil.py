@@ -46,11 +46,19 @@ def start_writeback(path: str | Path, offset: int, length: int) -> None:
             os.close(fd)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to path so that a crash leaves either the old or the new file, never half."""
+def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Write text to path so that a crash leaves either the old or the new file, never half.
+
+    The file is private (0600, as mkstemp makes it) unless `mode` is given, which the
+    process's umask then narrows, as for any file it creates.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if mode is not None:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, mode & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

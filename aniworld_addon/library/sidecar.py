@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -144,8 +145,23 @@ def _load_json(raw: bytes) -> object:
 
 
 def write_sidecar(folder: Path, identity: SeriesIdentity) -> Path:
-    """Write <folder>/.aniworld.json atomically (temp file in the folder, fsync, rename)."""
+    """Write <folder>/.aniworld.json atomically (temp file in the folder, fsync, rename).
+
+    Fields of an existing sidecar that the identity does not set stay (SPEC §4 allows more:
+    a note, other ids, a language list): a match rewrote them away. Like any file in the
+    library it is readable by others (0644 less the umask), for Jellyfin's or Plex's user.
+    """
     path = folder / SIDECAR_NAME
-    text = json.dumps(identity.to_dict(), ensure_ascii=False, indent=2, sort_keys=True)
-    atomic_write_text(path, text + "\n")
+    document: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError, RecursionError):
+        with path.open("rb") as existing:
+            kept = json.loads(existing.read(SIDECAR_MAX_BYTES + 1))
+        if isinstance(kept, dict) and is_text(json.dumps(kept, ensure_ascii=False)):
+            document = kept
+    fresh = identity.to_dict()
+    if not identity.languages and "languages" in document:
+        fresh.pop("languages", None)  # a re-match does not know the user's language list
+    document.update(fresh)
+    text = json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True)
+    atomic_write_text(path, text + "\n", mode=0o644)
     return path
