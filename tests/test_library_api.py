@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -14,6 +16,8 @@ import pytest
 from aiohttp import ClientWebSocketResponse
 
 from aniworld_addon import keys
+from aniworld_addon.events import EventType
+from aniworld_addon.library import service as service_module
 from aniworld_addon.options import Options
 from tests.site import Fault
 from tests.site.plugin import RunningSite
@@ -584,3 +588,151 @@ async def test_bad_library_requests_get_clear_errors(library: Authed) -> None:
         response = await request
         assert response.status == status, await response.text()
         assert (await response.json())["error"]["code"] == code
+
+
+async def test_a_folder_renamed_on_disk_keeps_its_series_settings_and_files(
+    library: Authed, options: Options
+) -> None:
+    # The row was keyed by folder: deleted and made anew, the series lost its own language
+    # order and upgrade switch, and every file was reported deleted.
+    await _rescan(library)
+    put = await library.client.put(
+        "/api/anime/kaiju-academy/languages",
+        json={"languages": ["English Sub"], "upgrade": True},
+        headers=library.headers,
+    )
+    assert put.status == 200, await put.text()
+    removed: list[Any] = []
+
+    async def on_event(event: Any) -> None:
+        if event.type is EventType.EPISODE_FILES_REMOVED:
+            removed.append(event)
+
+    library.client.app[keys.BUS].subscribe(on_event, name="removed")
+    (options.library_path / "Kaiju Academy (2012)" / "S00E01.mp4").unlink()  # one really goes
+    (options.library_path / "Kaiju Academy (2012)").rename(options.library_path / "Kaiju")
+    await _rescan(library)
+    kaiju = await _get(library, "/api/anime/kaiju-academy")
+    assert kaiju["folder"] == "Kaiju"
+    assert (kaiju["languages"], kaiju["upgrade"]) == (["English Sub"], True)
+    local = {(e["season"], e["episode"]) for e in kaiju["episodes"] if e["state"] == "local"}
+    assert local == {(1, 1)}
+    (gone,) = [file for event in removed for file in event.data["files"]]
+    assert gone["path"].endswith("S00E01.mp4")  # only the file deleted, not every file
+
+
+async def test_adding_never_takes_a_folder_that_names_another_series(
+    library: Authed, options: Options
+) -> None:
+    # The folder the new series would get held a legacy key file of another series: the
+    # sidecar written beside it outranked it, and that series left the library.
+    folder = _series_folder(
+        options.library_path,
+        "Kaiju Academy (2012) x",
+        None,
+        [],
+        key_file="rock-roll-heroes-reloaded",
+    )
+    folder.rename(options.library_path / "Rock & Roll Heroes")  # not yet scanned either
+    (options.library_path / "Kaiju Academy (2012)" / ".aniworld.json").unlink()
+    (options.library_path / "Kaiju Academy (2012)" / "key").write_text("sky-lantern\n")
+    (options.library_path / "Sky Lantern" / "key").unlink()
+    response = await library.client.post(
+        "/api/anime", json={"provider": "aniworld", "key": "kaiju-academy"}, headers=library.headers
+    )
+    assert response.status == 409, await response.text()
+    assert (options.library_path / "Kaiju Academy (2012)" / "key").read_text() == "sky-lantern\n"
+    assert not (options.library_path / "Kaiju Academy (2012)" / ".aniworld.json").exists()
+
+
+async def test_adding_before_the_first_rescan_finds_the_folder_on_disk(
+    library: Authed, options: Options
+) -> None:
+    # Nothing was scanned yet (a new install): the store knew no series, and the add made a
+    # second, empty folder that took the identity from the user's folder of episodes.
+    (options.library_path / "Kaiju Academy (2012)").rename(options.library_path / "Kaiju")
+    response = await library.client.post(
+        "/api/anime", json={"provider": "aniworld", "key": "kaiju-academy"}, headers=library.headers
+    )
+    assert response.status == 409, await response.text()
+    assert sorted(p.name for p in options.library_path.iterdir()) == [
+        "Kaiju",
+        "Sky Lantern",
+        "Unknown Show",
+    ]
+
+
+async def test_matching_keeps_the_sidecar_fields_it_does_not_set(
+    library: Authed, options: Options
+) -> None:
+    sidecar = options.library_path / "Unknown Show" / ".aniworld.json"
+    sidecar.write_text(json.dumps({"note": "mine", "tvdb_id": 7, "languages": ["English Sub"]}))
+    await _rescan(library)
+    response = await library.client.post(
+        "/api/anime/Unknown%20Show/match",
+        json={"provider": "aniworld", "key": "rock-roll-heroes-reloaded"},
+        headers=library.headers,
+    )
+    assert response.status == 200, await response.text()
+    written = json.loads(sidecar.read_text())
+    assert (written["note"], written["tvdb_id"], written["languages"]) == (
+        "mine",
+        7,
+        ["English Sub"],
+    )
+    assert (written["provider"], written["key"]) == ("aniworld", "rock-roll-heroes-reloaded")
+    assert sidecar.stat().st_mode & 0o044 == 0o044  # readable by Jellyfin's or Plex's user
+
+
+class _TriedLock(asyncio.Lock):
+    """A lock that says when a second holder starts waiting for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tries = 0
+        self.second = asyncio.Event()
+
+    async def acquire(self) -> bool:
+        self.tries += 1
+        if self.tries == 2:
+            self.second.set()
+        return await super().acquire()
+
+
+async def test_an_add_while_a_rescan_walks_the_disk_is_not_undone(
+    library: Authed, options: Options, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rescan's walk, older than the add's sidecar, was stored after it: the added series
+    # vanished (404) and adding it again was a 409.
+    (options.library_path / "Kaiju Academy (2012)").rename(options.library_path / "Old")
+    (options.library_path / "Old" / ".aniworld.json").unlink()
+    await _rescan(library)
+    walked, release = threading.Event(), threading.Event()
+    scan = service_module._scan_disk
+
+    def held_walk(root: Path, cache: Any) -> Any:
+        result = scan(root, cache)
+        if not walked.is_set():
+            walked.set()
+            release.wait(10)
+        return result
+
+    monkeypatch.setattr(service_module, "_scan_disk", held_walk)
+    lock = _TriedLock()
+    monkeypatch.setattr(library.client.app[keys.LIBRARY].store, "files_lock", lock)
+    started = await library.client.post("/api/anime/rescan", headers=library.headers)
+    operation = (await started.json())["operation_id"]
+    await asyncio.to_thread(walked.wait, 10)
+    body = {"provider": "aniworld", "key": "kaiju-academy"}
+    add = asyncio.ensure_future(
+        library.client.post("/api/anime", json=body, headers=library.headers)
+    )
+    waits = asyncio.ensure_future(lock.second.wait())
+    async with asyncio.timeout(10):  # the add waits for the walk, or (unfixed) finishes
+        await asyncio.wait({add, waits}, return_when=asyncio.FIRST_COMPLETED)
+    waits.cancel()
+    release.set()
+    response = await add
+    assert response.status == 201, await response.text()
+    await library.client.app[keys.OPERATIONS].wait(operation)
+    assert (await _get(library, "/api/anime/kaiju-academy"))["folder"] == "Kaiju Academy (2012)"

@@ -21,7 +21,7 @@ from ..settings import Settings
 from .naming import confine, render_series_folder, sanitize_component
 from .records import EpisodeRecord, SeriesRecord
 from .scanner import LibraryError, ScanCache, ScanResult, scan_library
-from .sidecar import SIDECAR_NAME, SeriesIdentity, write_sidecar
+from .sidecar import KEY_FILE_NAME, SIDECAR_NAME, SeriesIdentity, write_sidecar
 from .store import LibraryStore, LocalFolder
 
 _LOGGER = logging.getLogger(__name__)
@@ -150,12 +150,15 @@ class LibraryService:
         also keeps its own as scan_error, and a folder whose name is not UTF-8 is no series.
         """
         root = self._root()
-        result, found = await asyncio.to_thread(_scan_disk, root, self._cache)
-        if not result.series and not result.unreadable:
-            await self._refuse_if_known(root)
-        self.unavailable = None
-        self._cache = result.cache
-        removed = await self.store.sync_local(found, self._clock())
+        # Walk and store under one lock: a rescan's older walk stored after an add, a match
+        # or a download landing in between undid them (see LibraryStore.files_lock).
+        async with self.store.files_lock:
+            result, found = await asyncio.to_thread(_scan_disk, root, self._cache)
+            if not result.series and not result.unreadable:
+                await self._refuse_if_known(root)
+            self.unavailable = None
+            self._cache = result.cache
+            removed = await self.store.sync_local(found, self._clock())
         if removed:
             self._bus.publish(EventType.EPISODE_FILES_REMOVED, {"files": removed})
         problems = [
@@ -214,7 +217,12 @@ class LibraryService:
             for season in seasons.values()
             for ep in season
         ]
-        await self.store.sync_provider(series.id, _info_fields(info), episodes, self._clock())
+        identity = (series.provider, series.key)
+        stored = await self.store.sync_provider(
+            series.id, _info_fields(info), episodes, self._clock(), identity=identity
+        )
+        if not stored:
+            _LOGGER.info("%s was matched anew during its refresh: kept", series.folder)
 
     async def detail(self, key: str, provider: str | None = None) -> dict[str, Any]:
         """A series with its episodes and their states."""
@@ -244,17 +252,24 @@ class LibraryService:
             raise LibraryError(f"cannot list the library folder {root}: {err.strerror}") from err
         if empty:
             await self._refuse_if_known(root)  # a new folder there would land below a mount
-        try:
-            await self.store.by_key(key, provider_name)
-        except NotFoundError:
-            pass
-        else:
-            raise ConflictError(f"{key!r} is already in the library", details={"key": key})
+        # What is on disk now: before the first rescan (a new install, a new library path)
+        # the store knew nothing, and the series got a second, empty folder.
+        await self.sync_disk()
+        await self._refuse_if_added(key, provider_name)
         info = await provider.series(key)
+        if info.key != key:  # the site redirected an old slug: the check is for the new one
+            await self._refuse_if_added(info.key, provider_name)
         template = self._settings.section("downloads")["series_folder"]
         folder = sanitize_component(render_series_folder(template, info.name, info.year))
         await self._claim_folder(folder, provider, info, creating=True)
         return await self._after_identity_change(folder)
+
+    async def _refuse_if_added(self, key: str, provider_name: str) -> None:
+        try:
+            await self.store.by_key(key, provider_name)
+        except NotFoundError:
+            return
+        raise ConflictError(f"{key!r} is already in the library", details={"key": key})
 
     async def match(self, folder: str, provider_name: str, key: str) -> dict[str, Any]:
         """Give an existing folder its provider identity (writes the sidecar)."""
@@ -288,8 +303,8 @@ class LibraryService:
         def write() -> None:
             path = confine(root, folder)  # resolves symlinks: in the thread with the writes
             if creating:
-                sidecar = path / SIDECAR_NAME
-                if sidecar.exists():
+                # a legacy key file names a series too (the sidecar would outrank it)
+                if (path / SIDECAR_NAME).exists() or (path / KEY_FILE_NAME).exists():
                     raise ConflictError(
                         f"the folder {folder!r} already belongs to another series",
                         details={"folder": folder},

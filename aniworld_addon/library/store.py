@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal, NamedTuple
@@ -49,6 +50,10 @@ class LibraryStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Held from a walk of the disk until its listing is stored (LibraryService.sync_disk),
+        # and by mark_local: a download landing in between was stored, then overwritten by
+        # the older listing (the episode "missing" again, its language gone for good).
+        self.files_lock = asyncio.Lock()
 
     async def page(
         self,
@@ -164,14 +169,15 @@ class LibraryStore:
         """A download landed: the episode is local (path relative to the library root)."""
         folder_relative = relative.split("/", 1)[1] if "/" in relative else relative
         # The series id in the same statement: by_key() would count every episode to say it.
-        cursor = await self._db.write(
-            "INSERT INTO episodes (series_id, season, episode, local_path, local_language)"
-            " SELECT id, ?, ?, ?, ? FROM series WHERE provider = ? AND key = ?"
-            " ON CONFLICT (series_id, season, episode)"
-            " DO UPDATE SET local_path = excluded.local_path,"
-            " local_language = excluded.local_language",
-            [season, episode, folder_relative, language, provider, key],
-        )
+        async with self.files_lock:
+            cursor = await self._db.write(
+                "INSERT INTO episodes (series_id, season, episode, local_path, local_language)"
+                " SELECT id, ?, ?, ?, ? FROM series WHERE provider = ? AND key = ?"
+                " ON CONFLICT (series_id, season, episode)"
+                " DO UPDATE SET local_path = excluded.local_path,"
+                " local_language = excluded.local_language",
+                [season, episode, folder_relative, language, provider, key],
+            )
         if cursor.rowcount == 0:
             raise NotFoundError(f"no series {key!r} in the library", details={"key": key})
 
@@ -207,7 +213,25 @@ class LibraryStore:
                 "SELECT id, folder, provider, key, scan_error FROM series"
             ) as cur:
                 existing = {r["folder"]: r for r in await cur.fetchall()}
-            for folder in set(existing) - set(found):
+            vanished = set(existing) - set(found)
+            # A folder renamed on disk: its identity shows up in a folder new to the table.
+            # The row moves along (settings, downloaded files' languages); deleted and made
+            # anew, it lost them and every file was reported deleted.
+            arrived = {
+                (entry.provider, entry.key): folder
+                for folder, entry in found.items()
+                if folder not in existing and entry.key is not None
+            }
+            for folder in sorted(vanished):
+                old = existing[folder]
+                moved_to = arrived.pop((old["provider"], old["key"]), None)
+                if old["key"] is not None and moved_to is not None:
+                    await conn.execute(
+                        "UPDATE series SET folder = ? WHERE id = ?", [moved_to, old["id"]]
+                    )
+                    existing[moved_to] = existing.pop(folder)
+                    vanished.discard(folder)
+            for folder in vanished:
                 old = existing[folder]
                 async with conn.execute(
                     "SELECT season, episode, local_path FROM episodes WHERE series_id = ?"
@@ -264,13 +288,19 @@ class LibraryStore:
         info: Mapping[str, Any],
         episodes: Iterable[tuple[int, int, str | None, str | None]],
         now: float,
-    ) -> None:
-        """Store what the provider listed: series fields and every (season, episode, titles)."""
+        *,
+        identity: tuple[str, str],
+    ) -> bool:
+        """Store what the provider listed: series fields and every (season, episode, titles);
+        only while the series still has `identity` (provider, key), else False.
+
+        A folder matched anew while its refresh read the old series' pages took that
+        series' name and episodes under the new key."""
         listed = {(s, e): (t, te) for s, e, t, te in episodes}
         async with self._db.transaction() as conn:
-            await conn.execute(
+            cursor = await conn.execute(
                 "UPDATE series SET name = ?, year = ?, description = ?, cover_url = ?,"
-                " error = NULL, refreshed_at = ? WHERE id = ?",
+                " error = NULL, refreshed_at = ? WHERE id = ? AND provider = ? AND key = ?",
                 [
                     info["name"],
                     info["year"],
@@ -278,8 +308,11 @@ class LibraryStore:
                     info["cover_url"],
                     now,
                     series_id,
+                    *identity,
                 ],
             )
+            if cursor.rowcount == 0:
+                return False
             await conn.execute(
                 "UPDATE episodes SET on_provider = 0 WHERE series_id = ?", [series_id]
             )
@@ -294,6 +327,7 @@ class LibraryStore:
                 " AND local_path IS NULL",
                 [series_id],
             )
+        return True
 
     async def set_error(self, series_id: int, error: dict[str, Any] | None) -> None:
         """Remember why the last refresh of a series failed (None clears it)."""
