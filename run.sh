@@ -4,11 +4,12 @@
 # AniWorld add-on: start the service.
 #
 # The service reads /data/options.json itself (flag > environment > options.json
-# > default, SPEC §3). This script adds what only the add-on knows: the data
-# folder, and the broker the Supervisor provides when no broker is set in the
-# options. A variable that is already set in the environment is never
-# overwritten, so the precedence stays as documented. Without an options.json
-# (a plain container) it only starts the service.
+# > default, SPEC §3) and asks the Supervisor for its MQTT broker (TLS flag
+# included) when none is set. This script adds the data folder, passes the
+# library path and log level on, and says which broker will be used. A variable
+# that is already set in the environment is never overwritten, so the precedence
+# stays as documented. Without an options.json (a plain container) it only
+# starts the service.
 #
 # bashio sets errexit, nounset and pipefail before sourcing this file.
 # ==============================================================================
@@ -32,18 +33,6 @@ export_option() {
     export "${variable}=${value}"
 }
 
-# Copy field $1 of the Supervisor's MQTT service into environment variable $2.
-export_mqtt_service() {
-    local field="$1"
-    local variable="$2"
-    local value
-
-    value="$(bashio::services mqtt "${field}")"
-    if bashio::var.has_value "${value}" && [[ "${value}" != "null" ]]; then
-        export "${variable}=${value}"
-    fi
-}
-
 if [[ -f "${OPTIONS_FILE}" ]]; then
     export_option library_path ANIWORLD_LIBRARY_PATH
     export_option log_level ANIWORLD_LOG_LEVEL
@@ -59,15 +48,9 @@ if [[ -f "${OPTIONS_FILE}" ]]; then
     elif [[ -n "${ANIWORLD_MQTT_HOST:-}" ]]; then
         bashio::log.info "MQTT: using the broker from ANIWORLD_MQTT_HOST (${ANIWORLD_MQTT_HOST})."
     elif bashio::services.available mqtt; then
-        export_mqtt_service host ANIWORLD_MQTT_HOST
-        export_mqtt_service port ANIWORLD_MQTT_PORT
-        export_mqtt_service username ANIWORLD_MQTT_USERNAME
-        export_mqtt_service password ANIWORLD_MQTT_PASSWORD
-        mqtt_ssl="$(bashio::services mqtt ssl)"
-        if bashio::var.true "${mqtt_ssl}"; then
-            bashio::log.warning "MQTT: the Supervisor's broker asks for TLS, which the service does not speak; it may refuse the connection."
-        fi
-        bashio::log.info "MQTT: using the broker provided by Home Assistant (${ANIWORLD_MQTT_HOST:-?}:${ANIWORLD_MQTT_PORT:-1883})."
+        # Nothing to pass on: the service asks the Supervisor for the broker itself, its
+        # TLS flag included (passed on here as plain host and port, TLS was lost).
+        bashio::log.info "MQTT: using the broker provided by Home Assistant ($(bashio::services mqtt host))."
     else
         bashio::log.info "MQTT: no broker set and none provided by Home Assistant; MQTT stays off."
     fi

@@ -399,17 +399,17 @@ def _run_start_script(
 ADDON_OPTIONS: Final = {"library_path": "/media/anime", "log_level": "info"}
 
 
-def test_run_sh_passes_options_and_the_supervisors_broker(tmp_path: Path) -> None:
-    exported, argv = _run_start_script(tmp_path, ADDON_OPTIONS, SUPERVISOR_MQTT)
+def test_run_sh_passes_options_and_leaves_the_supervisors_broker_to_the_service(
+    tmp_path: Path,
+) -> None:
+    # Passed on as host, port and login, the broker lost the Supervisor's TLS flag: the
+    # service connected in plain text to a TLS port. The service asks the Supervisor itself.
+    exported, argv = _run_start_script(tmp_path, ADDON_OPTIONS, {**SUPERVISOR_MQTT, "ssl": True})
     assert shlex.split(argv) == ["-m", "aniworld_addon", "serve"]
     assert exported == {
         "ANIWORLD_DATA_PATH": "/data",
         "ANIWORLD_LIBRARY_PATH": "/media/anime",
         "ANIWORLD_LOG_LEVEL": "info",
-        "ANIWORLD_MQTT_HOST": "core-mosquitto",
-        "ANIWORLD_MQTT_PORT": "1883",
-        "ANIWORLD_MQTT_USERNAME": "addons",
-        "ANIWORLD_MQTT_PASSWORD": "s3cret",
     }
 
 
@@ -510,3 +510,11 @@ def test_icon_is_128_square() -> None:
 def test_logo_is_a_wide_png() -> None:
     width, height = _png_size("logo.png")
     assert width > height
+
+
+def test_the_repository_can_be_added_to_the_add_on_store() -> None:
+    # The Supervisor refuses a Git repository without repository.yaml at its root ("not a
+    # valid add-on repository"), and DOCS tells users to add it that way.
+    repository = yaml.safe_load((ROOT / "repository.yaml").read_text(encoding="utf-8"))
+    assert isinstance(repository, dict) and repository["name"]
+    assert set(repository) <= {"name", "url", "maintainer"}
