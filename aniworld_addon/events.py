@@ -44,6 +44,7 @@ class EventType(StrEnum):
     SCHEDULED_RESCAN_STARTED = "scheduled_rescan_started"
     SCHEDULED_RESCAN_COMPLETE = "scheduled_rescan_complete"
     EPISODE_FILES_REMOVED = "episode_files_removed"
+    SERIES_CHANGED = "series_changed"  # added or matched: {action, folder, provider, key}
     OPERATION_UPDATED = "operation_updated"
     SYSTEM_STATUS = "system_status"
 
@@ -64,6 +65,7 @@ _ROOMS: Final[dict[EventType, Room]] = {
     EventType.QUEUE_RESUMED: Room.DOWNLOADS,
     EventType.AUTO_DOWNLOAD_QUEUED: Room.DOWNLOADS,
     EventType.EPISODE_FILES_REMOVED: Room.SCAN_PROGRESS,
+    EventType.SERIES_CHANGED: Room.SCAN_PROGRESS,
     EventType.DOWNLOAD_PROGRESS: Room.DOWNLOAD_PROGRESS,
     EventType.SCAN_STARTED: Room.SCAN_PROGRESS,
     EventType.SCAN_PROGRESS: Room.SCAN_PROGRESS,

@@ -68,6 +68,7 @@ _LIBRARY_EVENTS: Final = frozenset(
         EventType.NEW_EPISODES_FOUND,
         EventType.SCHEDULED_RESCAN_COMPLETE,
         EventType.EPISODE_FILES_REMOVED,
+        EventType.SERIES_CHANGED,  # an add or a match changes the counts at once
     }
 )
 

@@ -262,7 +262,7 @@ class LibraryService:
         template = self._settings.section("downloads")["series_folder"]
         folder = sanitize_component(render_series_folder(template, info.name, info.year))
         await self._claim_folder(folder, provider, info, creating=True)
-        return await self._after_identity_change(folder)
+        return await self._after_identity_change(folder, "added")
 
     async def _refuse_if_added(self, key: str, provider_name: str) -> None:
         try:
@@ -292,7 +292,7 @@ class LibraryService:
                 )
         info = await provider.series(key)
         await self._claim_folder(folder, provider, info, creating=False)
-        return await self._after_identity_change(folder)
+        return await self._after_identity_change(folder, "matched")
 
     async def _claim_folder(
         self, folder: str, provider: Provider, info: SeriesInfo, *, creating: bool
@@ -328,7 +328,7 @@ class LibraryService:
                 details={"folder": folder},
             ) from err
 
-    async def _after_identity_change(self, folder: str) -> dict[str, Any]:
+    async def _after_identity_change(self, folder: str, action: str) -> dict[str, Any]:
         await self.sync_disk()
         series = await self.store.by_folder(folder)
         if series is None:  # the folder vanished between writing and scanning
@@ -341,6 +341,17 @@ class LibraryService:
         await self._refresh_guarded(series)
         refreshed = await self.store.by_folder(folder)
         assert refreshed is not None
+        # MQTT's library counts and the panel follow events: without one they stayed as they
+        # were until the next rescan or download
+        self._bus.publish(
+            EventType.SERIES_CHANGED,
+            {
+                "action": action,
+                "folder": folder,
+                "provider": refreshed.provider,
+                "key": refreshed.key,
+            },
+        )
         return await self._detail(refreshed)
 
     async def set_languages(

@@ -12,6 +12,7 @@ from aniworld_addon import keys
 from aniworld_addon.app import create_app
 from aniworld_addon.options import Options
 from tests.conftest import PASSWORD, AiohttpClient
+from tests.site.plugin import RunningSite
 
 from .conftest import Mosquitto, Watcher, WatchFactory
 
@@ -96,3 +97,23 @@ async def test_a_huge_command_payload_is_ignored_without_logging_it(
     ignored = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
     assert ignored == ["MQTT: ignored a 1048576-character payload on aniworld/command/queue"]
     assert max(len(r.getMessage()) for r in caplog.records) < 1000
+
+
+async def test_adding_a_series_updates_the_library_sensors_at_once(
+    running: Running, provider_site: RunningSite
+) -> None:
+    # Nothing republished the library state after an add or a match: Home Assistant's
+    # "missing episodes" stayed at its old value until the next rescan or download.
+    client, watcher = running.client, running.watcher
+    config = {"providers": provider_site.providers_config()}
+    assert (await client.put("/api/config", json=config, headers=running.headers)).status == 200
+    await watcher.wait_message("aniworld/library")
+    body = {"provider": "aniworld", "key": "rock-roll-heroes-reloaded"}
+    added = await client.post("/api/anime", json=body, headers=running.headers)
+    assert added.status == 201, await added.text()
+    missing = (await added.json())["missing_count"]
+    assert missing > 0
+    state = await watcher.wait_for(
+        lambda w: next((m.json() for m in w.on("aniworld/library") if m.json()["series"]), None)
+    )
+    assert (state["series"], state["missing"]) == (1, missing)
