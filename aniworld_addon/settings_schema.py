@@ -118,8 +118,12 @@ def _distinct_prefixes(section: dict[str, Any]) -> dict[str, Any]:
     # <topic_prefix>/status is our availability topic and <discovery_prefix>/status Home
     # Assistant's birth topic: one prefix for both, and our own "online" reads as a birth, which
     # makes us publish everything again, and again.
-    if section["topic_prefix"] == section["discovery_prefix"]:
-        raise vol.Invalid("must differ from discovery_prefix", path=["topic_prefix"])
+    # Home Assistant's default birth topic is homeassistant/status whatever the discovery
+    # prefix, so "homeassistant" as topic_prefix loops the same way.
+    if section["topic_prefix"] in (section["discovery_prefix"], "homeassistant"):
+        raise vol.Invalid(
+            "must differ from discovery_prefix and from homeassistant", path=["topic_prefix"]
+        )
     return section
 
 

@@ -116,7 +116,7 @@ async def test_invalid_update_is_refused_with_every_problem(
     assert response.status == 400
     details = (await response.json())["error"]["details"]
     assert {d["path"]: d["message"] for d in details} == {
-        "mqtt.topic_prefix": "must differ from discovery_prefix",
+        "mqtt.topic_prefix": "must differ from discovery_prefix and from homeassistant",
         "scheduler.rescan_cron": "the crontab expression '0 0 30 2 *' never fires",
     }
 

@@ -284,7 +284,7 @@ class MqttConnection:
         self._sync_token = secrets.token_hex(8)
         topics = self.topics
         sync = topics.sync(session.client_id)
-        session.subscribe([*topics.commands, topics.ha_status, topics.discovery, sync])
+        session.subscribe([*topics.commands, *topics.ha_statuses, topics.discovery, sync])
         # The broker handles one client's packets in order: the retained discovery copy (if any)
         # reaches us before this echo, so once it is back we know what the broker holds.
         session.publish(sync, self._sync_token, retain=False)
@@ -321,7 +321,7 @@ class MqttConnection:
             if text == self._sync_token and not self._discovery_known:
                 self._discovery_known = True
                 self._tasks.spawn(self._publish_all(), "mqtt:publish")
-        elif topic == topics.ha_status:
+        elif topic in topics.ha_statuses:
             # Only a live birth: a retained "online" arrives on every connect, already covered.
             # Births that come while a reply waits are answered by it: it publishes the state
             # as it is then. A restart loop of Home Assistant must not make one each.

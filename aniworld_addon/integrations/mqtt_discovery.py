@@ -27,6 +27,9 @@ def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+HA_BIRTH_TOPIC: Final = "homeassistant/status"  # Home Assistant's default birth topic
+
+
 @dataclass(slots=True, frozen=True)
 class Topics:
     """Every topic the bridge uses, from the two prefixes in the settings."""
@@ -87,9 +90,11 @@ class Topics:
         return f"{self.discovery_prefix}/device/{DEVICE_ID}/config"
 
     @property
-    def ha_status(self) -> str:
-        """Home Assistant's birth and last-will topic."""
-        return f"{self.discovery_prefix}/status"
+    def ha_statuses(self) -> tuple[str, ...]:
+        """Where Home Assistant's birth may arrive: its default birth topic, which does not
+        follow a changed discovery prefix, and <discovery prefix>/status (set by users who
+        moved both)."""
+        return tuple(dict.fromkeys((HA_BIRTH_TOPIC, f"{self.discovery_prefix}/status")))
 
     @property
     def commands(self) -> tuple[str, ...]:

@@ -299,6 +299,23 @@ async def test_home_assistant_birth_republishes_state_but_not_unchanged_discover
     assert len(watcher.on(DISCOVERY)) == 1
 
 
+async def test_a_birth_on_home_assistants_topic_counts_with_another_discovery_prefix(
+    start_bridge: BridgeFactory, services: Services, watch: WatchFactory
+) -> None:
+    # Home Assistant's birth topic stays homeassistant/status when the discovery prefix is
+    # changed; listened for on <discovery prefix>/status only, it was never heard.
+    await services.settings.update({"mqtt": {"discovery_prefix": "ha"}})
+    start_bridge()
+    watcher = await online(watch, "aniworld/queue", "aniworld/library")
+    await watcher.wait_for(lambda w: w.on("aniworld/library"))
+    for birth in ("homeassistant/status", "ha/status"):
+        mark = len(watcher.messages)
+        watcher.publish(birth, "online")
+        await watcher.wait_for(
+            lambda w, mark=mark: {m.topic for m in w.messages[mark:]} >= {"aniworld/library"}
+        )
+
+
 async def test_a_burst_of_births_is_answered_once(
     start_bridge: BridgeFactory, watch: WatchFactory
 ) -> None:
