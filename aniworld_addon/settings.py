@@ -107,6 +107,44 @@ def migrate_document(doc: dict[str, Any]) -> tuple[dict[str, Any], int]:
     return doc, found
 
 
+def _validated_resetting(doc: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """validate_settings, with each refused value set back to its default (an unknown key
+    dropped); the valid document and what was reset. Raises when that does not help."""
+    reset: list[dict[str, str]] = []
+    document = copy.deepcopy(doc)
+    for _ in range(5):  # a reset may uncover a rule that needs another (prefixes, say)
+        try:
+            return validate_settings(document), reset
+        except ValidationError as err:
+            problems = err.details if isinstance(err.details, list) else []
+            if not problems or not all(_reset(document, p["path"]) for p in problems):
+                raise
+            reset += problems
+    return validate_settings(document), reset
+
+
+def _reset(document: dict[str, Any], path: str) -> bool:
+    """Set the setting at dotted `path` (or its nearest part the defaults know) back to its
+    default, or drop a key the defaults do not have; False if neither applies."""
+    parts = path.split(".") if path else []
+    target: Any = document
+    default: Any = DEFAULT_CONFIG
+    for depth, part in enumerate(parts):
+        if not isinstance(target, dict) or not isinstance(default, dict):
+            return False
+        if part not in default:  # a key no version has: nothing to keep
+            if part not in target:
+                return False
+            del target[part]
+            return True
+        last = depth == len(parts) - 1
+        if last or not isinstance(default[part], dict) or not isinstance(target.get(part), dict):
+            target[part] = copy.deepcopy(default[part])  # a list's item: the whole list
+            return True
+        target, default = target[part], default[part]
+    return False
+
+
 def _site_urls_trimmed(doc: dict[str, Any]) -> dict[str, Any]:
     """Cut a path off a stored provider URL. Earlier versions took `https://s.to/serie` and
     used only its host; now such a value is refused, and a stored one must not cost the
@@ -202,7 +240,7 @@ class Settings:
             if not isinstance(raw, dict):
                 raise ValidationError("config.json does not hold a JSON object")
             migrated, found = migrate_document(raw)
-            valid = validate_settings(_site_urls_trimmed(migrated))
+            valid, reset = _validated_resetting(_site_urls_trimmed(migrated))
         except (ValueError, ValidationError) as err:
             # Never lose the user's file: keep it beside, named so they can find and fix it.
             aside = self._path.with_name(f"{CONFIG_FILENAME}.corrupt-{_stamp(self._clock())}")
@@ -211,6 +249,18 @@ class Settings:
             _LOGGER.error("%s; using defaults", self.load_problem)
             atomic_write_text(self._path, _dump(DEFAULT_CONFIG))
             return defaults()
+        if reset:
+            # A value an earlier version took and this one refuses (a rule tightened since):
+            # that value goes back to its default, not the whole file. The file as it was
+            # stays in config_backups.
+            kept = self._backup_sync(suffix="refused")
+            atomic_write_text(self._path, _dump(valid))
+            self.load_problem = (
+                "config.json held values this version refuses, reset to their defaults: "
+                + "; ".join(f"{d['path']} ({d['message']})" for d in reset)
+                + f"; the file as it was is config_backups/{kept.name}"
+            )
+            _LOGGER.warning("%s", self.load_problem)
         if found != CONFIG_VERSION:
             self._backup_sync(suffix=f"v{found}")
             atomic_write_text(self._path, _dump(valid))

@@ -379,3 +379,41 @@ async def test_a_webhook_url_is_kept_as_given_its_trailing_slash_included(authed
     )
     assert response.status == 200, await response.text()
     assert (await response.json())["notifications"]["webhooks"] == hooks
+
+
+async def test_values_an_earlier_version_took_are_reset_alone_on_upgrade(tmp_path: Path) -> None:
+    # Rules tightened since 0.1.0 refuse values it stored; one of them set the whole file
+    # aside, and the library path, webhooks and languages were gone with it.
+    stored = json.loads(json.dumps(DEFAULT_CONFIG))
+    stored["library_path"] = str(tmp_path)
+    stored["notifications"]["webhooks"] = ["https://hooks.example/x/"]
+    stored["languages"] = ["English Sub"]
+    stored["mqtt"]["topic_prefix"], stored["mqtt"]["discovery_prefix"] = "homeassistant", "ha"
+    stored["scheduler"]["rescan_cron"] = "0 0 30 2 *"  # never fires
+    stored["downloads"]["min_free_space_mb"] = 2**41
+    stored["surprise"] = 1
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "config.json").write_text(json.dumps(stored))
+
+    settings = Settings(data)
+    await settings.load()
+    current = settings.get()
+    assert current["library_path"] == str(tmp_path)
+    assert current["notifications"]["webhooks"] == ["https://hooks.example/x/"]
+    assert current["languages"] == ["English Sub"]
+    assert current["mqtt"]["topic_prefix"] == DEFAULT_CONFIG["mqtt"]["topic_prefix"]
+    assert current["mqtt"]["discovery_prefix"] == "ha"
+    assert current["scheduler"]["rescan_cron"] is None
+    assert (
+        current["downloads"]["min_free_space_mb"]
+        == DEFAULT_CONFIG["downloads"]["min_free_space_mb"]
+    )
+    assert "surprise" not in current
+    assert not list(data.glob("config.json.corrupt-*"))
+    problem = settings.load_problem or ""
+    for path in ("mqtt.topic_prefix", "scheduler.rescan_cron", "downloads.min_free_space_mb"):
+        assert path in problem
+    (kept,) = (data / "config_backups").glob("config-*-refused.json")
+    assert json.loads(kept.read_text()) == stored
+    assert json.loads((data / "config.json").read_text()) == current
