@@ -20,6 +20,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from .auto_queue import AutoQueue
 from .backups import BACKUP_DIR, BACKUPS_KEPT, write_backup
 from .const import DB_FILENAME
+from .crontab import crontab_trigger
 from .downloads.queue import DownloadQueue
 from .errors import AppError
 from .events import EventBus, EventType
@@ -59,7 +60,7 @@ def schedule_triggers(
     specs: dict[str, JobSpec | None] = dict.fromkeys(JOB_NAMES)
     cron, hours = section.get("rescan_cron"), int(section["rescan_interval_h"])
     if cron:  # a crontab expression wins over the interval
-        specs["rescan"] = JobSpec(CronTrigger.from_crontab(cron, timezone=tz), ("cron", cron))
+        specs["rescan"] = JobSpec(crontab_trigger(cron, tz), ("cron", cron))
     elif hours > 0:
         specs["rescan"] = _interval(timedelta(hours=hours), now, tz)
     minutes = int(section["new_episodes_interval_min"])

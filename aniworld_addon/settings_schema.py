@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -101,15 +101,15 @@ def cron(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise vol.Invalid("must be a crontab expression such as '0 3 * * *'")
-    from apscheduler.triggers.cron import CronTrigger
+    from .crontab import crontab_trigger
 
     try:
-        trigger = CronTrigger.from_crontab(value)
+        trigger = crontab_trigger(value, UTC)
     except ValueError as err:
         raise vol.Invalid(f"not a valid crontab expression: {err}") from err
     # "0 0 30 2 *" parses but never fires: the job would silently never run, and every look
     # at its next run would search up to the year 9999.
-    if trigger.get_next_fire_time(None, datetime.now(trigger.timezone)) is None:
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
         raise vol.Invalid(f"the crontab expression {value!r} never fires")
     return value
 

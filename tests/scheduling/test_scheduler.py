@@ -212,6 +212,27 @@ async def test_cron_rescan_wins_over_the_interval_and_changes_apply_live(
     assert scheduler.next_runs()["rescan"] == harness.clock.datetime + timedelta(hours=2)
 
 
+@pytest.mark.parametrize(
+    ("cron", "first"),
+    [
+        ("0 3 * * 0", datetime(2025, 7, 20, 3, 0, tzinfo=UTC)),  # Sunday, not Monday
+        ("0 3 * * 7", datetime(2025, 7, 20, 3, 0, tzinfo=UTC)),  # Sunday too (was refused)
+        ("0 3 * * 6", datetime(2025, 7, 19, 3, 0, tzinfo=UTC)),  # Saturday, not Sunday
+        ("0 3 * * 1-5", datetime(2025, 7, 17, 3, 0, tzinfo=UTC)),  # T0 is a Thursday
+        ("30 2 * * sat,sun", datetime(2025, 7, 19, 2, 30, tzinfo=UTC)),
+        ("0 3 13 * 1", datetime(2025, 7, 21, 3, 0, tzinfo=UTC)),  # the 13th OR a Monday
+    ],
+)
+async def test_a_cron_rescan_fires_when_crontab_would(
+    harness: Harness, cron: str, first: datetime
+) -> None:
+    # apscheduler's from_crontab counts weekdays from Monday = 0 and needs both day fields
+    # to match: "0 3 * * 0" (Sundays) ran on Mondays.
+    scheduler = harness.scheduler()
+    await update_scheduler(harness, rescan_cron=cron)
+    assert scheduler.next_runs()["rescan"] == first
+
+
 async def test_an_unchanged_job_keeps_its_time_and_zero_disables(harness: Harness) -> None:
     scheduler = harness.scheduler()
     harness.clock.advance(timedelta(hours=1, minutes=10))  # 02:40
