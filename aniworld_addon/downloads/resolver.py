@@ -249,6 +249,16 @@ class Resolver:
             raise HosterUnavailableError(
                 f"resolver {plugin.name} timed out on hoster {candidate}", details=details
             ) from err
+        except asyncio.CancelledError as err:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the queue stops or removes this download
+            # The plugin's own cancelled inner task: taken for ours, it left the item
+            # "downloading" with nothing running it.
+            raise HosterUnavailableError(
+                f"resolver {plugin.name} gave up on hoster {candidate} (cancelled)",
+                details=details,
+            ) from err
         except Exception as err:  # plugin code is third-party: any failure means "next hoster"
             raise HosterUnavailableError(
                 f"resolver {plugin.name} cannot read hoster {candidate}: "
@@ -258,6 +268,17 @@ class Resolver:
         if not isinstance(media, ResolvedMedia):
             raise HosterUnavailableError(
                 f"resolver {plugin.name} returned {type(media).__name__}, not ResolvedMedia",
+                details=details,
+            )
+        headers = media.headers
+        if not isinstance(media.url, str) or not (
+            isinstance(headers, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+        ):
+            # an httpx.URL, say: it failed later, outside this mapping, as an internal error
+            # that ended the attempt without trying the other hosters
+            raise HosterUnavailableError(
+                f"resolver {plugin.name} returned a media URL or headers that are not text",
                 details=details,
             )
         return media

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -61,6 +62,27 @@ class FailingPlugin:
 
     async def resolve(self, embed_url: str, client: httpx.AsyncClient) -> ResolvedMedia:
         raise RuntimeError("page layout changed")
+
+
+class OddPlugin:
+    """A plugin whose failure is its own cancelled task, or whose answer is not text."""
+
+    name = "odd"
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def suitable(self, embed_url: str) -> bool:
+        return True
+
+    async def resolve(self, embed_url: str, client: httpx.AsyncClient) -> ResolvedMedia:
+        if self.how == "cancelled":
+            inner = asyncio.ensure_future(asyncio.sleep(60))
+            inner.cancel()
+            await inner  # raises CancelledError in the caller: the plugin's, not the queue's
+        if self.how == "url object":
+            return ResolvedMedia(httpx.URL("https://cdn.example/v.mp4"))  # type: ignore[arg-type]
+        return ResolvedMedia("https://cdn.example/v.mp4", {"Referer": 1})  # type: ignore[dict-item]
 
 
 NOT_A_PLUGIN = object()
@@ -164,6 +186,19 @@ async def test_failing_plugin_is_a_hoster_unavailable_error(
     assert caught.value.code == "hoster_unavailable"
     assert "resolver failing cannot read hoster VOE (German Dub)" in caught.value.message
     assert "page layout changed" in caught.value.message
+
+
+@pytest.mark.parametrize("how", ["cancelled", "url object", "header number"])
+async def test_a_plugins_odd_failure_is_a_hoster_unavailable_error(
+    provider: AniworldProvider, http_client: httpx.AsyncClient, how: str
+) -> None:
+    # A CancelledError of its own was taken for the queue's: the item stayed "downloading"
+    # with nothing running it. An httpx.URL failed later as an internal error, and the other
+    # hosters were never tried.
+    resolver = Resolver(http_client, plugins=[OddPlugin(how)])
+    candidates = await resolver.candidates(provider, "kaiju-academy", 1, 1, [GER_DUB])
+    with pytest.raises(HosterUnavailableError, match="resolver odd"):
+        await resolver.resolve(provider, candidates[0])
 
 
 async def test_dead_redirect_link_is_a_hoster_unavailable_error(
