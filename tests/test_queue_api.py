@@ -571,3 +571,26 @@ async def test_a_second_service_on_the_same_data_waits_for_the_queue_then_runs_i
     async with asyncio.timeout(10):
         while not second.app[keys.QUEUE].dispatching:
             await asyncio.sleep(0.02)
+
+
+async def test_a_blocked_link_is_tried_again_one_backoff_later(service: Service) -> None:
+    # With max_retries 0 one short outage blocked every link of the episode for good: each
+    # Retry then failed at once with no_hoster, although the hoster was back.
+    await service.call("PUT", "/api/config", json={"downloads": {"max_retries": 0}})
+    service.site.control.set_fault(r"^/embed/", Fault.SERVER_ERROR)
+    (item_id,) = await service.queue([(2, 1)])  # VOE German Dub and VOE English Sub
+    failed = await service.wait_item(item_id, EventType.DOWNLOAD_FAILED)
+    assert failed.data["error"]["code"] == "all_hosters_failed"
+    blocked = (await service.call("GET", "/api/blocklist"))["records"]
+    assert {r["language"] for r in blocked} == {"German Dub", "English Sub"}
+    service.site.control.clear_faults()
+
+    service.events.clear()
+    await service.call("POST", "/api/queue/retry", json={"item_ids": [item_id]})
+    soon = await service.wait_item(item_id, EventType.DOWNLOAD_FAILED)
+    assert soon.data["error"]["code"] == "no_hoster"  # within the backoff: still skipped
+
+    service.events.clear()
+    service.clock.now += 60 + 1  # retry_backoff_s[0] of this service, and a second
+    await service.call("POST", "/api/queue/retry", json={"item_ids": [item_id]})
+    await service.wait_item(item_id, EventType.DOWNLOAD_COMPLETE)

@@ -70,12 +70,17 @@ class Blocklist:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def blocked_links(self, provider: str, key: str, season: int, episode: int) -> set[str]:
-        """The redirect URLs not to try for this episode."""
+    async def blocked_links(
+        self, provider: str, key: str, season: int, episode: int, *, since: float
+    ) -> set[str]:
+        """The redirect URLs not to try for this episode: blocked at `since` or later.
+
+        Older entries stay listed but no longer skip the link: kept for good, one outage
+        with max_retries 0 blocked every link of an episode, and no Retry ever helped."""
         rows = await self._db.fetchall(
             "SELECT link FROM blocklist WHERE provider = ? AND series_key = ? AND season = ?"
-            " AND episode = ? AND blocked = 1",
-            (provider, key, season, episode),
+            " AND episode = ? AND blocked = 1 AND updated_at >= ?",
+            (provider, key, season, episode, since),
         )
         return {str(r[0]) for r in rows}
 

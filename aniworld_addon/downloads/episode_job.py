@@ -123,10 +123,16 @@ class EpisodeJob:
             else []
         )
         # The blocklist is for the next time an episode is queued: an item's own retries
-        # still try every link, so max_retries keeps its meaning.
+        # still try every link, so max_retries keeps its meaning. A link is skipped for one
+        # backoff after it was blocked (DOCS), then tried again.
+        backoff = self._parts.settings.section("downloads")["retry_backoff_s"]
         blocked = (
             await self._parts.blocklist.blocked_links(
-                item.provider, item.series_key, item.season, item.episode
+                item.provider,
+                item.series_key,
+                item.season,
+                item.episode,
+                since=self._parts.clock() - float(backoff[0]),
             )
             if item.retry_count == 0
             else set()
