@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -594,3 +595,35 @@ async def test_a_blocked_link_is_tried_again_one_backoff_later(service: Service)
     service.clock.now += 60 + 1  # retry_backoff_s[0] of this service, and a second
     await service.call("POST", "/api/queue/retry", json={"item_ids": [item_id]})
     await service.wait_item(item_id, EventType.DOWNLOAD_COMPLETE)
+
+
+async def test_a_stop_after_the_file_landed_keeps_the_download(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stop came while the directory fsync after the rename ran (slow on a NAS): the
+    # item went back to pending with the verified file on disk, and was fetched again.
+    from aniworld_addon.downloads import downloader
+
+    renamed, release = threading.Event(), threading.Event()
+    real = downloader.fsync_dir
+
+    def slow_fsync_dir(path: Path) -> None:
+        if any(path.glob("*.mp4")):
+            renamed.set()
+            release.wait(10)
+        real(path)
+
+    monkeypatch.setattr(downloader, "fsync_dir", slow_fsync_dir)
+    (item_id,) = await service.queue([(1, 1)])
+    await asyncio.to_thread(renamed.wait, 10)
+    (task,) = [t for t in asyncio.all_tasks() if t.get_name() == f"download:{item_id}"]
+    stop = asyncio.ensure_future(service.call("POST", "/api/queue/stop"))
+    async with asyncio.timeout(10):  # the stop has reached the download
+        while not task.cancelling():
+            await asyncio.sleep(0.01)
+    release.set()
+    await stop
+    item = await service.item(item_id)
+    assert item["status"] == "completed" and item["file_path"]
+    assert Path(item["file_path"]).is_file()
+    assert service.site.control.count("media") == 1

@@ -348,6 +348,15 @@ async def _in_own_thread(work: Callable[[], T], token: threading.Event) -> T:
     except asyncio.CancelledError:
         token.set()
         await _outlive_cancellation(future)
+        if not future.cancelled() and future.exception() is None:
+            # The cancel came after the file landed at its final path (a slow directory
+            # fsync on a NAS): it is a download, not an interrupted one. Raised, a stop set
+            # the item pending and the episode was fetched again; a remove left a file the
+            # library did not know.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return future.result()
         raise
     finally:
         # The result arrives a moment before the thread exits; join it off the loop.
