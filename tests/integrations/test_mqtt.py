@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from aniworld_addon.const import VERSION
@@ -12,6 +13,7 @@ from aniworld_addon.integrations.mqtt_discovery import DeviceInfo
 from .conftest import (
     BridgeFactory,
     Services,
+    Watcher,
     WatchFactory,
     online,
     series,
@@ -188,12 +190,19 @@ async def test_download_progress_is_throttled_to_a_percent_or_a_second(
             EventType.DOWNLOAD_PROGRESS, {**item, "progress": {"percent": percent}}
         )
 
+    def showing(percent: float) -> Callable[[Watcher], bool]:
+        def check(w: Watcher) -> bool:
+            shown = w.on("aniworld/download")  # none yet when the first check runs early
+            return bool(shown) and shown[-1].json().get("percent") == percent
+
+        return check
+
     for percent in (10.0, 10.3, 10.6, 11.2):  # 10.3 and 10.6 are within 1 % of what was shown
         progress(percent)
-    await watcher.wait_for(lambda w: w.on("aniworld/download")[-1].json()["percent"] == 11.2)
+    await watcher.wait_for(showing(11.2))
     now[0] += 1.5
     progress(11.3)  # under 1 %, but a second has passed
-    await watcher.wait_for(lambda w: w.on("aniworld/download")[-1].json()["percent"] == 11.3)
+    await watcher.wait_for(showing(11.3))
     shown = [m.json()["percent"] for m in watcher.on("aniworld/download")]
     assert shown[-3:] == [10.0, 11.2, 11.3]
     assert 10.3 not in shown and 10.6 not in shown
