@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import httpx
 import voluptuous as vol
 
 from .errors import ValidationError
@@ -67,6 +68,10 @@ def http_url(value: Any, *, keep_slash: bool = False) -> str:
         port = 0
     if port == 0:
         raise vol.Invalid("the port must be a number from 1 to 65535")
+    try:  # what the HTTP client will make of it: a host that is no IDNA name failed there
+        httpx.URL(value.strip())
+    except (httpx.InvalidURL, ValueError) as err:
+        raise vol.Invalid(f"not a usable URL: {err}") from err
     return value.strip() if keep_slash else value.strip().rstrip("/")
 
 

@@ -379,6 +379,14 @@ async def test_a_webhook_url_is_kept_as_given_its_trailing_slash_included(authed
     )
     assert response.status == 200, await response.text()
     assert (await response.json())["notifications"]["webhooks"] == hooks
+    # A non-breaking space copied from a web page into the host: accepted, then every
+    # delivery crashed its task while /health said "none failing".
+    odd = ["https://hooks.exa\u00a0mple.com/x"]
+    refused = await authed.client.put(
+        "/api/config", json={"notifications": {"webhooks": odd}}, headers=authed.headers
+    )
+    assert refused.status == 400
+    assert "not a usable URL" in (await refused.json())["error"]["details"][0]["message"]
 
 
 async def test_values_an_earlier_version_took_are_reset_alone_on_upgrade(tmp_path: Path) -> None:

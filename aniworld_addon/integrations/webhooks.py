@@ -168,7 +168,7 @@ class WebhookNotifier:
                         timeout=self._timeout,
                         headers={"User-Agent": f"aniworld-addon/{VERSION}"},
                     )
-            except httpx.HTTPError as err:
+            except (httpx.HTTPError, httpx.InvalidURL) as err:  # InvalidURL is no HTTPError
                 error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
             except TimeoutError:
                 error = f"no complete answer within {self._deadline_s:g} s"
