@@ -38,7 +38,7 @@ def weekdays(field: str) -> list[int]:
         elif "-" in span:
             low, high = span.split("-")
             first, last = _weekday(low), _weekday(high)
-            if high in ("7",):
+            if high == "7":
                 last = 7  # "5-7": Friday to Sunday
             if last < first:
                 raise ValueError(f"{span!r} runs backwards")

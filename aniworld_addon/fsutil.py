@@ -6,6 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Final
 
 
 def fsync_dir(path: Path) -> None:
@@ -46,6 +47,17 @@ def start_writeback(path: str | Path, offset: int, length: int) -> None:
             os.close(fd)
 
 
+def _read_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+# Read once, at import (one thread then): setting it to read it again later briefly gave
+# files that other threads (downloads, sidecars) created meanwhile the modes 0666 and 0777.
+_UMASK: Final = _read_umask()
+
+
 def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
     """Write text to path so that a crash leaves either the old or the new file, never half.
 
@@ -56,9 +68,7 @@ def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         if mode is not None:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, mode & ~umask)
+            os.fchmod(fd, mode & ~_UMASK)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

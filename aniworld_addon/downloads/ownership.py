@@ -28,11 +28,6 @@ class QueueLock:
         self.path = path
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        """True while this process holds the lock."""
-        return self._fd is not None
-
     def try_acquire(self) -> bool:
         """Take the lock if no other process holds it; True when held."""
         if self._fd is not None:

@@ -155,7 +155,7 @@ def write_sidecar(folder: Path, identity: SeriesIdentity) -> Path:
     document: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError, RecursionError):
         with path.open("rb") as existing:
-            kept = json.loads(existing.read(SIDECAR_MAX_BYTES + 1))
+            kept = _load_json(existing.read(SIDECAR_MAX_BYTES + 1))
         if isinstance(kept, dict) and is_text(json.dumps(kept, ensure_ascii=False)):
             document = kept
     fresh = identity.to_dict()

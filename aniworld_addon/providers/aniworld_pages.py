@@ -48,7 +48,10 @@ def _attr(node: LexborNode | None, name: str) -> str | None:
     return None if node is None else node.attributes.get(name)
 
 
-def _parse(html: str | bytes, url: str, kind: str) -> LexborHTMLParser:
+def _parse(html: str | bytes, url: str, kind: str, *, whole: bool = False) -> LexborHTMLParser:
+    """The page's tree; `whole`: refuse a page cut off before its </html> (_require_whole)."""
+    if whole:
+        _require_whole(html, url, kind)
     html = html.decode("utf-8", errors="replace") if isinstance(html, bytes) else valid_text(html)
     unclosed = len(_CLOSED_START_TAG.findall(html)) - html.count("</")
     if unclosed > MAX_UNCLOSED_TAGS:
@@ -99,8 +102,7 @@ def episode_from_url(url: str) -> tuple[int, int]:
 
 def parse_series_page(html: str | bytes, url: str, *, provider: str = "aniworld") -> SeriesInfo:
     """A series page (title, years, description, cover, genres, IMDb id, seasons)."""
-    _require_whole(html, url, "series page")
-    doc = _parse(html, url, "series page")
+    doc = _parse(html, url, "series page", whole=True)
 
     def parse() -> SeriesInfo:
         header = doc.css_first("div.series-title")
@@ -152,8 +154,7 @@ def parse_series_page(html: str | bytes, url: str, *, provider: str = "aniworld"
 
 def parse_season_page(html: str | bytes, url: str, season: int) -> list[EpisodeInfo]:
     """The episode rows of a season page (or `/filme` for season 0), ordered by number."""
-    _require_whole(html, url, "season page")
-    doc = _parse(html, url, "season page")
+    doc = _parse(html, url, "season page", whole=True)
 
     def parse() -> list[EpisodeInfo]:
         table = doc.css_first("table.seasonEpisodesList")

@@ -122,7 +122,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHARS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def query_value(request: web.Request, name: str) -> str | None:
@@ -137,7 +137,7 @@ def query_value(request: web.Request, name: str) -> str | None:
             f"query parameter {name!r} may be given only once",
             details=[{"path": name, "message": "given more than once"}],
         )
-    if values and _CONTROL.search(values[0]):
+    if values and CONTROL_CHARS.search(values[0]):
         raise ValidationError(
             f"query parameter {name!r} holds a control character",
             details=[{"path": name, "message": "control characters are not allowed"}],

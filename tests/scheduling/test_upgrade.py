@@ -64,6 +64,14 @@ async def history_of(svc: Service, event: str) -> list[dict[str, object]]:
             await history.wait_handled(seen + 1)
 
 
+async def download_the_sub(svc: Service, options: Options) -> tuple[int, Path]:
+    """Download episode 1 (offered in German Sub only); its item id and its file."""
+    (item_id,) = await svc.queue([(1, 1)], key=LANTERN)
+    await svc.wait_item(item_id, EventType.DOWNLOAD_COMPLETE)
+    (sub_file,) = final_files(options)
+    return item_id, sub_file
+
+
 async def run_new_episodes_check(svc: Service) -> dict[str, object]:
     run = await (await svc.client.app[keys.SCHEDULER].get()).run_job("new_episodes")
     assert run.ok, run
@@ -75,9 +83,7 @@ async def test_a_dub_replaces_the_sub_file_only_after_it_is_verified(
     aiohttp_client: AiohttpClient, options: Options, provider_site: RunningSite, media_set: MediaSet
 ) -> None:
     svc = await lantern_service(aiohttp_client, options, provider_site)
-    (item_id,) = await svc.queue([(1, 1)], key=LANTERN)
-    await svc.wait_item(item_id, EventType.DOWNLOAD_COMPLETE)
-    (sub_file,) = final_files(options)
+    _item_id, sub_file = await download_the_sub(svc, options)
     sub_hash = sha256(sub_file)
     detail = await svc.call("GET", f"/api/anime/{LANTERN}")
     assert detail["episodes"][0]["language"] == "German Sub"
@@ -188,9 +194,7 @@ async def test_an_upgrade_keeps_a_file_the_user_put_there_since(
     # The upgrade was queued for the downloaded sub; the user then put their own copy in its
     # place (its language unknown). The upgrade removed whatever file the episode held.
     svc = await lantern_service(aiohttp_client, options, provider_site)
-    (item_id,) = await svc.queue([(1, 1)], key=LANTERN)
-    await svc.wait_item(item_id, EventType.DOWNLOAD_COMPLETE)
-    (sub_file,) = final_files(options)
+    _item_id, sub_file = await download_the_sub(svc, options)
     queue = svc.client.app[keys.QUEUE]
     await queue.set_state(running=False)
     await svc.call("PUT", "/api/config", json={"downloads": {"upgrade": True}})
@@ -222,9 +226,7 @@ async def test_an_upgrade_that_cannot_remove_the_old_file_is_still_complete(
     template = "Season {season:00}/{Series Title} - S{season:00}E{episode:00} [{Language}]"
     settings = {"downloads": {"episode_path": template, "upgrade": True}}
     await svc.call("PUT", "/api/config", json=settings)
-    (item_id,) = await svc.queue([(1, 1)], key=LANTERN)
-    await svc.wait_item(item_id, EventType.DOWNLOAD_COMPLETE)
-    (sub_file,) = final_files(options)
+    item_id, sub_file = await download_the_sub(svc, options)
     unlink = Path.unlink
 
     def busy(path: Path, missing_ok: bool = False) -> None:

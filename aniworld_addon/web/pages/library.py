@@ -12,6 +12,7 @@ from ... import keys
 from ...errors import AppError, NotFoundError
 from ...library.store import Filter
 from ...settings_schema import LANGUAGES
+from ..routing import CONTROL_CHARS, MAX_PAGE
 from .common import (
     episode_code,
     fmt_time,
@@ -35,12 +36,12 @@ def _choice(value: str | None, allowed: tuple[str, ...], default: str) -> str:
 def _typed(value: str | None) -> str:
     """A search box's text: control characters dropped (a NUL matched every series), trimmed
     and capped. The API refuses them; a page shows what it can."""
-    return "".join(c for c in (value or "") if c >= " " and c != "\x7f").strip()[:200]
+    return CONTROL_CHARS.sub("", value or "").strip()[:200]
 
 
 def _page_no(value: str | None) -> int:
     try:
-        return max(1, min(int(value or "1"), 1_000_000))
+        return max(1, min(int(value or "1"), MAX_PAGE))
     except ValueError:
         return 1
 
