@@ -28,21 +28,22 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def start_writeback(path: str | Path, offset: int, length: int) -> None:
-    """Ask the kernel to start writing a range of a file to disk now, without waiting.
+def write_out(path: str | Path) -> None:
+    """Write a file's data to disk now and drop its pages from the cache; errors are ignored.
 
-    A download that leaves all its data dirty until the final fsync waits there for the whole
-    file; started while the transfer runs, the writes overlap it. POSIX_FADV_DONTNEED starts
-    writeback of dirty pages (Linux) and drops the clean ones: a finished episode's data need
-    not crowd out the page cache of a small server. A no-op where fadvise is missing.
+    For a file that is still growing (see downloads/writeback.py): the fsync that makes the
+    finished file durable reports any error. The written pages are clean, so
+    POSIX_FADV_DONTNEED drops them: a finished episode's data need not crowd out the page
+    cache of a small server.
     """
-    advise = getattr(os, "posix_fadvise", None)
-    if advise is None or length <= 0:
-        return
+    sync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
     with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
+        # Never through a symlink or waiting on a fifo left where the file should be.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+            sync(fd)
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
 

@@ -16,7 +16,7 @@ from typing import Any, Final, TypeVar
 
 from yt_dlp.utils import DownloadCancelled, YoutubeDLError
 
-from ..fsutil import fsync_dir, fsync_file, start_writeback
+from ..fsutil import fsync_dir, fsync_file, write_out
 from .probe_gates import ProbeGates, WarmProbe
 from .progress import (
     MB,
@@ -31,6 +31,7 @@ from .progress import (
 )
 from .resolver import DownloadFailedError, MediaSource, NoResolverError
 from .verification import find_ffprobe, verify_download
+from .writeback import WriteBack
 from .ytdlp_errors import close_abandoned, convert_error
 from .ytdlp_sessions import SessionPool, YtdlpSession
 
@@ -38,7 +39,7 @@ _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _thread_ids = itertools.count(1)
-#: how often (in bytes) a transfer asks the kernel to start writing the .part out
+#: how often (in bytes) a transfer's .part is written to disk while it runs (writeback.py)
 WRITEBACK_STEP: Final = 16 * 2**20
 
 
@@ -60,7 +61,8 @@ class _Job:
     token: threading.Event = field(default_factory=threading.Event)
     space_checked: bool = False
     last: Progress | None = None
-    written_back: int = 0  # bytes of the .part whose writeback to disk has been started
+    writeback: WriteBack | None = None  # writes the .part to disk during the transfer
+    written_back: int = 0  # bytes of the .part asked to be written to disk so far
     ffprobe: str | None = None  # the ffprobe that verifies the file; None: no probe
     warm: WarmProbe | None = None  # that ffprobe, started at the first bytes (probe_gates)
 
@@ -106,6 +108,8 @@ class Downloader:
         sessions: SessionPool[YtdlpSession] | None = None,
         probes: ProbeGates | None = None,
         clock: Callable[[], float] = time.monotonic,
+        writeback_step: int = WRITEBACK_STEP,
+        write_out: Callable[[str], None] = write_out,
     ) -> None:
         self.min_free_space_mb = min_free_space_mb
         self.verify = verify
@@ -120,6 +124,9 @@ class Downloader:
         #: where ffprobe is started ahead of need (the queue's); None: ffprobe starts cold
         self.probes = probes
         self._clock = clock
+        #: the .part is written to disk during the transfer, every this many bytes, by this
+        self.writeback_step = writeback_step
+        self._write_out = write_out
 
     async def download(
         self,
@@ -157,7 +164,10 @@ class Downloader:
             if job.ffprobe and self.probes is not None:
                 # ffprobe loads its libraries while the page is read and the file fetched.
                 job.warm = self.probes.start(job.ffprobe)
+            name = f"{threading.current_thread().name}-writeback"
+            job.writeback = WriteBack(name, self._write_out)
             temp, ext = self._fetch(job)
+            job.writeback.close()  # its last write-out ends before the fsync below begins
             job.check_cancelled()
             final = base.with_name(f"{base.name}.{ext}")
 
@@ -182,6 +192,8 @@ class Downloader:
             close_abandoned(err, base)
             raise
         finally:
+            if job.writeback is not None:
+                job.writeback.close()
             if job.warm is not None:
                 job.warm.close()
             cleanup_partials(base)
@@ -284,17 +296,16 @@ class Downloader:
             if job.on_progress is not None:
                 job.loop.call_soon_threadsafe(_deliver, job.on_progress, sendable)
 
-    @staticmethod
-    def _write_back(job: _Job, status: Mapping[str, Any]) -> None:
-        """Start writing the .part to disk every WRITEBACK_STEP bytes, so the fsync at the
-        end finds little left to do (see fsutil.start_writeback)."""
+    def _write_back(self, job: _Job, status: Mapping[str, Any]) -> None:
+        """Have the .part written to disk every writeback_step bytes, so the fsync at the
+        end finds little left to do (see writeback.py)."""
         done, temp = status.get("downloaded_bytes"), status.get("tmpfilename")
-        if not isinstance(done, int) or not isinstance(temp, str):
+        if job.writeback is None or not isinstance(done, int) or not isinstance(temp, str):
             return
         if done < job.written_back:
             job.written_back = 0  # a retry starts the file over
-        if done - job.written_back >= WRITEBACK_STEP:
-            start_writeback(temp, job.written_back, done - job.written_back)
+        if done - job.written_back >= self.writeback_step:
+            job.writeback.request(temp)
             job.written_back = done
 
     def _check_space(self, directory: Path, needed_bytes: int) -> None:

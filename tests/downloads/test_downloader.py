@@ -7,6 +7,7 @@ import contextlib
 import gc
 import itertools
 import json
+import os
 import subprocess
 import threading
 import time
@@ -36,8 +37,10 @@ from aniworld_addon.downloads import (
     progress_from_hook,
 )
 from aniworld_addon.downloads.downloader import Downloader
+from aniworld_addon.downloads.progress import PART_SUFFIX
 from aniworld_addon.downloads.verification import verify_download
 from aniworld_addon.downloads.ytdlp_sessions import SessionPool, YtdlpSession
+from aniworld_addon.fsutil import write_out
 from aniworld_addon.providers import AniworldProvider
 from aniworld_addon.providers.base import HosterLink, Language
 from tests.conftest import require_tool
@@ -255,6 +258,51 @@ async def test_cancel_mid_download_leaves_no_file_and_no_thread(
     assert leftovers(final_base) == []
     assert download_threads() == []
     gc.collect()  # an abandoned file or socket would warn now, inside this test
+
+
+async def test_the_part_is_written_to_disk_during_the_transfer_by_a_thread_it_owns(
+    provider: AniworldProvider,
+    resolver: Resolver,
+    provider_site: RunningSite,
+    media_set: MediaSet,
+    final_base: Path,
+) -> None:
+    source = await source_for(resolver, provider, 1, "VOE")
+    provider_site.control.media_rate_bps = media_set.mp4_size * 2  # about half a second
+    written: list[tuple[str, int, str]] = []
+    two_written = threading.Event()
+
+    def write(path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):  # yt-dlp renamed it after the last block
+            written.append((path, os.stat(path).st_size, threading.current_thread().name))
+        write_out(path)
+        if len(written) >= 2:
+            two_written.set()
+
+    downloader = Downloader(writeback_step=media_set.mp4_size // 8, write_out=write)
+    final = await downloader.download(source, final_base)
+
+    assert final.read_bytes() == media_set.mp4.read_bytes()
+    sizes = [size for _, size, _ in written]
+    assert len(set(sizes)) >= 2 and max(sizes) < media_set.mp4_size  # while the bytes came in
+    # yt-dlp's own temp file for our "<base>.part.mp4" (what is renamed to the final path)
+    assert {path for path, _, _ in written} == {f"{final_base}{PART_SUFFIX}.mp4{PART_SUFFIX}"}
+    assert all(name.endswith("-writeback") for _, _, name in written)
+    assert download_threads() == []
+
+    # Cancelled mid-transfer, the download waits for its write-out thread too.
+    final.unlink()
+    written.clear()
+    two_written.clear()
+    provider_site.control.media_rate_bps = media_set.mp4_size // 4  # four seconds
+    task = asyncio.create_task(downloader.download(source, final_base))
+    assert await asyncio.to_thread(two_written.wait, 10)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert download_threads() == []
+    assert leftovers(final_base) == []
 
 
 async def test_cancel_while_reading_the_hoster_page_waits_for_the_thread(
