@@ -351,7 +351,10 @@ class Settings:
             raise ValidationError(f"backup {name!r} is not valid JSON ({err})") from err
         if not isinstance(raw, dict):
             raise ValidationError(f"backup {name!r} does not hold a JSON object")
-        migrated, _ = migrate_document(raw)
+        try:
+            migrated, _ = migrate_document(raw)
+        except StorageError as err:  # a newer version's: the backup, not the service, is at fault
+            raise ValidationError(f"backup {name!r} cannot be restored: {err.message}") from err
         return await self.replace(migrated)
 
     async def delete_backup(self, name: str) -> None:

@@ -206,7 +206,11 @@ async def test_restore_delete_reset_export(authed: Authed) -> None:
     assert traversal.status == 404
 
 
-@pytest.mark.parametrize("damaged", DAMAGED_CONFIGS, ids=["syntax", "int", "list", "deep"])
+@pytest.mark.parametrize(
+    "damaged",
+    [*DAMAGED_CONFIGS, '{"version": 99}'],
+    ids=["syntax", "int", "list", "deep", "newer-version"],
+)
 async def test_a_damaged_backup_is_refused_on_restore(
     authed: Authed, options: Options, damaged: str
 ) -> None:
