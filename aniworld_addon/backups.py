@@ -23,8 +23,12 @@ def write_backup(db_path: Path, config_path: Path, root: Path, stamp: str, keep:
     while final.exists():
         n += 1
         final = root / f"{stamp}-{n}"
+    # Folders of backups a crash or power cut interrupted: each as big as the database, and
+    # no later backup has their name. One backup runs at a time (the scheduler's job lock).
+    for stale in root.glob(".*.partial"):
+        if BACKUP_NAME_RE.match(stale.name[1 : -len(".partial")]):
+            shutil.rmtree(stale, ignore_errors=True)
     partial = root / f".{final.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     # A file copy of a WAL database can miss committed pages still in the -wal file; the
     # backup API reads a consistent snapshot through SQLite while the app keeps writing.

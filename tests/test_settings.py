@@ -374,6 +374,19 @@ def test_a_daily_backup_made_with_the_clock_behind_is_kept(tmp_path: Path) -> No
     ]
 
 
+def test_a_backup_cut_off_by_a_crash_is_swept_by_the_next_one(tmp_path: Path) -> None:
+    database = tmp_path / "aniworld.db"
+    sqlite3.connect(database).close()
+    root = tmp_path / "backups"
+    (root / ".20260101T000000Z.partial").mkdir(parents=True)  # a power cut mid-copy
+    (root / ".20260101T000000Z.partial" / "aniworld.db").write_bytes(b"x" * 4096)
+    (root / "notes").mkdir()  # the user's: not ours to remove
+
+    made = write_backup(database, tmp_path / "config.json", root, "20260102T000000Z", keep=3)
+
+    assert sorted(p.name for p in root.iterdir()) == [made.name, "notes"]
+
+
 async def test_a_webhook_url_is_kept_as_given_its_trailing_slash_included(authed: Authed) -> None:
     # Base URLs lose a trailing slash; a webhook's path is the receiver's: cut off, one that
     # redirects /hook to /hook/ got nothing (redirects are not followed for a POST).
