@@ -22,10 +22,17 @@ class OptionsError(Exception):
 
 
 def _port(value: Any) -> int:
-    port = int(value)
-    if not 1 <= port <= 65535:
+    """A port: a whole number (options.json may say 8099.0) or its ASCII digits as text.
+
+    int() would have made 1883.5 port 1883 and true port 1.
+    """
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if type(value) is not int or not 1 <= value <= 65535:
         raise vol.Invalid("must be a port number between 1 and 65535")
-    return port
+    return value
 
 
 def _optional_str(value: Any) -> str | None:
@@ -39,13 +46,13 @@ OPTIONS_SCHEMA: Final = vol.Schema(
         vol.Required("data_path"): vol.All(str, vol.Length(min=1)),
         vol.Required("library_path"): vol.All(str, vol.Length(min=1)),
         vol.Required("host"): vol.All(str, vol.Length(min=1)),
-        vol.Required("port"): vol.All(vol.Coerce(int), _port),
+        vol.Required("port"): _port,
         vol.Required("log_level"): vol.All(vol.Lower, vol.In(LOG_LEVELS)),
         vol.Required("mqtt_host"): _optional_str,
-        vol.Required("mqtt_port"): vol.All(vol.Coerce(int), _port),
+        vol.Required("mqtt_port"): _port,
         vol.Required("mqtt_username"): _optional_str,
         vol.Required("mqtt_password"): _optional_str,
-        vol.Required("direct_port"): vol.All(vol.Coerce(int), _port),
+        vol.Required("direct_port"): _port,
         vol.Required("ingress_address"): vol.All(str, vol.Length(min=1)),
     }
 )

@@ -57,6 +57,23 @@ def test_invalid_options_name_the_option(
         load_options(flags, environ=env, options_file=tmp_path / "none.json")
 
 
+@pytest.mark.parametrize("value", [1883.5, True, "1883.0", " 1883 x", "١٨٨٣"])
+def test_a_port_that_is_no_whole_number_is_refused_not_rounded(
+    tmp_path: Path, value: object
+) -> None:
+    file = tmp_path / "options.json"
+    file.write_text(json.dumps({"mqtt_port": value}))
+    with pytest.raises(OptionsError, match="'mqtt_port'"):
+        load_options({}, environ={}, options_file=file)
+
+
+def test_a_port_written_as_a_whole_float_or_text_is_read(tmp_path: Path) -> None:
+    file = tmp_path / "options.json"
+    file.write_text(json.dumps({"mqtt_port": 1884.0, "port": " 7000 "}))
+    options = load_options({}, environ={"ANIWORLD_DIRECT_PORT": "7001"}, options_file=file)
+    assert (options.mqtt_port, options.port, options.direct_port) == (1884, 7000, 7001)
+
+
 def test_cli_exits_2_with_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--port", "0x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
