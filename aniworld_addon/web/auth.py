@@ -165,14 +165,19 @@ class AuthService:
             return None
         digest = hash_token(token)
         row = await self._db.fetchone(
-            "SELECT id, kind, name, token_hash, csrf_token, expires_at, last_used_at"
-            " FROM auth_tokens WHERE token_hash = ?",
+            "SELECT id, kind, name, token_hash, csrf_token, created_at, expires_at,"
+            " last_used_at FROM auth_tokens WHERE token_hash = ?",
             (digest,),
         )
         if row is None or not hmac.compare_digest(str(row["token_hash"]), digest):
             return None
         now = self.clock()
-        if row["expires_at"] is not None and row["expires_at"] <= now:
+        expires_at = row["expires_at"]
+        if row["kind"] == "session" and expires_at is not None:
+            # auth.session_hours lowered since the login: open sessions end by the new rule
+            # too (one raised does not lengthen them).
+            expires_at = min(expires_at, row["created_at"] + self._session_hours() * 3600.0)
+        if expires_at is not None and expires_at <= now:
             return None
         if row["last_used_at"] is None or now - row["last_used_at"] > TOUCH_INTERVAL_S:
             await self._db.write(
@@ -184,7 +189,7 @@ class AuthService:
             name=row["name"],
             token_id=row["id"],
             csrf_token=row["csrf_token"],
-            expires_in_s=None if row["expires_at"] is None else row["expires_at"] - now,
+            expires_in_s=None if expires_at is None else expires_at - now,
         )
 
     async def list_api_tokens(self) -> list[TokenInfo]:

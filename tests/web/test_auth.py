@@ -143,6 +143,30 @@ async def test_session_expires_after_session_hours(authed: Authed) -> None:
     assert (await client.get("/api/config", headers=authed.headers)).status == 401
 
 
+async def test_lowering_session_hours_shortens_sessions_already_open(authed: Authed) -> None:
+    client = authed.client
+    client.session.cookie_jar.clear()
+    lowered = await client.put(
+        "/api/config", json={"auth": {"session_hours": 2}}, headers=authed.headers
+    )
+    assert lowered.status == 200
+    auth = client.app[keys.AUTH]
+    real_clock = auth.clock
+    auth.clock = lambda: real_clock() + 3600
+    assert (await client.get("/api/config", headers=authed.headers)).status == 200
+    auth.clock = lambda: real_clock() + 2 * 3600 + 1  # the login's 24 hours are not over
+    assert (await client.get("/api/config", headers=authed.headers)).status == 401
+    # Raising it again does not lengthen a session past what it was issued with.
+    auth.clock = real_clock
+    fresh = await client.post("/api/auth/login", json={"password": PASSWORD})
+    token = (await fresh.json())["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    raised = await client.put("/api/config", json={"auth": {"session_hours": 48}}, headers=bearer)
+    assert raised.status == 200
+    auth.clock = lambda: real_clock() + 2 * 3600 + 1
+    assert (await client.get("/api/config", headers=bearer)).status == 401
+
+
 async def test_cookie_writes_need_the_csrf_token(authed: Authed) -> None:
     client = authed.client
     login = await client.post("/api/auth/login", json={"password": PASSWORD})
