@@ -8,11 +8,18 @@ import gc
 # traverse them again and again while they are made (about a tenth of the start-up). Run as a
 # program, it is off until the service serves and then on again with all of them frozen (at
 # once for the CLI commands); imported (tests, the console script), nothing changes.
+import os
+import signal
+
 if __name__ == "__main__":
     gc.disable()
+    # A Ctrl-C while the modules below load (a second on a Pi) ends the program quietly, as
+    # it does later, instead of with a traceback through the import machinery.
+    signal.signal(signal.SIGINT, lambda _signal, _frame: os._exit(130))
 
 import argparse  # the imports below come after gc.disable() on purpose
 import asyncio
+import io
 import logging
 import socket
 import sys
@@ -140,6 +147,11 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, load options (flag > env > options.json > default), dispatch; 2 = bad option."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            # A name a Latin-1 terminal cannot show becomes "?" rather than a traceback.
+            stream.reconfigure(errors="replace")
     args = _parser().parse_args(argv)
     try:
         options = load_options(vars(args))
@@ -165,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"cannot start: {err}")
     except AppError as err:
         return _fail(err.message)
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted
+        _silence_stdout()
+        return 141  # what a shell reports for a program SIGPIPE ended
     except OSError as err:
         where = f" ({err.filename})" if err.filename is not None else ""
         return _fail(f"{_reason(err)}{where}")
@@ -172,7 +187,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: flushing it at exit would raise once more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real stdout: nothing to flush at exit either
+        pass
+
+
 async def _command(command: str, options: Options, args: argparse.Namespace) -> int:
+    """Run a command; SIGTERM ends it like Ctrl-C (downloads cancelled and left pending,
+    partial files and ffprobes gone), with the exit code of a process SIGTERM ended."""
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = asyncio.Event()
+
+    def terminate() -> None:
+        terminated.set()
+        task.cancel()
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return await _run_command(command, options, args)
+    except asyncio.CancelledError:
+        if terminated.is_set():
+            task.uncancel()
+            return 128 + signal.SIGTERM
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _run_command(command: str, options: Options, args: argparse.Namespace) -> int:
     from . import cli
 
     if command == "scan":

@@ -21,8 +21,11 @@ BACKUP_COUNT: Final = 3
 
 
 def configure_console(level: str) -> None:
-    """The process-wide console handler (CLI only; tests keep pytest's capture)."""
-    handler = logging.StreamHandler(sys.stdout)
+    """The process-wide console handler (CLI only; tests keep pytest's capture).
+
+    On stderr: a command's stdout is its result (a table a script reads or pipes on).
+    """
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
     root = logging.getLogger()
     root.addHandler(handler)

@@ -124,3 +124,47 @@ def test_what_stops_a_command_is_one_line_not_a_traceback(tmp_path: Path) -> Non
         busy = run_command(tmp_path, "serve", "--host", "127.0.0.1", "--port", str(port), *paths)
     assert busy.returncode == 1 and "Traceback" not in busy.stderr
     assert f"cannot start: cannot listen on 127.0.0.1:{port}: Address already in use" in busy.stderr
+
+
+def test_a_command_prints_its_result_on_stdout_and_its_log_on_stderr(tmp_path: Path) -> None:
+    paths = ("--data-path", str(tmp_path / "data"), "--library-path", str(tmp_path / "Animé 日本"))
+    (tmp_path / "Animé 日本" / "Série ü").mkdir(parents=True)
+    done = run_command(tmp_path, "scan", *paths)
+    assert done.returncode == 0, done.stderr
+    assert "INFO" in done.stderr  # the log: "providers: aniworld, ..."
+    assert "INFO" not in done.stdout and done.stdout.startswith("folder")
+    assert "Série ü" in done.stdout
+
+    # A terminal that cannot show the name gets "?" for what it lacks, not a traceback.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANIWORLD_")}
+    latin1 = subprocess.run(
+        [sys.executable, "-m", "aniworld_addon", "scan", *paths],
+        cwd=tmp_path,
+        env={**env, "PYTHONIOENCODING": "latin-1"},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert latin1.returncode == 0, latin1.stderr
+    assert "Série ü".encode("latin-1") in latin1.stdout
+    assert b"Traceback" not in latin1.stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    paths = ("--data-path", str(tmp_path / "data"), "--library-path", str(tmp_path / "lib"))
+    for n in range(50):
+        (tmp_path / "lib" / f"Series {n}").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANIWORLD_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aniworld_addon", "scan", *paths],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # `... | head -0`: every write the command makes meets a closed pipe
+    with proc.stderr:
+        errors = proc.stderr.read().decode()
+    assert proc.wait(60) == 141
+    assert "Traceback" not in errors and "Logging error" not in errors
