@@ -197,8 +197,11 @@ async def _queue_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=app[keys.CLOCK],
     )
     role = app[keys.ROLE]
-    lock = QueueLock(app[keys.OPTIONS].data_path / LOCK_NAME)
-    await queue.start_up(lock, wait=role is AppRole.SERVICE, run=role is not AppRole.CLI)
+    holder = "service" if role is AppRole.SERVICE else "cli"
+    lock = QueueLock(app[keys.OPTIONS].data_path / LOCK_NAME, holder)
+    # A command-line download waits too, for when another command line holds the queue (it
+    # returns at once when a service does: see cli.download).
+    await queue.start_up(lock, wait=role is not AppRole.CLI, run=role is not AppRole.CLI)
     app[keys.QUEUE] = queue
     remove = settings.add_listener(queue.on_settings_change)
     yield

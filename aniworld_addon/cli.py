@@ -192,11 +192,24 @@ async def download(
             waiting.update(ids)
             out.write(f"queued {len(ids)} episode(s) of {series.name}\n")
             if not queue.dispatching:
-                out.write("the running service downloads them: follow them in its panel\n")
-                return 0
+                owner = await queue.owner()
+                if owner is None or owner[0] == "service":
+                    out.write("the running service downloads them: follow them in its panel\n")
+                    return 0
+                # Another command line: it ends with its own episodes and would leave these
+                # to nobody, so wait and take the queue over (DownloadQueue.start_up).
+                out.write(
+                    f"another download command (process {owner[1]}) runs the queue:"
+                    " these start when it ends\n"
+                )
             if not queue.running or queue.paused:
-                out.write("the queue is stopped or paused: start it in the panel or with the API\n")
-                return 0
+                state = "paused" if queue.running else "stopped"
+                print(
+                    f"the queue is {state}, so nothing was downloaded; the episodes stay queued."
+                    " Start the service and resume the queue in its panel or with the API.",
+                    file=sys.stderr,
+                )
+                return 1
             await finished.wait()
         finally:
             await subscription.cancel()

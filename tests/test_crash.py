@@ -120,7 +120,9 @@ class ServiceProcess:
             await self.session.close()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(15)
+            # Waited for off the loop: the test site runs on it, and a download that is
+            # reading a page when the service stops waits for the answer.
+            await asyncio.to_thread(self.proc.wait, 15)
 
 
 @pytest.fixture
@@ -359,3 +361,78 @@ async def test_a_cli_run_beside_the_service_leaves_its_downloads_alone(
     assert len(videos) == 2
     assert all(v.read_bytes() == media_set.mp4.read_bytes() for v in videos)
     assert control.count("media") == 2  # one transfer each: nothing was fetched twice
+
+
+async def start_cli(service: ServiceProcess, *argv: str) -> asyncio.subprocess.Process:
+    """`python -m aniworld_addon argv...` on the service's data, left running."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aniworld_addon",
+        *argv,
+        "--data-path",
+        str(service.data),
+        "--library-path",
+        str(service.library),
+        env=service.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def children(pid: int) -> set[int]:
+    """The processes `pid` started that still run (Linux /proc)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found.update(int(child) for child in task.read_text().split())
+    return found
+
+
+async def test_download_commands_without_a_service_take_turns_and_end_cleanly_on_sigterm(
+    running: ServiceProcess, provider_site: RunningSite, media_set: MediaSet
+) -> None:
+    # A second `download` found the queue taken and, taking the first command for a service,
+    # left its episode queued for nobody; a SIGTERM left a .part, the item `downloading` and
+    # ffprobes running without a parent.
+    await running.stop()
+    control = provider_site.control
+    control.media_rate_bps = 50_000
+    first = await start_cli(running, "download", KEY, "--season", "1", "--episode", "1")
+
+    async def half_written() -> bool:
+        parts = part_files(running.library)
+        return bool(parts) and max(p.stat().st_size for p in parts) > 20_000
+
+    await running.until(half_written, "the first command's .part file")
+    second = await start_cli(running, "download", KEY, "--season", "1", "--episode", "2")
+    assert second.stdout is not None
+    said = b""
+    async with asyncio.timeout(30):
+        while b"another download command" not in said:
+            line = await second.stdout.readline()
+            assert line, said.decode()
+            said += line
+    assert f"(process {first.pid})".encode() in said
+
+    probes = children(first.pid)
+    assert probes  # the ffprobe that waits for the file (probe_gates)
+    first.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(30):
+        assert await first.wait() == 128 + signal.SIGTERM
+    assert all(not Path(f"/proc/{pid}").exists() for pid in probes)
+
+    control.media_rate_bps = None
+    async with asyncio.timeout(60):
+        rest, _ = await second.communicate()
+    assert second.returncode == 0, (said + rest).decode()
+    (video,) = (v for v in final_videos(running.library) if "S01E02" in v.name)
+    assert video.read_bytes() == media_set.mp4.read_bytes()
+    assert part_files(running.library) == []
+
+    await running.start()
+    await running.login(first=False)
+    status = await running.call("GET", "/api/queue/status")
+    items = [*status["active_downloads"], *status["pending_queue"], *status["completed_downloads"]]
+    assert sorted((i["episode"], i["status"] == "completed") for i in items)[1] == (2, True)
+    assert {i["episode"] for i in items} == {1, 2}  # the interrupted one was not lost

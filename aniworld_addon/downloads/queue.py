@@ -105,7 +105,9 @@ class DownloadQueue:
         if lock is None or await asyncio.to_thread(lock.try_acquire):
             await self._take_over()
         elif wait:
-            _LOGGER.warning(
+            # A command line says in its own words what it does meanwhile (cli.download).
+            _LOGGER.log(
+                logging.WARNING if lock.holder == "service" else logging.DEBUG,
                 "another process runs the download queue (it holds %s); downloads start here"
                 " once it ends",
                 lock.path,
@@ -118,6 +120,11 @@ class DownloadQueue:
     def dispatching(self) -> bool:
         """True when this process runs the queue (starts downloads)."""
         return self._dispatcher is not None
+
+    async def owner(self) -> tuple[str, int] | None:
+        """What runs the queue, as its lock file says: ("service" | "cli", process id)."""
+        lock = self._lock
+        return None if lock is None else await asyncio.to_thread(lock.held_by)
 
     async def _wait_for(self, lock: QueueLock) -> None:
         # Polled: another process's flock signals nothing here, and a blocking flock would
