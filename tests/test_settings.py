@@ -225,6 +225,22 @@ async def test_a_damaged_backup_is_refused_on_restore(
     assert (options.data_path / "config.json").read_text() == before
 
 
+async def test_the_library_is_neither_the_whole_disk_nor_around_the_data(
+    authed: Authed, options: Options
+) -> None:
+    data = options.data_path
+    for path in ("/", str(data), str(data / "logs"), str(data.parent)):
+        for method, url, body in (
+            ("POST", "/api/config/directory", {"path": path}),
+            ("PUT", "/api/config", {"library_path": path}),
+        ):
+            response = await authed.client.request(method, url, json=body, headers=authed.headers)
+            assert response.status == 400, (path, url)
+    assert (await (await authed.client.get("/api/config", headers=authed.headers)).json())[
+        "library_path"
+    ] is None
+
+
 async def test_directory_is_checked_and_stored(authed: Authed, tmp_path: Path) -> None:
     client = authed.client
     target = tmp_path / "anime"

@@ -54,7 +54,8 @@ async def put_config(request: web.Request) -> web.Response:
     if isinstance(library_path, str) and library_path != settings.get()["library_path"]:
         # the same proof as POST /api/config/directory (without creating it): a file or a
         # folder the add-on cannot write was taken here and failed every download later
-        await asyncio.to_thread(_prepare_directory, Path(library_path), False, "library_path")
+        data = request.app[keys.OPTIONS].data_path
+        await asyncio.to_thread(_prepare_directory, Path(library_path), False, data, "library_path")
     return json_response(await settings.update(patch))
 
 
@@ -150,7 +151,8 @@ async def set_directory(request: web.Request) -> web.Response:
     """Check the folder, then store it as library_path in the settings."""
     body = await read_json(request, DIRECTORY_SCHEMA)
     path = Path(body["path"])
-    free_mb = await asyncio.to_thread(_prepare_directory, path, body["create"])
+    data = request.app[keys.OPTIONS].data_path
+    free_mb = await asyncio.to_thread(_prepare_directory, path, body["create"], data)
     config = await request.app[keys.SETTINGS].update({"library_path": str(path)})
     result: dict[str, Any] = {
         "path": str(path),
@@ -161,10 +163,29 @@ async def set_directory(request: web.Request) -> web.Response:
     return json_response(result)
 
 
-def _prepare_directory(path: Path, create: bool, field: str = "path") -> float:
+def _refuse_overlap(path: Path, data: Path, problem: list[dict[str, str]]) -> None:
+    """Every folder in the library is a series: not the whole disk, and not the add-on's own
+    data (its logs and backups became series, and a scan of the folder they are in walked
+    them along)."""
+    folder, own = path.resolve(), data.resolve()
+    if folder == Path(folder.anchor):
+        problem[0]["message"] = "the root of the file system"
+        raise ValidationError(
+            f"{path} is the root of the file system, not a library", details=problem
+        )
+    if folder == own or own in folder.parents or folder in own.parents:
+        problem[0]["message"] = "overlaps the data folder"
+        raise ValidationError(
+            f"{path} and the add-on's data folder {data} would be one inside the other",
+            details=problem,
+        )
+
+
+def _prepare_directory(path: Path, create: bool, data: Path, field: str = "path") -> float:
     """Create if asked, prove it is a writable directory, return free space in MiB;
     `field` names the request's field in the error."""
     problem = [{"path": field, "message": ""}]
+    _refuse_overlap(path, data, problem)
     try:
         if create:
             path.mkdir(parents=True, exist_ok=True)
