@@ -171,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         gc.enable()
         return asyncio.run(_command(command, options, args))
+    except OptionsError as err:  # a --library-path that is not these data's library
+        print(f"aniworld_addon: {err}", file=sys.stderr)
+        return 2
     except StorageError as err:  # a config or database newer than this version, ...
         return _fail(f"cannot start: {err.message}")
     except StartError as err:

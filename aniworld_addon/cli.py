@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
 import shutil
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from aiohttp import web
 
 from . import keys
 from .app import AppRole, create_app
+from .const import DB_FILENAME
 from .downloads.queue_store import Priority
 from .events import Event, EventType
-from .options import Options
+from .library.service import LIBRARY_ROOT_META
+from .options import Options, OptionsError
+from .settings import Settings
+
+_LOGGER = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -25,13 +36,63 @@ async def with_services(
     role: AppRole = AppRole.CLI,
 ) -> T:
     """Start the app's cleanup contexts (database, providers, ...), run work, stop them."""
-    app = create_app(options, role=role)
+    app = create_app(await library_for_command(options), role=role)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     try:
         return await work(app)
     finally:
         await runner.cleanup()
+
+
+async def library_for_command(options: Options) -> Options:
+    """The options with the library the data path's library was walked in.
+
+    Unless set in the panel, the library folder is a deployment option, and its default
+    ./library depends on the working folder: a command run from another one scanned another
+    folder and replaced the service's library with it until the service scanned again. So a
+    command takes the folder the data were last scanned in, and refuses a --library-path (or
+    ANIWORLD_LIBRARY_PATH) that names another one rather than ignore it.
+    """
+    settings = Settings(options.data_path)
+    await settings.load()
+    panel = settings.library_path(Path())
+    explicit = "library_path" in options.given
+    if panel != Path():
+        if explicit and options.library_path != panel:
+            raise OptionsError(
+                f"--library-path {options.library_path}: the library folder of these data is"
+                f" set in the panel to {panel}; change it there to use another"
+            )
+        return options
+    stored = await asyncio.to_thread(_stored_root, options.data_path / DB_FILENAME)
+    if stored is None or stored == options.library_path:
+        return options
+    if explicit:
+        raise OptionsError(
+            f"--library-path {options.library_path}: these data hold the library last scanned"
+            f" in {stored}; a scan of another folder would replace it (to move the library,"
+            " start the service with the new folder, or set it in the panel)"
+        )
+    _LOGGER.info("library %s, where these data were last scanned", stored)
+    return dataclasses.replace(options, library_path=stored)
+
+
+def _stored_root(database: Path) -> Path | None:
+    """The library folder a database's library was last walked in (None: never, or no file)."""
+    if not database.is_file():
+        return None
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{database.absolute().as_uri()}?mode=ro", uri=True, timeout=10)
+        ) as connection:
+            row = connection.execute(
+                "SELECT value FROM meta WHERE name = ?", (LIBRARY_ROOT_META,)
+            ).fetchone()
+    except sqlite3.Error:  # an old schema without the table: the app migrates it
+        return None
+    value = json.loads(row[0]) if row else None
+    return Path(value) if isinstance(value, str) else None
 
 
 class ProgressLine:

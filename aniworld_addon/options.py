@@ -78,6 +78,8 @@ class Options:
     # Not user options: cost of bcrypt (tests lower it) and the add-on flag.
     bcrypt_rounds: int = 12
     addon: bool = False
+    # The options a flag, variable or options.json set (the others are defaults).
+    given: frozenset[str] = frozenset()
 
 
 _USER_OPTIONS: Final = tuple(str(key) for key in OPTIONS_SCHEMA.schema)
@@ -130,9 +132,13 @@ def load_options(
     """Merge the sources by precedence and validate; raise OptionsError naming the bad option."""
     env = os.environ if environ is None else environ
     merged = _defaults()
-    merged.update(_from_options_file(options_file))
-    merged.update(_from_env(env))
-    merged.update({k: v for k, v in flags.items() if k in _USER_OPTIONS and v is not None})
+    sources = (
+        _from_options_file(options_file),
+        _from_env(env),
+        {k: v for k, v in flags.items() if k in _USER_OPTIONS and v is not None},
+    )
+    for source in sources:
+        merged.update(source)
     merged = {k: (str(v) if isinstance(v, Path) else v) for k, v in merged.items()}
     try:
         valid = OPTIONS_SCHEMA(merged)
@@ -143,7 +149,8 @@ def load_options(
     valid["data_path"] = Path(valid["data_path"]).expanduser().absolute()
     valid["library_path"] = Path(valid["library_path"]).expanduser().absolute()
     addon = bool(env.get("SUPERVISOR_TOKEN"))
-    return Options(**valid, addon=addon)
+    given = frozenset(name for source in sources for name in source)
+    return Options(**valid, addon=addon, given=given)
 
 
 def option_names() -> Sequence[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aniworld_addon import cli
-from aniworld_addon.options import Options
+from aniworld_addon.options import Options, OptionsError
 from aniworld_addon.settings_schema import DEFAULT_CONFIG
 from tests.site import MediaSet
 from tests.site.plugin import RunningSite
@@ -72,3 +73,31 @@ async def test_download_one_episode_then_queue(configured: Options, media_set: M
     listing = io.StringIO()
     assert await cli.show_queue(configured, listing) == 0
     assert "completed" in listing.getvalue() and "sky-lantern" in listing.getvalue()
+
+
+async def test_a_command_keeps_to_the_library_its_data_were_scanned_in(
+    configured: Options, tmp_path: Path
+) -> None:
+    # `scan` run from another folder scanned its ./library and replaced the service's
+    # library with that; an explicit --library-path was ignored when the panel set one.
+    given = dataclasses.replace(configured, given=frozenset({"library_path"}))
+    assert await cli.scan(given, io.StringIO()) == 0
+    elsewhere = tmp_path / "elsewhere" / "library"
+    (elsewhere / "Other Show").mkdir(parents=True)
+
+    out = io.StringIO()
+    assert await cli.scan(dataclasses.replace(configured, library_path=elsewhere), out) == 0
+    assert "Sky Lantern" in out.getvalue() and "Other Show" not in out.getvalue()
+
+    with pytest.raises(OptionsError, match="last scanned in"):
+        await cli.scan(dataclasses.replace(given, library_path=elsewhere), io.StringIO())
+
+    # Set in the panel, the library folder is that one; a flag naming another is refused.
+    config = json.loads((configured.data_path / "config.json").read_text())
+    config["library_path"] = str(elsewhere)
+    (configured.data_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(OptionsError, match="set in the panel"):
+        await cli.scan(given, io.StringIO())
+    out = io.StringIO()
+    assert await cli.scan(configured, out) == 0
+    assert "Other Show" in out.getvalue()

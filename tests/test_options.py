@@ -35,6 +35,7 @@ def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
     assert options.log_level == "warning"  # env over file
     assert options.host == "10.0.0.1"  # file over default
     assert options.library_path == Path("library").absolute()  # default
+    assert options.given == {"port", "log_level", "host"}
 
 
 def test_supervisor_token_means_addon_mode(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ class LibraryNotWritableError(AppError):
 REFRESH_CONCURRENCY: Final = 4
 UNREADABLE_FOLDER: Final = "the folder name is not valid UTF-8: rename it to have it scanned"
 RESCAN_KIND: Final = "rescan"
+LIBRARY_ROOT_META: Final = "library_root"  # the folder the stored library was last walked in
 # The rescan result (kept as last_scan, sent in scan_complete) lists this many errors of each
 # kind and counts the rest: a broken library of thousands of series stays a small document.
 # Every series keeps its own error on its record.
@@ -159,6 +160,9 @@ class LibraryService:
             self.unavailable = None
             self._cache = result.cache
             removed = await self.store.sync_local(found, self._clock())
+            # Whose series these are: a command line run elsewhere (another working folder,
+            # so another ./library) finds its library here (cli.library_for_command).
+            await self.store.set_meta(LIBRARY_ROOT_META, str(root))
         if removed:
             self._bus.publish(EventType.EPISODE_FILES_REMOVED, {"files": removed})
         problems = [
