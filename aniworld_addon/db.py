@@ -145,6 +145,9 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
     # 6: what the last walk of a series folder could not read (a broken sidecar, a folder
     # without permission, names that are not UTF-8); NULL when it read everything
     ("ALTER TABLE series ADD COLUMN scan_error TEXT",),
+    # 7: the stable code of a queue item's error beside its message (provider_rate_limited,
+    # insufficient_space, ...): scripts decided on the message text
+    ("ALTER TABLE queue ADD COLUMN error_code TEXT",),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

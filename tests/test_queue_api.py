@@ -416,9 +416,22 @@ async def test_full_disk_fails_the_item_with_a_clear_reason(service: Service) ->
         assert event.data["will_retry"] is False
     status = await service.call("GET", "/api/queue/status")
     assert sorted(i["id"] for i in status["failed_downloads"]) == [a, b]
+    assert {i["error_code"] for i in status["failed_downloads"]} == {"insufficient_space"}
     await service.call("PUT", "/api/config", json={"downloads": {"min_free_space_mb": 0}})
     assert sorted((await service.call("POST", "/api/queue/retry", json={}))["item_ids"]) == [a, b]
     await service.wait_item(a, EventType.DOWNLOAD_COMPLETE)
+
+
+async def test_an_episode_the_provider_does_not_have_fails_at_once(service: Service) -> None:
+    # A typo (S07E03 of a two-season series) was retried on the backoff, 21 minutes with the
+    # defaults, while a command-line download waited without a word.
+    (item,) = await service.queue([(7, 3)])
+    event = await service.wait_item(item, EventType.DOWNLOAD_FAILED)
+    assert event.data["error"]["code"] == "provider_not_found"
+    assert event.data["will_retry"] is False
+    status = await service.call("GET", "/api/queue/status")
+    assert [i["id"] for i in status["failed_downloads"]] == [item]
+    assert status["failed_downloads"][0]["error_code"] == "provider_not_found"
 
 
 async def test_a_missing_series_folder_is_never_created_by_a_download(

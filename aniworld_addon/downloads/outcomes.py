@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from ..errors import AppError, ProviderError, StorageError
+from ..errors import AppError, ProviderError, ProviderNotFoundError, StorageError
 from ..events import EventType
 from .episode_job import Landed, QueueParts, label
 from .progress import InsufficientSpaceError
@@ -98,7 +98,9 @@ class Outcomes:
         code = err.code if isinstance(err, AppError) else "os_error"
         downloads = self._parts.settings.section("downloads")
         backoff: list[int] = downloads["retry_backoff_s"]
-        retryable = not isinstance(err, InsufficientSpaceError)
+        # Neither a full disk nor an episode the site says it does not have (a 404: a typo in
+        # the number, an episode taken down) mends itself by waiting: Retry, once it is fixed.
+        retryable = not isinstance(err, InsufficientSpaceError | ProviderNotFoundError)
         will_retry = retryable and item.retry_count < int(downloads["max_retries"])
         next_at: float | None = None
         if will_retry:
@@ -106,9 +108,9 @@ class Outcomes:
             if isinstance(err, ProviderError) and err.retry_after:
                 delay = max(delay, err.retry_after)
             next_at = self._parts.clock() + delay
-            await self._parts.store.retry_later(item.id, message, attempts, next_at)
+            await self._parts.store.retry_later(item.id, message, code, attempts, next_at)
         else:
-            await self._parts.store.fail(item.id, message, attempts, self._parts.clock())
+            await self._parts.store.fail(item.id, message, code, attempts, self._parts.clock())
         _LOGGER.warning(
             "%s failed (%s): %s%s",
             label(item),

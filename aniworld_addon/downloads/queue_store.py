@@ -18,7 +18,7 @@ from .queue_snapshot import QueueSnapshot, TrackedDatabase
 _COLUMNS: Final = (
     "id, provider, series_key, season, episode, language, status, priority, position,"
     " retry_count, next_attempt_at, error, attempts, file_path, part_base, size_mb,"
-    " created_at, started_at, completed_at, upgrade_from"
+    " created_at, started_at, completed_at, upgrade_from, error_code"
 )
 # every item, grouped by state and in start order within each (see _ranked)
 # The pending items in the order they will start (reorder reads it inside its transaction).
@@ -74,6 +74,8 @@ class QueueItem:
     completed_at: float | None
     #: set on an upgrade: the language of the file it replaces once the new one is verified
     upgrade_from: str | None = None
+    #: the stable code of `error` (provider_rate_limited, insufficient_space, ...)
+    error_code: str | None = None
     rank: int | None = None
     progress: dict[str, Any] = field(default_factory=dict)
 
@@ -101,6 +103,7 @@ class QueueItem:
             started_at=row["started_at"],
             completed_at=row["completed_at"],
             upgrade_from=row["upgrade_from"],
+            error_code=row["error_code"],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,6 +129,7 @@ class QueueItem:
             "progress": progress,
             "retry_count": self.retry_count,
             "error": self.error,
+            "error_code": self.error_code,
             "attempts": self.attempts,
             "next_attempt_at": self.next_attempt_at,
             "file_path": self.file_path,
@@ -257,8 +261,8 @@ class QueueStore:
     async def claim(self, item_id: int, now: float) -> bool:
         """pending -> downloading; False if another process (a CLI run) took it first."""
         cursor = await self._db.write(
-            "UPDATE queue SET status = 'downloading', started_at = ?, error = NULL"
-            " WHERE id = ? AND status = 'pending'",
+            "UPDATE queue SET status = 'downloading', started_at = ?, error = NULL,"
+            " error_code = NULL WHERE id = ? AND status = 'pending'",
             (now, item_id),
         )
         return int(cursor.rowcount) == 1
@@ -297,29 +301,30 @@ class QueueStore:
         """downloading -> completed."""
         await self._db.write(
             "UPDATE queue SET status = 'completed', file_path = ?, language = ?, size_mb = ?,"
-            " completed_at = ?, error = NULL, part_base = NULL, next_attempt_at = NULL,"
+            " completed_at = ?, error = NULL, error_code = NULL, part_base = NULL,"
+            " next_attempt_at = NULL,"
             " attempts = ? WHERE id = ?",
             (file_path, language, size_mb, now, json.dumps(attempts), item_id),
         )
 
     async def retry_later(
-        self, item_id: int, error: str, attempts: list[dict[str, Any]], at: float
+        self, item_id: int, error: str, code: str, attempts: list[dict[str, Any]], at: float
     ) -> None:
         """downloading -> pending with a backoff deadline and one more retry counted."""
         await self._db.write(
             "UPDATE queue SET status = 'pending', retry_count = retry_count + 1, error = ?,"
-            " attempts = ?, next_attempt_at = ?, started_at = NULL WHERE id = ?",
-            (error, json.dumps(attempts), at, item_id),
+            " error_code = ?, attempts = ?, next_attempt_at = ?, started_at = NULL WHERE id = ?",
+            (error, code, json.dumps(attempts), at, item_id),
         )
 
     async def fail(
-        self, item_id: int, error: str, attempts: list[dict[str, Any]], now: float
+        self, item_id: int, error: str, code: str, attempts: list[dict[str, Any]], now: float
     ) -> None:
         """downloading -> failed with the reason."""
         await self._db.write(
-            "UPDATE queue SET status = 'failed', error = ?, attempts = ?, completed_at = ?,"
-            " next_attempt_at = NULL WHERE id = ?",
-            (error, json.dumps(attempts), now, item_id),
+            "UPDATE queue SET status = 'failed', error = ?, error_code = ?, attempts = ?,"
+            " completed_at = ?, next_attempt_at = NULL WHERE id = ?",
+            (error, code, json.dumps(attempts), now, item_id),
         )
 
     async def delete(self, item_ids: Iterable[int]) -> int:
@@ -372,7 +377,8 @@ class QueueStore:
                 retried.append(item_id)
                 await conn.execute(
                     "UPDATE queue SET status = 'pending', retry_count = 0, error = NULL,"
-                    " next_attempt_at = NULL, completed_at = NULL, position = ? WHERE id = ?",
+                    " error_code = NULL, next_attempt_at = NULL, completed_at = NULL,"
+                    " position = ? WHERE id = ?",
                     (position, item_id),
                 )
         return retried

@@ -26,7 +26,7 @@ from ..routing import (
     query_choice,
     read_json,
 )
-from ..schemas import BOOL, INT, NULL_NUM, NULL_STR, NUM, OK, STR, array, obj, page
+from ..schemas import ANY_OBJECT, BOOL, INT, NULL_NUM, NULL_STR, NUM, OK, STR, array, obj, page
 
 routes = ApiRoutes()
 TAG = "queue"
@@ -43,6 +43,7 @@ PROGRESS = obj(
 ITEM = obj(
     {
         "id": INT,
+        "provider": STR,
         "series_key": STR,
         "season": INT,
         "episode": INT,
@@ -56,6 +57,14 @@ ITEM = obj(
         "progress": PROGRESS,
         "retry_count": INT,
         "error": NULL_STR,
+        "error_code": {
+            **NULL_STR,
+            "description": "the error's stable code (the codes of error responses)",
+        },
+        "attempts": array(
+            {**ANY_OBJECT, "description": "each hoster tried: hoster, language, error"}
+        ),
+        "next_attempt_at": {**NULL_NUM, "description": "when a retry in backoff starts"},
         "file_path": NULL_STR,
         "created_at": NUM,
         "started_at": NULL_NUM,
