@@ -20,7 +20,7 @@ from ..routing import (
     query_value,
     read_json,
 )
-from ..schemas import INT, NULL_INT, NULL_STR, STR, array, obj, page
+from ..schemas import BOOL, INT, NULL_INT, NULL_NUM, NULL_STR, STR, array, obj, page
 
 routes = ApiRoutes()
 TAG = "library"
@@ -34,8 +34,20 @@ SERIES = obj(
         "folder": STR,
         "local_count": INT,
         "missing_count": INT,
+        "description": NULL_STR,
+        "cover_url": NULL_STR,
         "languages": {"type": "array", "items": STR, "nullable": True},
         "upgrade": {"type": "boolean", "nullable": True},
+        "error": {
+            **obj({"code": STR, "message": STR}),
+            "nullable": True,
+            "description": "why the last provider refresh failed (kept until one succeeds)",
+        },
+        "refreshed_at": {**NULL_NUM, "description": "the last successful provider refresh"},
+        "scan_error": {
+            **NULL_STR,
+            "description": "what the last walk of the folder could not read",
+        },
     },
     required=["key", "provider", "name", "year", "folder", "local_count", "missing_count"],
 )
@@ -45,6 +57,12 @@ EPISODE = obj(
         "episode": INT,
         "title": NULL_STR,
         "state": {"type": "string", "enum": ["local", "missing", "queued", "downloading"]},
+        "on_provider": BOOL,
+        "file": {**NULL_STR, "description": "the local file, relative to the series folder"},
+        "language": {
+            **NULL_STR,
+            "description": "the language of a file this service downloaded (null: unknown)",
+        },
     },
     required=["season", "episode", "title", "state"],
 )

@@ -23,7 +23,11 @@ routes = ApiRoutes()
 TAG = "system"
 
 CHECK = obj(
-    {"status": {"type": "string", "enum": ["ok", "error", "unknown", "disabled"]}, "message": STR},
+    {
+        "status": {"type": "string", "enum": ["ok", "error", "unknown", "disabled"]},
+        "message": STR,
+        "details": {"type": "object", "nullable": True, "additionalProperties": True},
+    },
     required=["status", "message"],
 )
 HEALTH = obj(
@@ -31,7 +35,8 @@ HEALTH = obj(
         "status": {"type": "string", "enum": ["healthy", "degraded"]},
         "version": STR,
         "uptime_s": NUM,
-        "checks": obj(dict.fromkeys(CHECK_NAMES, CHECK)),
+        # SPEC's six, then webhooks and ffprobe (DOCS.md)
+        "checks": obj(dict.fromkeys((*CHECK_NAMES, "webhooks", "ffprobe"), CHECK)),
     }
 )
 OPERATION = obj(
@@ -132,7 +137,7 @@ def _ytdlp_version() -> str | None:
     "GET",
     "/api/system/logs",
     ApiDoc(
-        "The last lines of app.log",
+        "The last lines of a log file (app.log unless ?file= names another)",
         TAG,
         None,
         obj({"file": STR, "lines": array(STR)}),
