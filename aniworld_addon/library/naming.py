@@ -75,6 +75,8 @@ def sanitize_component(text: str, max_bytes: int = COMPONENT_MAX_BYTES) -> str:
 
 TemplateKind = Literal["series_folder", "episode_path"]
 _TEXT_FIELDS: Final = frozenset({"series_title", "series_title_year", "episode_title", "language"})
+_SEPARATORS: Final = " -._"  # what joins a token to the text before it
+_EMPTY_BRACKETS: Final = re.compile(r"\s*(?:\(\s*\)|\[\s*\]|\{\s*\})")
 _FOLDER_FIELDS: Final = frozenset({"series_title", "series_title_year"})
 _TOKENS: Final[dict[str, tuple[str, int]]] = {
     "series title": ("series_title", 0),
@@ -169,7 +171,35 @@ def _join(
             out.append(text if budget is None else _truncate(text, budget).rstrip())
         else:
             out.append(f"{numbers[part[0]]:0{part[1]}d}")
-    return out
+    return _without_empty_tokens(segment, values, out)
+
+
+def _without_empty_tokens(
+    segment: Segment, values: Mapping[str, str], pieces: list[str]
+) -> list[str]:
+    """Drop the separator that led to a token with no text, as Sonarr does.
+
+    "S01E02 - {Episode Title}" for an episode whose title the site does not give yet was
+    "S01E02 -", a name the file keeps for good. The literal before the empty token loses its
+    trailing separators (the one after it its leading ones when it opens the name), and a
+    bracket pair left empty goes ("[{Language}]").
+    """
+    empty = [
+        isinstance(part, tuple) and part[0] in _TEXT_FIELDS and not values[part[0]]
+        for part in segment
+    ]
+    if not any(empty):
+        return pieces
+    out = list(pieces)
+    for index, is_empty in enumerate(empty):
+        if not is_empty:
+            continue
+        before = next((i for i in range(index - 1, -1, -1) if out[i]), None)
+        if before is not None and isinstance(segment[before], str):
+            out[before] = out[before].rstrip(_SEPARATORS)
+        elif before is None and index + 1 < len(out) and isinstance(segment[index + 1], str):
+            out[index + 1] = out[index + 1].lstrip(_SEPARATORS)
+    return [_EMPTY_BRACKETS.sub("", "".join(out))]
 
 
 def _render(

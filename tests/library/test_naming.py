@@ -477,10 +477,37 @@ def test_episode_path_rendering_follows_the_tokens() -> None:
         language="German Dub",
     )
     assert str(path) == "Show (2020)/S0E005 German Dub"
+    # A token with no text takes the separator before it along (a file keeps its name).
     empty_title = render_episode_path(
         DEFAULT_EPISODE, series_title="Show", year=None, season=2, episode=3
     )
-    assert empty_title.name == "Show - S02E03 -"
+    assert empty_title.name == "Show - S02E03"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{Series Title} - S{season:00}E{episode:00} - {Episode Title}", "Show - S02E03"),
+        ("{Series Title}.S{season:00}E{episode:00}.{Episode Title}", "Show.S02E03"),
+        ("{Series Title} S{season:00}E{episode:00} [{Language}]", "Show S02E03"),
+        ("{Series Title} S{season:00}E{episode:00} ({Language}) - {Episode Title}", "Show S02E03"),
+        ("{Episode Title} - {Series Title} S{season:00}E{episode:00}", "Show S02E03"),
+        ("S{season:00}E{episode:00}{Episode Title}", "S02E03"),
+    ],
+)
+def test_empty_tokens_leave_no_dangling_separator(template: str, expected: str) -> None:
+    path = render_episode_path(template, series_title="Show", year=None, season=2, episode=3)
+    assert path.name == expected
+    full = render_episode_path(
+        template,
+        series_title="Show",
+        year=None,
+        season=2,
+        episode=3,
+        episode_title="Pilot",
+        language="German Dub",
+    )
+    assert "Pilot" in full.name or "German Dub" in full.name  # with text, nothing is dropped
 
 
 def test_a_tag_inside_a_title_cannot_mislead_the_scanner() -> None:
