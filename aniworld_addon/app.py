@@ -10,6 +10,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiohttp import web
@@ -28,7 +29,7 @@ from .history import history_ctx
 from .integrations.mqtt import mqtt_ctx
 from .integrations.webhooks import webhooks_ctx
 from .integrations.websocket import WebSocketHub
-from .library.service import LibraryService
+from .library.service import RESCAN_KIND, LibraryService
 from .library.store import LibraryStore
 from .logging_setup import FileLogging
 from .operations import Operations
@@ -107,13 +108,24 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.BUS] = bus
     operations = Operations(bus)
     app[keys.OPERATIONS] = operations
-    hub = WebSocketHub(bus)
+    hub = WebSocketHub(bus, state=lambda: _live_state(app))
     hub.start()
     app[keys.WS_HUB] = hub
     yield
     # Operations are closed by _operations_ctx, before the library and providers they use.
     await hub.close()
     await bus.close()
+
+
+async def _live_state(app: web.Application) -> dict[str, Any]:
+    """What a WebSocket client is told when it connects: the queue's counts and flags, and
+    the progress of a running rescan (None when none runs)."""
+    queue = app.get(keys.QUEUE)
+    scan = app[keys.OPERATIONS].running(RESCAN_KIND)
+    return {
+        "queue": None if queue is None else await queue.summary(),
+        "scan": None if scan is None else {"operation_id": scan.id, "progress": scan.progress},
+    }
 
 
 async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -9,7 +9,10 @@ from typing import Any
 from aiohttp import ClientWebSocketResponse, WSMsgType
 
 from aniworld_addon import keys
+from aniworld_addon.downloads.queue_store import Priority
 from aniworld_addon.events import EventType
+from aniworld_addon.library.service import RESCAN_KIND
+from aniworld_addon.operations import Operation
 
 from .conftest import Authed
 
@@ -119,3 +122,32 @@ async def test_slow_client_is_dropped_and_others_receive_everything(authed: Auth
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+
+
+async def test_connected_tells_a_client_what_it_missed(authed: Authed) -> None:
+    # The panel's queue badge and scan banner showed what the page was rendered with: items
+    # changed before the socket connected (or while it was away) were never seen.
+    app = authed.client.app
+    assert (await authed.client.post("/api/queue/stop", headers=authed.headers)).status == 200
+    await app[keys.QUEUE].store.add(
+        "aniworld", "kaiju-academy", [(1, 1), (1, 2)], Priority.NORMAL, 0
+    )
+    release = asyncio.Event()
+
+    async def scanning(_op: Operation) -> dict[str, object]:
+        await release.wait()
+        return {}
+
+    operation = app[keys.OPERATIONS].start(RESCAN_KIND, scanning)
+    ws = await authed.client.ws_connect("/ws/connect", headers=authed.headers)
+    hello = await ws.receive_json()
+    assert hello["type"] == "connected"
+    state = hello["data"]["state"]
+    assert state["queue"]["pending"] == 2 and state["queue"]["is_running"] is False
+    assert state["scan"]["operation_id"] == operation.id
+    release.set()
+    await app[keys.OPERATIONS].wait(operation.id)
+    await ws.close()
+    again = await authed.client.ws_connect("/ws/connect", headers=authed.headers)
+    assert (await again.receive_json())["data"]["state"]["scan"] is None
+    await again.close()

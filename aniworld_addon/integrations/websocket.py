@@ -6,17 +6,20 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ..errors import AppError
 from ..events import Event, EventBus, Room, Subscription
 from ..keys import IDENTITY
 
 _LOGGER = logging.getLogger(__name__)
 
 CLIENT_BUFFER: Final = 256
+STATE_TIMEOUT_S: Final = 5.0  # a connect never waits longer for the state it is sent
 HEARTBEAT_S: Final = 30.0
 CLOSE_TIMEOUT_S: Final = 2.0
 MAX_CLIENT_MESSAGE: Final = 4096
@@ -72,8 +75,17 @@ class WsClient:
 class WebSocketHub:
     """Delivers bus events to the clients in the event's room."""
 
-    def __init__(self, bus: EventBus, *, client_buffer: int = CLIENT_BUFFER) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        client_buffer: int = CLIENT_BUFFER,
+        state: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
         self._bus = bus
+        # What a client missed before it connected (or while it was away): the queue's counts
+        # and a running scan, sent with `connected` so a panel never shows a stale badge.
+        self._state = state
         self._buffer = client_buffer
         self._clients: dict[int, WsClient] = {}
         self._next_id = 0
@@ -182,7 +194,9 @@ class WebSocketHub:
         client.writer = asyncio.get_running_loop().create_task(
             client.write_loop(), name=f"ws-writer:{client.id}"
         )
-        client.offer(message("connected", {"rooms": [r.value for r in Room]}))
+        client.offer(
+            message("connected", {"rooms": [r.value for r in Room], "state": await self._now()})
+        )
         expiry: asyncio.TimerHandle | None = None
         if identity is not None and identity.expires_in_s is not None:
             expiry = asyncio.get_running_loop().call_later(
@@ -203,6 +217,17 @@ class WebSocketHub:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                     await client.writer
         return ws
+
+    async def _now(self) -> dict[str, Any] | None:
+        """The state sent with `connected`; None when there is none to send (or it failed)."""
+        if self._state is None:
+            return None
+        try:
+            async with asyncio.timeout(STATE_TIMEOUT_S):
+                return await self._state()
+        except (AppError, TimeoutError) as err:  # a busy database: it connects all the same
+            _LOGGER.warning("WebSocket: cannot read the state for a new client: %s", err)
+            return None
 
     def _on_client_message(self, client: WsClient, raw: str) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aniworld_addon import keys
+from aniworld_addon.downloads.queue_store import Priority
 from tests.conftest import PASSWORD
 from tests.site import MediaSet
 from tests.site.plugin import RunningSite
@@ -323,3 +324,37 @@ async def test_keyboard_shortcuts_and_help_overlay(browser: Browser, service: Se
         await page.locator("body").press("s")
         await page.wait_for_url("**/settings")
         tab.assert_clean()
+
+
+async def test_the_panel_catches_up_on_connect_and_goes_to_login_when_the_session_ends(
+    browser: Browser, service: Service
+) -> None:
+    queue = service.app[keys.QUEUE]
+    await queue.set_state(running=False)
+    async with browser_tab(browser, service.url, login=service, path="settings") as tab:
+        page = tab.page
+        await tab.live()
+
+        # A double click creates one token, the one shown.
+        await page.fill("#token-name", "script")
+        await page.dblclick("#token-form [type=submit]")
+        await page.wait_for_selector("#token-created:not(.d-none)")
+        tokens = await service.call("GET", "api/auth/tokens")
+        assert [t["name"] for t in tokens] == ["script"]
+
+        # Items queued without an event reaching this page (as before its socket opened)
+        # show on the badge once the socket connects again.
+        await queue.store.add("aniworld", "kaiju-academy", [(1, 1), (1, 2)], Priority.NORMAL, 0)
+        hub = service.app[keys.WS_HUB]
+        for client in list(hub._clients.values()):
+            await client.ws.close()
+        await page.wait_for_selector("#queue-count:not(.d-none)", timeout=15_000)
+        assert await page.locator("#queue-count").inner_text() == "2"
+
+        # Logged out elsewhere: the socket closes with 1008 and the page goes to the login.
+        await page.wait_for_selector("#live-status[data-state=online]", timeout=15_000)
+        for client in list(hub._clients.values()):
+            assert client.token_id is not None
+            await service.app[keys.AUTH].revoke(client.token_id)  # what a logout does
+            hub.drop_credential(client.token_id)
+        await page.wait_for_url("**/login?next=%2Fsettings", timeout=10_000)

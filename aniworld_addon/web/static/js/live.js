@@ -1,5 +1,8 @@
 // The WebSocket client: joins rooms, hands each {type, timestamp, data} message to listeners,
 // reconnects with exponential backoff (and at once when the browser comes back online).
+// Every connect, the first included, emits "reconnected": what changed between the page's
+// render and the socket's open is in no event, so pages re-read what they show. A close for
+// a credential that ended (1008: logout elsewhere, session expiry) is final: onState("ended").
 
 export class LiveClient {
   constructor(url, rooms, { onState = () => {} } = {}) {
@@ -47,13 +50,12 @@ export class LiveClient {
     }
     this.socket = socket;
     socket.addEventListener("open", () => {
-      const reconnected = this.everConnected;
       this.attempt = 0;
       this.everConnected = true;
       for (const room of this.rooms) socket.send(JSON.stringify({ action: "join", room }));
       this.onState("online");
-      // Events may have been missed while offline: pages re-read what they show.
-      if (reconnected) this.emit("reconnected", { data: {} });
+      // Events may have been missed before this open: pages re-read what they show.
+      this.emit("reconnected", { data: {} });
     });
     socket.addEventListener("message", (event) => {
       let message;
@@ -64,10 +66,16 @@ export class LiveClient {
       }
       if (message && typeof message.type === "string") this.emit(message.type, message);
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
       if (this.closed) return;
+      if (event.code === 1008) {
+        // The server closed it for the credential: retrying would be refused forever.
+        this.closed = true;
+        this.onState("ended");
+        return;
+      }
       this.onState("offline");
       this.schedule();
     });

@@ -66,6 +66,23 @@ export async function api(method, path, body) {
   return data;
 }
 
+// Runs fn once at a time per control: a second click while the first request runs is ignored
+// (a double click made two API tokens, one never shown, and two backups pushing a real one out).
+export async function busyWhile(control, fn) {
+  if (!control || control.dataset.busy) return undefined;
+  control.dataset.busy = "1";
+  control.setAttribute("aria-busy", "true");
+  const wasDisabled = control.disabled;
+  if ("disabled" in control) control.disabled = true;
+  try {
+    return await fn();
+  } finally {
+    delete control.dataset.busy;
+    control.removeAttribute("aria-busy");
+    if ("disabled" in control) control.disabled = wasDisabled;
+  }
+}
+
 export function announce(text) {
   const region = document.getElementById("announcer");
   if (!region) return;
@@ -364,6 +381,16 @@ function initShortcuts() {
 // ---- live connection and what every page shows from it ---------------------------------------
 
 function setLiveState(state) {
+  if (state === "ended") {
+    // Logged out in another tab, or the session ran out: say so and go to the login page
+    // (the same as an API call answered 401), rather than retry and show "offline" for good.
+    if (!config.ingress) {
+      toast(t("js.session_expired"), "warning");
+      const next = encodeURIComponent(location.pathname.slice(base.length - 1) + location.search);
+      setTimeout(() => location.assign(`${base}login?next=${next}`), 1200);
+    }
+    state = "offline";
+  }
   const badge = document.getElementById("live-status");
   if (!badge) return;
   const previous = badge.dataset.state;
@@ -401,6 +428,13 @@ function initLive() {
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const live = new LiveClient(url.href, ["downloads", "download_progress", "scan_progress", "system"], { onState: setLiveState });
     live.on("queue_status", updateQueueCount);
+    // Sent on every connect: what changed while this page had no socket (see live.js).
+    live.on("connected", (data) => {
+      const state = data.state || {};
+      if (state.queue) updateQueueCount(state.queue);
+      if (state.scan) scanShow(0, 0);
+      else if (banner) banner.classList.add("d-none");
+    });
     for (const type of ["queue_started", "queue_stopped", "queue_paused", "queue_resumed"]) live.on(type, updateQueueCount);
     live.on("download_complete", (data) => toast(t("js.download_complete", { name: itemName(data) }), "success"));
     live.on("download_failed", (data) => {
@@ -446,7 +480,7 @@ function initLive() {
 const panel = {
   config, base, t, api, ApiError, toast, errorToast, announce, confirmDialog, localizeTimes,
   formatTime, formatDuration, episodeCode, collectForm, clearErrors, showErrors, languageOrder,
-  initLanguageList, refreshFragment, live: null,
+  initLanguageList, refreshFragment, busyWhile, live: null,
 };
 window.awPanel = panel;
 

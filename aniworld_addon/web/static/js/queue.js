@@ -7,6 +7,7 @@ export function init(panel) {
   let busy = 0;          // a drag or keyboard move is in progress: hold refreshes back
   let refreshWanted = false;
   let timer = null;
+  let keptFocus = null;  // {selector, row, action} of the button a click disabled
 
   const root = () => document.getElementById("queue-root");
   const pendingBody = () => document.querySelector("[data-pending-list]");
@@ -19,15 +20,33 @@ export function init(panel) {
       return;
     }
     const active = document.activeElement;
-    const focus = active && active.id ? `#${CSS.escape(active.id)}` : focusKey(active);
+    // A button the user pressed was disabled at once, which moved the focus to <body>: the
+    // click kept where it was (keepFocus), with the row's place for when the row is gone.
+    const kept = keptFocus;
+    keptFocus = null;
+    const focus = kept ? kept.selector : active && active.id ? `#${CSS.escape(active.id)}` : focusKey(active);
     await panel.refreshFragment("#queue-root", location.pathname);
     for (const box of document.querySelectorAll("[data-select]")) box.checked = selected.has(Number(box.value));
     for (const id of [...selected]) if (!document.querySelector(`[data-select][value="${id}"]`)) selected.delete(id);
     syncSelectAll();
-    if (focus) {
-      const element = document.querySelector(focus);
-      if (element) element.focus();
+    const element = focus ? document.querySelector(focus) : null;
+    if (element) {
+      element.focus();
+    } else if (kept && kept.row !== null) {
+      // The row went (removed): the next one's button, else the previous one's.
+      const left = rows();
+      const near = left[Math.min(kept.row, left.length - 1)];
+      const target = near && (near.querySelector(`[data-item-action="${kept.action}"]`) || near.querySelector("button"));
+      if (target) target.focus();
     }
+  }
+  function keepFocus(element) {
+    const row = element.closest("tr[data-item-id]");
+    keptFocus = {
+      selector: focusKey(element),
+      row: row ? rows().indexOf(row) : null,
+      action: element.dataset.itemAction || null,
+    };
   }
   function focusKey(element) {
     if (!element || !element.closest) return null;
@@ -89,6 +108,7 @@ export function init(panel) {
   document.addEventListener("click", async (event) => {
     const command = event.target.closest("[data-queue-command]");
     if (command) {
+      keepFocus(command);
       command.disabled = true;
       await run(() => api("POST", `api/queue/${command.dataset.queueCommand}`));
       return;
@@ -105,6 +125,7 @@ export function init(panel) {
     const item = event.target.closest("[data-item-action]");
     if (item) {
       const id = Number(item.dataset.id);
+      keepFocus(item);
       item.disabled = true;
       if (item.dataset.itemAction === "remove") await run(() => api("DELETE", `api/queue/${id}`));
       if (item.dataset.itemAction === "retry") await run(() => api("POST", "api/queue/retry", { item_ids: [id] }));

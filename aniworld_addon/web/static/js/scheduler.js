@@ -99,13 +99,16 @@ export function init(panel) {
     }
   });
   document.addEventListener("click", async (event) => {
-    if (!event.target.closest("[data-action=trigger-rescan]")) return;
-    try {
-      await api("POST", "api/scheduler/trigger-rescan");
-      toast(t("library.rescan_started"), "info");
-    } catch (err) {
-      errorToast(err);
-    }
+    const trigger = event.target.closest("[data-action=trigger-rescan]");
+    if (!trigger) return;
+    await panel.busyWhile(trigger, async () => {
+      try {
+        await api("POST", "api/scheduler/trigger-rescan");
+        toast(t("library.rescan_started"), "info");
+      } catch (err) {
+        errorToast(err);
+      }
+    });
   });
   if (panel.live) {
     panel.live.on("scan_complete", load);

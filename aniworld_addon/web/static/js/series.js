@@ -183,7 +183,8 @@ export function init(panel) {
     }, 400);
   };
   live.on("queue_status", (data) => {
-    if (["removed", "cleared_completed", "cleared_failed", "retry"].includes(data.action)) refresh();
+    // "added": queued from another tab, MQTT, a script or auto-download; rows said "Missing".
+    if (["added", "removed", "cleared_completed", "cleared_failed", "retry"].includes(data.action)) refresh();
   });
   live.on("scan_complete", refresh);
   live.on("reconnected", refresh);

@@ -80,8 +80,11 @@ export function init(panel) {
 
   // Library folder
   const directory = document.getElementById("directory-form");
-  directory.addEventListener("submit", async (event) => {
+  directory.addEventListener("submit", (event) => {
     event.preventDefault();
+    panel.busyWhile(directory.querySelector("[type=submit]") || directory, () => saveDirectory());
+  });
+  async function saveDirectory() {
     clearErrors(directory);
     const path = directory.querySelector("[name=path]").value.trim();
     try {
@@ -96,20 +99,22 @@ export function init(panel) {
         errorToast(err);
       }
     }
-  });
+  }
 
   // Backups
   const reloadBackups = () => panel.refreshFragment("#backups", `${location.pathname}?part=backups`);
   document.addEventListener("click", async (event) => {
     const create = event.target.closest("[data-action=backup-create]");
     if (create) {
-      try {
-        await api("POST", "api/config/backups");
-        toast(t("settings.backup_created"), "success");
-        await reloadBackups();
-      } catch (err) {
-        errorToast(err);
-      }
+      await panel.busyWhile(create, async () => {
+        try {
+          await api("POST", "api/config/backups");
+          toast(t("settings.backup_created"), "success");
+          await reloadBackups();
+        } catch (err) {
+          errorToast(err);
+        }
+      });
       return;
     }
     const backup = event.target.closest("[data-backup-action]");
@@ -173,8 +178,11 @@ export function init(panel) {
 
   // API tokens
   const tokenForm = document.getElementById("token-form");
-  tokenForm.addEventListener("submit", async (event) => {
+  tokenForm.addEventListener("submit", (event) => {
     event.preventDefault();
+    panel.busyWhile(tokenForm.querySelector("[type=submit]") || tokenForm, () => createToken());
+  });
+  async function createToken() {
     clearErrors(tokenForm);
     const input = tokenForm.querySelector("[name=name]");
     try {
@@ -191,5 +199,5 @@ export function init(panel) {
         errorToast(err);
       }
     }
-  });
+  }
 }
