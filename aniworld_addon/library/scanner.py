@@ -375,7 +375,9 @@ class _Walk:
                 self.files += len(listing.files.names)
             if listing.subdirs:
                 if depth >= MAX_DEPTH:
-                    errors.append(f"folders nested deeper than {MAX_DEPTH} levels are not scanned")
+                    too_deep = f"folders nested deeper than {MAX_DEPTH} levels are not scanned"
+                    if too_deep not in errors:  # said once, however many branches go deeper
+                        errors.append(too_deep)
                     continue
                 for sub in reversed(listing.subdirs):
                     stack.append((f"{directory}/{sub}", f"{rel}{sub}/", depth + 1))

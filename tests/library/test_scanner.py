@@ -267,6 +267,10 @@ def test_the_deepest_episode_path_a_template_may_have_is_scanned(tmp_path: Path)
     assert series.episodes.keys() == {ep(1, 2)} and series.error is None
     with pytest.raises(ValidationError, match="nests 13 folders"):
         validate_template("d/" + template, "episode_path")
+    for branch in ("a", "b", "c"):  # three branches too deep: one error, said once
+        (tmp_path / "Show" / branch / ("d/" * scanner.MAX_DEPTH)).mkdir(parents=True)
+    (series,) = scan_library(tmp_path).series
+    assert series.error == f"folders nested deeper than {scanner.MAX_DEPTH} levels are not scanned"
 
 
 def test_series_are_sorted_and_progress_is_reported_per_folder(tmp_path: Path) -> None:
