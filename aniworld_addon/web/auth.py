@@ -218,6 +218,11 @@ class AuthService:
 
 
 def _check_password(password: str) -> None:
+    if not password.strip():
+        raise ValidationError(
+            "the master password cannot be only spaces",
+            details=[{"path": "master_password", "message": "only spaces"}],
+        )
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationError(
             f"the master password needs at least {MIN_PASSWORD_LENGTH} characters",

@@ -34,8 +34,9 @@ async def test_head_follows_the_rule_of_get(client: TestClient[Any, Any]) -> Non
     assert (await client.head("/api/config")).status == 401
 
 
-async def test_setup_rejects_short_password(client: TestClient[Any, Any]) -> None:
-    response = await client.post("/api/auth/setup", json={"master_password": "short"})
+@pytest.mark.parametrize("password", ["short", " " * 12, "\t \n" * 4])
+async def test_setup_rejects_short_password(client: TestClient[Any, Any], password: str) -> None:
+    response = await client.post("/api/auth/setup", json={"master_password": password})
     assert response.status == 400
     assert (await response.json())["error"]["code"] == "validation_error"
     assert (await (await client.get("/api/auth/status")).json())["configured"] is False
