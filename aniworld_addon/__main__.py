@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", parents=[common], help="run the service (default)")
     commands.add_parser("scan", parents=[common], help="rescan the library and the providers")
     search = commands.add_parser("search", parents=[common], help="search the providers")
-    search.add_argument("query", type=_text)
+    search.add_argument("query", type=_text, help="words of the series' name")
     download = commands.add_parser("download", parents=[common], help="download episodes")
     download.add_argument(
         "key", type=_text, help="the series key (slug) of a series in the library"
@@ -163,6 +163,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "download" and not args.missing and args.episode is None:
         print("aniworld_addon: --season needs --episode", file=sys.stderr)
         return 2
+    if command == "download" and args.missing and args.episode is not None:
+        print("aniworld_addon: --episode goes with --season, not --missing", file=sys.stderr)
+        return 2
+    for name in ("data_path", "library_path"):
+        path = getattr(options, name)
+        if path.exists() and not path.is_dir():  # mkdir said only "File exists"
+            print(
+                f"aniworld_addon: invalid option {name!r}: {path} is not a folder", file=sys.stderr
+            )
+            return 2
     # What stops a command is said in one line, never with a traceback: a series that is
     # not in the library, a provider that does not answer, a data path that is a file, ...
     try:

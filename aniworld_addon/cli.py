@@ -169,12 +169,17 @@ async def scan(options: Options, out: TextIO = sys.stdout) -> int:
         unread = int(result.get("scan_error_count", 0))
         if unread > len(problems):
             out.write(f"not read completely: {unread - len(problems)} more folders\n")
+        failures: list[dict[str, Any]] = result.get("errors", [])
+        for failure in failures:
+            out.write(f"error: {failure['folder']}: {failure['message']}\n")
         out.write(
             f"{result.get('series', 0)} series, {result.get('missing', 0)} missing "
             f"episodes, {result.get('error_count', 0)} errors"
             f", {unread} folders not read completely\n"
         )
-        return 0
+        # Every series the provider was asked about failed (the site is down or blocks us):
+        # the missing counts are the last scan's, which a script must not take for today's.
+        return 1 if failures and not result.get("refreshed") else 0
 
     return await with_services(options, work)
 
@@ -184,11 +189,23 @@ async def search(options: Options, query: str, out: TextIO = sys.stdout) -> int:
 
     async def work(app: web.Application) -> int:
         hits = await app[keys.LIBRARY].search(query, None)
+        if not hits:
+            print(f"nothing found for {query!r}", file=sys.stderr)
+            return 0
         rows = [(h["provider"], h["key"], h["name"], str(h["year"] or "")) for h in hits]
         _table(out, ("provider", "key", "name", "year"), rows)
         return 0
 
     return await with_services(options, work)
+
+
+def _done(item: dict[str, Any]) -> str:
+    """How far an item got; '-' for one running in another process (its progress is
+    known there only: the service's panel shows it)."""
+    percent = item["progress"]["percent"]
+    if item["status"] == "downloading" and not item["progress"].get("speed_mbps") and not percent:
+        return "-"
+    return f"{percent or 0:.0f}%"
 
 
 def _table(out: TextIO, header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
@@ -287,7 +304,11 @@ async def show_queue(options: Options, out: TextIO = sys.stdout) -> int:
         state = (
             "paused" if status["is_paused"] else "running" if status["is_running"] else "stopped"
         )
-        out.write(f"queue {state}: {status['stats']}\n")
+        stats = status["stats"]
+        out.write(
+            f"queue {state}: {stats['pending']} pending, {stats['active']} downloading,"
+            f" {stats['completed']} completed, {stats['failed']} failed\n"
+        )
         rows = []
         for group in (
             "active_downloads",
@@ -303,7 +324,7 @@ async def show_queue(options: Options, out: TextIO = sys.stdout) -> int:
                         f"S{item['season']:02d}E{item['episode']:02d}",
                         item["status"],
                         item["priority"],
-                        f"{item['progress']['percent'] or 0:.0f}%",
+                        _done(item),
                         item["error"] or item["file_path"] or "",
                     )
                 )

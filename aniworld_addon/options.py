@@ -119,9 +119,33 @@ def build_parser(*, absent: Any = None) -> argparse.ArgumentParser:
     argparse.SUPPRESS, or its absent flags would overwrite those given before the command.
     """
     parser = argparse.ArgumentParser(add_help=False)
+    defaults = _defaults()
     for name in _USER_OPTIONS:
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=absent)
+        default = "none" if defaults[name] is None else defaults[name]
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            default=absent,
+            metavar=_METAVARS.get(name, name.split("_")[-1].upper()),
+            help=f"{_HELP[name]} (default: {default}; or ${ENV_PREFIX}{name.upper()})",
+        )
     return parser
+
+
+_HELP: Final = {
+    "data_path": "settings, database, logs and backups",
+    "library_path": "the anime library (a command uses the one its data were scanned in)",
+    "host": "address to listen on",
+    "port": "port to listen on (in the add-on: the ingress port)",
+    "log_level": "one of " + ", ".join(LOG_LEVELS),
+    "mqtt_host": "MQTT broker (in the add-on: Home Assistant's when empty)",
+    "mqtt_port": "MQTT broker port",
+    "mqtt_username": "MQTT login",
+    "mqtt_password": "MQTT password",
+    "direct_port": "add-on only: the port for everyone but the Supervisor",
+    "ingress_address": "add-on only: the address the ingress port answers",
+}
+_METAVARS: Final = {"data_path": "PATH", "library_path": "PATH", "log_level": "LEVEL"}
 
 
 def load_options(

@@ -13,7 +13,7 @@ import pytest
 from aniworld_addon import cli
 from aniworld_addon.options import Options, OptionsError
 from aniworld_addon.settings_schema import DEFAULT_CONFIG
-from tests.site import MediaSet
+from tests.site import Fault, MediaSet
 from tests.site.plugin import RunningSite
 
 
@@ -72,7 +72,20 @@ async def test_download_one_episode_then_queue(configured: Options, media_set: M
     assert Path(line.split(": ", 1)[1]).read_bytes() == media_set.mp4.read_bytes()
     listing = io.StringIO()
     assert await cli.show_queue(configured, listing) == 0
-    assert "completed" in listing.getvalue() and "sky-lantern" in listing.getvalue()
+    head, *rows = listing.getvalue().splitlines()
+    assert head == "queue running: 0 pending, 0 downloading, 1 completed, 0 failed"
+    assert any("sky-lantern" in row and "completed" in row and "100%" in row for row in rows)
+
+
+async def test_a_scan_whose_every_series_failed_exits_1_saying_why(
+    configured: Options, provider_site: RunningSite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    provider_site.control.set_fault(r"^/anime/stream/", Fault.CHALLENGE_CLOUDFLARE)
+    out = io.StringIO()
+    assert await cli.scan(configured, out) == 1
+    assert "error: Sky Lantern: " in out.getvalue()
+    assert await cli.search(configured, "no such series at all", io.StringIO()) == 0
+    assert "nothing found for 'no such series at all'" in capsys.readouterr().err
 
 
 async def test_a_command_keeps_to_the_library_its_data_were_scanned_in(

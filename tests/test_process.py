@@ -106,8 +106,10 @@ def test_what_stops_a_command_is_one_line_not_a_traceback(tmp_path: Path) -> Non
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     misplaced = run_command(tmp_path, "queue", "--data-path", str(a_file))
-    assert misplaced.returncode == 1 and "Traceback" not in misplaced.stderr
-    assert str(a_file) in misplaced.stderr
+    assert misplaced.returncode == 2 and "Traceback" not in misplaced.stderr
+    assert f"invalid option 'data_path': {a_file} is not a folder" in misplaced.stderr
+    both = run_command(tmp_path, "download", "x", "--missing", "--episode", "3", *paths)
+    assert both.returncode == 2 and "--episode goes with --season" in both.stderr
 
     numbers = run_command(tmp_path, "download", "x", "--season", "-5", "--episode", "0", *paths)
     assert numbers.returncode == 2 and "-5 is not from 0 to 10000" in numbers.stderr
