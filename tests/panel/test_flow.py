@@ -358,3 +358,21 @@ async def test_the_panel_catches_up_on_connect_and_goes_to_login_when_the_sessio
             await service.app[keys.AUTH].revoke(client.token_id)  # what a logout does
             hub.drop_credential(client.token_id)
         await page.wait_for_url("**/login?next=%2Fsettings", timeout=10_000)
+
+
+async def test_back_keeps_the_library_filter_in_step_with_the_address(
+    browser: Browser, service: Service
+) -> None:
+    async with browser_tab(browser, service.url, login=service, path="") as tab:
+        page = tab.page
+        await page.click("label[for=filter-missing]")
+        await page.wait_for_url("**filter=missing**")
+        await page.fill("#library-q", "Kaiju")
+        await page.wait_for_url("**q=Kaiju**")
+        await page.go_back()
+        await page.wait_for_function("!location.search.includes('Kaiju')")
+        assert "filter=missing" in page.url
+        # The form shows what the address says: the next keystroke must not send filter=all.
+        await page.wait_for_function("document.querySelector('#filter-missing').checked")
+        assert await page.input_value("#library-q") == ""
+        tab.assert_clean()

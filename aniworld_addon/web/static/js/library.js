@@ -2,7 +2,8 @@
 
 export function init(panel) {
   const { api, t, toast, errorToast, live } = panel;
-  const form = document.getElementById("library-filter");
+  // Looked up each time: back and forward put a copy of the page from htmx's history in place.
+  const filterForm = () => document.getElementById("library-filter");
 
   document.addEventListener("click", async (event) => {
     const rescan = event.target.closest("[data-action=rescan]");
@@ -19,11 +20,33 @@ export function init(panel) {
       return;
     }
     const sortLink = event.target.closest(".sort-link");
+    const form = filterForm();
     if (sortLink && form) {
       form.querySelector("[name=sort]").value = sortLink.dataset.sort;
       form.querySelector("[name=dir]").value = sortLink.dataset.dir;
     }
   });
+
+  // Back and forward put htmx's copy of the page in place, whose filter form shows what was
+  // first rendered (a radio's live checked state is not in the copy): set it from the address,
+  // or the next keystroke sends the wrong filter.
+  const syncForm = () => {
+    const form = filterForm();
+    if (!form) return;
+    const query = new URLSearchParams(location.search);
+    const q = form.querySelector("[name=q]");
+    if (q) q.value = query.get("q") || "";
+    const filter = query.get("filter") || "all";
+    for (const radio of form.querySelectorAll("[name=filter]")) radio.checked = radio.value === filter;
+    for (const [name, fallback] of [["sort", "name"], ["dir", "asc"]]) {  // pages/library.py
+      const select = form.querySelector(`[name=${name}]`);
+      const value = query.get(name);
+      if (!select) continue;
+      select.value = [...select.options].some((o) => o.value === value) ? value : fallback;
+    }
+  };
+  document.body.addEventListener("htmx:historyRestore", syncForm);
+  window.addEventListener("popstate", () => setTimeout(syncForm));
 
   const refresh = () => panel.refreshFragment("#library-list");
   if (!live) return;
