@@ -419,7 +419,8 @@ async def test_full_disk_fails_the_item_with_a_clear_reason(service: Service) ->
     assert {i["error_code"] for i in status["failed_downloads"]} == {"insufficient_space"}
     await service.call("PUT", "/api/config", json={"downloads": {"min_free_space_mb": 0}})
     assert sorted((await service.call("POST", "/api/queue/retry", json={}))["item_ids"]) == [a, b]
-    await service.wait_item(a, EventType.DOWNLOAD_COMPLETE)
+    done = await service.wait_item(a, EventType.DOWNLOAD_COMPLETE)
+    assert done.data["series_name"] == "Kaiju Academy"
 
 
 async def test_an_episode_the_provider_does_not_have_fails_at_once(service: Service) -> None:
@@ -429,6 +430,7 @@ async def test_an_episode_the_provider_does_not_have_fails_at_once(service: Serv
     event = await service.wait_item(item, EventType.DOWNLOAD_FAILED)
     assert event.data["error"]["code"] == "provider_not_found"
     assert event.data["will_retry"] is False
+    assert event.data["series_name"] == "Kaiju Academy"  # what the panel's message names
     status = await service.call("GET", "/api/queue/status")
     assert [i["id"] for i in status["failed_downloads"]] == [item]
     assert status["failed_downloads"][0]["error_code"] == "provider_not_found"

@@ -74,12 +74,15 @@ class Outcomes:
             item.episode,
             path,
         )
+        name = await self._parts.library.name_of(item.provider, item.series_key)
         self._parts.bus.publish(
             EventType.DOWNLOAD_COMPLETE,
             {
                 "item_id": item.id,
                 "provider": item.provider,
                 "series_key": item.series_key,
+                # for messages (the panel's toasts): people know a series by its name
+                "series_name": name,
                 "season": item.season,
                 "episode": item.episode,
                 "language": landed.language,
@@ -118,12 +121,15 @@ class Outcomes:
             message,
             f"; retry in {next_at - self._parts.clock():.0f} s" if next_at else "",
         )
+        name = await self._parts.library.name_of(item.provider, item.series_key)
         self._parts.bus.publish(
             EventType.DOWNLOAD_FAILED,
             {
                 "item_id": item.id,
                 "provider": item.provider,
                 "series_key": item.series_key,
+                # for messages (the panel's toasts): people know a series by its name
+                "series_name": name,
                 "season": item.season,
                 "episode": item.episode,
                 # of the last hoster tried; None when none was (no hoster, a provider error)

@@ -100,6 +100,13 @@ class LibraryStore:
             rows = await cur.fetchall()
         return total, [SeriesRecord.from_row(r) for r in rows]
 
+    async def name_of(self, provider: str, key: str) -> str | None:
+        """A series' name (what people call it, for messages), None when it is not here."""
+        row = await self._db.fetchone(
+            "SELECT name FROM series WHERE provider = ? AND key = ?", (provider, key)
+        )
+        return None if row is None else str(row[0])
+
     async def by_key(self, key: str, provider: str | None = None) -> SeriesRecord:
         """The series with this provider key; 404 if none (409 if two providers share it)."""
         sql = _COUNTS + " WHERE s.key = ?" + (" AND s.provider = ?" if provider else "")

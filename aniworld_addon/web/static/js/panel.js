@@ -408,7 +408,7 @@ function itemName(data) {
   const row = document.querySelector(`[data-item-id="${data.item_id}"][data-label]`);
   if (row) return row.dataset.label;
   const series = document.body.dataset.seriesKey === data.series_key ? document.querySelector("h1") : null;
-  const name = series ? series.childNodes[0].textContent.trim() : data.series_key;
+  const name = series ? series.childNodes[0].textContent.trim() : data.series_name || data.series_key;
   return `${name} ${episodeCode(data.season, data.episode)}`;
 }
 
