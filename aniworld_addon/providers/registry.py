@@ -21,6 +21,7 @@ from .http import HttpOptions, ProviderHttp
 from .ytdlp_playlist import YtdlpPlaylistProvider
 
 _LOGGER = logging.getLogger(__name__)
+SEARCH_DEADLINE_S: Final = 15.0
 
 SITE_PROVIDERS: Final = ("aniworld", "sto")
 
@@ -100,6 +101,9 @@ class ProviderRegistry:
     ) -> None:
         self._providers = dict(providers)
         self.unavailable: dict[str, str] = dict(unavailable or {})
+        #: how long a search may take per provider: someone waits on it (the Add page, the
+        #: CLI). A site that holds the request open took a minute (three 20 s attempts).
+        self.search_deadline_s = SEARCH_DEADLINE_S
 
     def get(self, name: str) -> Provider:
         """The provider `name`; UnknownProviderError if not configured or disabled."""
@@ -133,7 +137,7 @@ class ProviderRegistry:
         """Search providers in parallel; raise only when every one of them failed."""
         chosen = [self.get(n) for n in names] if names else list(self)
         chosen = [p for p in chosen if p.handles_query(query)]
-        outcomes = await asyncio.gather(*(self._search_one(provider, query) for provider in chosen))
+        outcomes = await asyncio.gather(*(self._search_one(p, query) for p in chosen))
         results: list[SearchResult] = []
         errors: list[tuple[str, ProviderError]] = []
         for provider, outcome in zip(chosen, outcomes, strict=True):
@@ -148,10 +152,19 @@ class ProviderRegistry:
         )
         return SearchOutcome(tuple(results), failures)
 
-    @staticmethod
-    async def _search_one(provider: Provider, query: str) -> list[SearchResult] | ProviderError:
+    async def _search_one(
+        self, provider: Provider, query: str
+    ) -> list[SearchResult] | ProviderError:
         try:
-            return await provider.search(query)
+            async with asyncio.timeout(self.search_deadline_s):
+                return await provider.search(query)
+        except TimeoutError:
+            seconds = f"{self.search_deadline_s:g}"
+            _LOGGER.warning("search on %s took longer than %s s", provider.name, seconds)
+            return ProviderUnavailableError(
+                f"the search on {provider.name} took longer than {seconds} s; try again later",
+                details={"provider": provider.name},
+            )
         except ProviderError as err:
             _LOGGER.warning("search on %s failed: %s", provider.name, err.message)
             return err

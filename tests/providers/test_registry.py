@@ -138,3 +138,21 @@ async def test_search_all_raises_when_every_provider_failed(
     sto_site.control.clear_faults()
     outcome = await registry.search_all("kaiju", names=["sto"])
     assert [r.provider for r in outcome.results] == ["sto"]
+
+
+async def test_a_site_that_never_answers_a_search_is_given_up_on_in_time(
+    provider_site: RunningSite, sto_site: RunningSite, client: httpx.AsyncClient
+) -> None:
+    # The Add page showed its spinner for a minute (three 20 s attempts) before saying why.
+    sto_site.control.set_fault("^/ajax/", Fault.TIMEOUT)
+    registry = build_providers(
+        settings_for(provider_site.base_url, sto_site.base_url), client, http_options=FAST
+    )
+    registry.search_deadline_s = 0.5
+
+    outcome = await registry.search_all("kaiju")
+
+    assert [r.provider for r in outcome.results] == ["aniworld"]
+    (failure,) = outcome.failures
+    assert failure.code == "provider_unavailable"
+    assert "took longer than 0.5 s" in failure.message
