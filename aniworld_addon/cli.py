@@ -12,7 +12,7 @@ import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, Final, TextIO, TypeVar
 
 from aiohttp import web
 
@@ -20,12 +20,15 @@ from . import keys
 from .app import AppRole, create_app
 from .const import DB_FILENAME
 from .downloads.queue_store import Priority
+from .errors import NotFoundError, StorageError
 from .events import Event, EventType
 from .library.service import LIBRARY_ROOT_META
 from .options import Options, OptionsError
 from .settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
+#: how often a download command looks at its items in the table (for another process's work)
+OTHERS_POLL_S: Final = 2.0
 
 T = TypeVar("T")
 
@@ -51,22 +54,23 @@ async def library_for_command(options: Options) -> Options:
     Unless set in the panel, the library folder is a deployment option, and its default
     ./library depends on the working folder: a command run from another one scanned another
     folder and replaced the service's library with it until the service scanned again. So a
-    command takes the folder the data were last scanned in, and refuses a --library-path (or
-    ANIWORLD_LIBRARY_PATH) that names another one rather than ignore it.
+    command takes the folder the data were last scanned in, and refuses a --library-path
+    flag that names another one rather than ignore it. A variable or options.json (the add-on's
+    always names one) is the deployment's, not this run's wish: it gives way like the default.
     """
     settings = Settings(options.data_path)
     await settings.load()
     panel = settings.library_path(Path())
     explicit = "library_path" in options.given
     if panel != Path():
-        if explicit and options.library_path != panel:
+        if explicit and not _same_folder(options.library_path, panel):
             raise OptionsError(
                 f"--library-path {options.library_path}: the library folder of these data is"
                 f" set in the panel to {panel}; change it there to use another"
             )
         return options
     stored = await asyncio.to_thread(_stored_root, options.data_path / DB_FILENAME)
-    if stored is None or stored == options.library_path:
+    if stored is None or _same_folder(stored, options.library_path):
         return options
     if explicit:
         raise OptionsError(
@@ -76,6 +80,10 @@ async def library_for_command(options: Options) -> Options:
         )
     _LOGGER.info("library %s, where these data were last scanned", stored)
     return dataclasses.replace(options, library_path=stored)
+
+
+def _same_folder(one: Path, other: Path) -> bool:
+    return one == other or one.resolve() == other.resolve()  # a symlink to it is the same
 
 
 def _stored_root(database: Path) -> Path | None:
@@ -89,8 +97,11 @@ def _stored_root(database: Path) -> Path | None:
             row = connection.execute(
                 "SELECT value FROM meta WHERE name = ?", (LIBRARY_ROOT_META,)
             ).fetchone()
-    except sqlite3.Error:  # an old schema without the table: the app migrates it
-        return None
+    except sqlite3.OperationalError as err:
+        if "no such table" in str(err):  # an old schema: the app migrates it
+            return None
+        # Busy past the timeout, unreadable: guessing ./library would scan the wrong folder.
+        raise StorageError(f"cannot read {database}: {err}") from err
     value = json.loads(row[0]) if row else None
     return Path(value) if isinstance(value, str) else None
 
@@ -244,6 +255,19 @@ async def download(
         finished = asyncio.Event()
         bar = ProgressLine(out)
 
+        def ended(item_id: int, label: str, path: str | None, error: str | None) -> None:
+            if item_id not in waiting:
+                return  # said already (by an event, or by the look at the table)
+            bar.finish()
+            if error is None:
+                out.write(f"{label}: {path}\n")
+            else:
+                failed.append(f"{label}: {error}")
+                out.write(f"{label}: failed: {error}\n")
+            waiting.discard(item_id)
+            if not waiting:
+                finished.set()
+
         async def on_event(event: Event) -> None:
             item_id = event.data.get("item_id")
             if item_id not in waiting:
@@ -253,16 +277,29 @@ async def download(
                 percent = float(event.data["progress"]["percent"] or 0)
                 bar.update(int(percent), 100, label)
             elif event.type is EventType.DOWNLOAD_COMPLETE:
-                bar.finish()
-                out.write(f"{label}: {event.data['file_path']}\n")
-                waiting.discard(item_id)
+                ended(item_id, label, event.data["file_path"], None)
             elif event.type is EventType.DOWNLOAD_FAILED and not event.data["will_retry"]:
-                bar.finish()
-                failed.append(f"{label}: {event.data['error']['message']}")
-                out.write(f"{label}: failed: {event.data['error']['message']}\n")
-                waiting.discard(item_id)
-            if not waiting:
-                finished.set()
+                ended(item_id, label, None, event.data["error"]["message"])
+
+        async def look_at_the_table() -> None:
+            # Events come from this process's downloads only. Until it takes the queue over,
+            # the process holding it may run these episodes too (it starts whatever is
+            # pending): their end is seen in the table, or this command waited for good.
+            while waiting:
+                await asyncio.sleep(OTHERS_POLL_S)
+                for item_id in sorted(waiting):
+                    try:
+                        item = await queue.store.get(item_id)
+                    except NotFoundError:  # removed in the panel
+                        ended(item_id, f"item {item_id}", None, "removed from the queue")
+                        continue
+                    except StorageError:  # busy for now: look again next time
+                        continue
+                    label = f"S{item.season:02d}E{item.episode:02d}"
+                    if item.status == "completed":
+                        ended(item_id, label, item.file_path, None)
+                    elif item.status in ("failed", "cancelled"):
+                        ended(item_id, label, None, item.error or item.status)
 
         subscription = app[keys.BUS].subscribe(on_event, name="cli-download")
         try:
@@ -288,7 +325,13 @@ async def download(
                     file=sys.stderr,
                 )
                 return 1
-            await finished.wait()
+            looker = asyncio.get_running_loop().create_task(look_at_the_table())
+            try:
+                await finished.wait()
+            finally:
+                looker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await looker
         finally:
             await subscription.cancel()
         return 1 if failed else 0

@@ -78,7 +78,8 @@ class Options:
     # Not user options: cost of bcrypt (tests lower it) and the add-on flag.
     bcrypt_rounds: int = 12
     addon: bool = False
-    # The options a flag, variable or options.json set (the others are defaults).
+    # The options given as flags on this command line (a variable or options.json is the
+    # deployment's, shared with the service; a flag is what this one run was asked).
     given: frozenset[str] = frozenset()
 
 
@@ -173,7 +174,7 @@ def load_options(
     valid["data_path"] = Path(valid["data_path"]).expanduser().absolute()
     valid["library_path"] = Path(valid["library_path"]).expanduser().absolute()
     addon = bool(env.get("SUPERVISOR_TOKEN"))
-    given = frozenset(name for source in sources for name in source)
+    given = frozenset(sources[-1])
     return Options(**valid, addon=addon, given=given)
 
 

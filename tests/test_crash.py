@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -436,3 +437,38 @@ async def test_download_commands_without_a_service_take_turns_and_end_cleanly_on
     items = [*status["active_downloads"], *status["pending_queue"], *status["completed_downloads"]]
     assert sorted((i["episode"], i["status"] == "completed") for i in items)[1] == (2, True)
     assert {i["episode"] for i in items} == {1, 2}  # the interrupted one was not lost
+
+
+async def test_a_waiting_download_command_sees_its_episode_done_by_the_other_one(
+    running: ServiceProcess, provider_site: RunningSite, media_set: MediaSet
+) -> None:
+    # The command holding the queue starts whatever is pending, the waiting command's episode
+    # included; the waiting one heard only its own process's events and waited for good.
+    await running.stop()
+    control = provider_site.control
+    control.set_fault(r"/staffel-1/episode-1$", Fault.TIMEOUT)  # its own episode never starts
+    first = await start_cli(running, "download", KEY, "--season", "1", "--episode", "1")
+    await control.wait_for("episode")
+    second = await start_cli(running, "download", KEY, "--season", "1", "--episode", "2")
+    assert second.stdout is not None
+    said = await second.stdout.readline() + await second.stdout.readline()
+
+    async def second_done_by_the_first() -> bool:
+        with contextlib.closing(sqlite3.connect(running.data / "aniworld.db", timeout=5)) as db:
+            row = db.execute("SELECT status FROM queue WHERE episode = 2").fetchone()
+        return row is not None and row[0] == "completed"
+
+    try:
+        await running.until(second_done_by_the_first, "the first command to fetch S01E02", 60)
+        first.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await first.wait() == 128 + signal.SIGTERM
+            rest, _ = await second.communicate()
+    finally:
+        for command in (first, second):
+            if command.returncode is None:
+                command.kill()
+                await command.communicate()
+    assert second.returncode == 0, (said + rest).decode()
+    assert b"S01E02: " in rest
+    assert b"/100 S01E02" not in rest  # seen in the table: not fetched a second time
