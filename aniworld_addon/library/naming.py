@@ -76,7 +76,7 @@ def sanitize_component(text: str, max_bytes: int = COMPONENT_MAX_BYTES) -> str:
 TemplateKind = Literal["series_folder", "episode_path"]
 _TEXT_FIELDS: Final = frozenset({"series_title", "series_title_year", "episode_title", "language"})
 _SEPARATORS: Final = " -._"  # what joins a token to the text before it
-_EMPTY_BRACKETS: Final = re.compile(r"\s*(?:\(\s*\)|\[\s*\]|\{\s*\})")
+_PAIRS: Final = {"(": ")", "[": "]"}  # brackets a template puts around a token
 _FOLDER_FIELDS: Final = frozenset({"series_title", "series_title_year"})
 _TOKENS: Final[dict[str, tuple[str, int]]] = {
     "series title": ("series_title", 0),
@@ -177,12 +177,13 @@ def _join(
 def _without_empty_tokens(
     segment: Segment, values: Mapping[str, str], pieces: list[str]
 ) -> list[str]:
-    """Drop the separator that led to a token with no text, as Sonarr does.
+    """Drop the separator an empty token leaves doubled or dangling, as Sonarr does.
 
     "S01E02 - {Episode Title}" for an episode whose title the site does not give yet was
-    "S01E02 -", a name the file keeps for good. The literal before the empty token loses its
-    trailing separators (the one after it its leading ones when it opens the name), and a
-    bracket pair left empty goes ("[{Language}]").
+    "S01E02 -", a name the file keeps for good. Around an empty token, of the separator runs
+    ending the text before it and starting the text after it one stays (the longer: "S01E02 -
+    {Episode Title}-03" keeps " - ", as "S01E02-03" would read as a range), none at either end
+    of the name, and a bracket pair of the template around it goes ("[{Language}]").
     """
     empty = [
         isinstance(part, tuple) and part[0] in _TEXT_FIELDS and not values[part[0]]
@@ -191,15 +192,39 @@ def _without_empty_tokens(
     if not any(empty):
         return pieces
     out = list(pieces)
+    literal = [isinstance(part, str) for part in segment]
+
+    def neighbours(index: int) -> tuple[int | None, int | None]:
+        before = next((i for i in range(index - 1, -1, -1) if out[i]), None)
+        after = next((i for i in range(index + 1, len(out)) if out[i]), None)
+        return before, after
+
     for index, is_empty in enumerate(empty):
         if not is_empty:
             continue
-        before = next((i for i in range(index - 1, -1, -1) if out[i]), None)
-        if before is not None and isinstance(segment[before], str):
-            out[before] = out[before].rstrip(_SEPARATORS)
-        elif before is None and index + 1 < len(out) and isinstance(segment[index + 1], str):
-            out[index + 1] = out[index + 1].lstrip(_SEPARATORS)
-    return [_EMPTY_BRACKETS.sub("", "".join(out))]
+        before, after = neighbours(index)
+        if before is not None and after is not None and literal[before] and literal[after]:
+            opened = out[before].rstrip()
+            if opened[-1:] in _PAIRS and out[after][:1] == _PAIRS[opened[-1]]:
+                out[before], out[after] = opened[:-1], out[after][1:]
+                before, after = neighbours(index)
+        lead = _run_at_end(out[before]) if before is not None and literal[before] else ""
+        trail = _run_at_start(out[after]) if after is not None and literal[after] else ""
+        drop_lead = bool(lead) and (after is None or len(trail) > len(lead))
+        drop_trail = bool(trail) and not drop_lead and (before is None or bool(lead))
+        if before is not None and drop_lead:
+            out[before] = out[before][: -len(lead)]
+        if after is not None and drop_trail:
+            out[after] = out[after][len(trail) :]
+    return out
+
+
+def _run_at_end(text: str) -> str:
+    return text[len(text.rstrip(_SEPARATORS)) :]
+
+
+def _run_at_start(text: str) -> str:
+    return text[: len(text) - len(text.lstrip(_SEPARATORS))]
 
 
 def _render(

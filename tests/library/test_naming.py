@@ -493,6 +493,8 @@ def test_episode_path_rendering_follows_the_tokens() -> None:
         ("{Series Title} S{season:00}E{episode:00} ({Language}) - {Episode Title}", "Show S02E03"),
         ("{Episode Title} - {Series Title} S{season:00}E{episode:00}", "Show S02E03"),
         ("S{season:00}E{episode:00}{Episode Title}", "S02E03"),
+        # the longer separator stays: "S02E03-03" would read as a range of episodes
+        ("S{season:00}E{episode:00} - {Episode Title}-03", "S02E03 - 03"),
     ],
 )
 def test_empty_tokens_leave_no_dangling_separator(template: str, expected: str) -> None:
@@ -508,6 +510,14 @@ def test_empty_tokens_leave_no_dangling_separator(template: str, expected: str) 
         language="German Dub",
     )
     assert "Pilot" in full.name or "German Dub" in full.name  # with text, nothing is dropped
+
+
+def test_only_the_template_s_brackets_around_an_empty_token_go() -> None:
+    template = "{Series Title} S{season:00}E{episode:00} ({Language}) - {Episode Title}"
+    path = render_episode_path(
+        template, series_title="Show [ ]", year=None, season=2, episode=3, episode_title="X"
+    )
+    assert path.name == "Show [ ] S02E03 - X"
 
 
 def test_a_tag_inside_a_title_cannot_mislead_the_scanner() -> None:
