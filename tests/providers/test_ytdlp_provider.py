@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from aniworld_addon.errors import ProviderNotFoundError, ProviderUnavailableError
 from aniworld_addon.providers.base import Language
+from aniworld_addon.providers.registry import ProviderRegistry
 from aniworld_addon.providers.ytdlp_playlist import (
     YtdlpPlaylistProvider,
     number_entries,
@@ -36,9 +38,11 @@ class FeedServer:
     def __init__(self) -> None:
         self.fetches = 0
         self.base_url = ""
+        self.delay_s = 0.0
 
     async def feed(self, request: web.Request) -> web.Response:
         self.fetches += 1
+        await asyncio.sleep(self.delay_s)
         return web.Response(
             text=FEED.format(base=self.base_url), content_type="application/rss+xml"
         )
@@ -175,3 +179,16 @@ def test_entry_numbers_are_distinct_and_positive(titles: list[str | None]) -> No
     assert len(numbers) == len(titles)
     assert len(set(numbers)) == len(numbers)
     assert all(n > 0 for n in numbers)
+
+
+async def test_a_slow_playlist_is_searched_to_the_end_not_cut_at_the_site_deadline(
+    feed_server: FeedServer,
+) -> None:
+    # The deadline of a site's search cancelled the await, not yt-dlp's thread: every try
+    # started another extraction and threw its result away.
+    registry = ProviderRegistry({"ytdlp": YtdlpPlaylistProvider()})
+    registry.search_deadline_s = 0.1
+    feed_server.delay_s = 0.4
+    outcome = await registry.search_all(f"{feed_server.base_url}/feed.xml")
+    assert outcome.failures == () and len(outcome.results) == 1
+    assert feed_server.fetches == 1
