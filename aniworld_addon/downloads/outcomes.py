@@ -52,6 +52,14 @@ class Outcomes:
                 )
                 await asyncio.sleep(delay)
 
+    async def _series_name(self, item: QueueItem) -> str | None:
+        """For the event's message only: a failed read must not repeat the bookkeeping (this
+        runs after its writes, inside the block that is retried on a database error)."""
+        try:
+            return await self._parts.library.name_of(item.provider, item.series_key)
+        except AppError:
+            return None
+
     async def completed(
         self, item: QueueItem, landed: Landed, attempts: list[dict[str, Any]]
     ) -> None:
@@ -74,7 +82,7 @@ class Outcomes:
             item.episode,
             path,
         )
-        name = await self._parts.library.name_of(item.provider, item.series_key)
+        name = await self._series_name(item)
         self._parts.bus.publish(
             EventType.DOWNLOAD_COMPLETE,
             {
@@ -121,7 +129,7 @@ class Outcomes:
             message,
             f"; retry in {next_at - self._parts.clock():.0f} s" if next_at else "",
         )
-        name = await self._parts.library.name_of(item.provider, item.series_key)
+        name = await self._series_name(item)
         self._parts.bus.publish(
             EventType.DOWNLOAD_FAILED,
             {

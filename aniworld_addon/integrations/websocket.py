@@ -194,15 +194,14 @@ class WebSocketHub:
         client.writer = asyncio.get_running_loop().create_task(
             client.write_loop(), name=f"ws-writer:{client.id}"
         )
-        client.offer(
-            message("connected", {"rooms": [r.value for r in Room], "state": await self._now()})
-        )
         expiry: asyncio.TimerHandle | None = None
         if identity is not None and identity.expires_in_s is not None:
             expiry = asyncio.get_running_loop().call_later(
                 max(identity.expires_in_s, 0.0), self._drop, client, b"credentials expired"
             )
-        try:
+        try:  # from here on, however it ends, the client is removed and its writer stopped
+            state = await self._now()
+            client.offer(message("connected", {"rooms": [r.value for r in Room], "state": state}))
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     self._on_client_message(client, msg.data)
