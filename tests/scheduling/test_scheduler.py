@@ -324,7 +324,8 @@ async def test_auto_download_queues_exactly_the_missing_episodes(harness: Harnes
 
     # Nothing is queued twice, and an episode that failed for good is left to the user.
     dead = next(i for i in items if (i.series_key, i.season, i.episode) == (KAIJU, 2, 2))
-    await harness.app[keys.QUEUE].store.fail(dead.id, "no hoster works", [], harness.clock())
+    store = harness.app[keys.QUEUE].store
+    await store.fail(dead.id, "no hoster works", "no_resolver", [], harness.clock())
     run = await scheduler.run_job("rescan")
     assert run.ok and run.result["queued"] == 0
     await harness.settle()
