@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aniworld_addon import keys
+from aniworld_addon.events import EventType
 from tests.site import MediaSet
 from tests.site.plugin import RunningSite
 
@@ -312,3 +313,28 @@ async def test_scheduler_page_saves_with_inline_errors(browser: Browser, service
         config = await service.call("GET", "api/scheduler/config")
         assert config["rescan_interval_h"] == 12 and config["rescan_cron"] is None
         tab.assert_clean()
+
+
+async def test_a_failed_episode_stays_failed_when_the_series_page_refreshes(
+    browser: Browser, start_service: StartService, provider_site: RunningSite
+) -> None:
+    # The page renders no "failed" state: a refresh (episodes queued elsewhere, a reconnect)
+    # turned the row the live event had marked failed back into "missing".
+    service = await start_service(provider_site)
+    await service.setup()
+    await add_series(service, "kaiju-academy")
+    async with browser_tab(
+        browser, service.url, login=service, path="series?key=kaiju-academy&provider=aniworld"
+    ) as tab:
+        page = tab.page
+        await tab.live()
+        bus = service.app[keys.BUS]
+        failed = {"provider": "aniworld", "series_key": "kaiju-academy", "season": 2, "episode": 2}
+        error = {"code": "no_resolver", "message": "no hoster works"}
+        bus.publish(EventType.DOWNLOAD_FAILED, {**failed, "error": error, "will_retry": False})
+        await page.wait_for_selector("tr[data-episode='2-2'][data-state=failed]")
+        row = "document.querySelector(\"tr[data-episode='2-2']\")"
+        await page.evaluate(f"{row}.dataset.before = 'refresh'")
+        bus.publish(EventType.QUEUE_STATUS, {"action": "added", "item_ids": [99]})
+        await page.wait_for_function(f"!{row}.dataset.before")  # the rows were read again
+        assert await page.get_attribute("tr[data-episode='2-2']", "data-state") == "failed"

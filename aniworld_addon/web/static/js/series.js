@@ -165,8 +165,14 @@ export function init(panel) {
     hideTimers.set(row, setTimeout(() => box.classList.add("d-none"), 4000));
     updateSelection();
   });
+  // Episodes whose download failed for good while this page was open: the page the server
+  // renders has no "failed" state (the row says "missing"), so a refresh puts it back.
+  const failedHere = new Set();
   live.on("download_failed", (data) => {
     if (!mine(data)) return;
+    const key = `${data.season}-${data.episode}`;
+    if (data.will_retry) failedHere.delete(key);
+    else failedHere.add(key);
     setState(rowOf(data.season, data.episode), data.will_retry ? "queued" : "failed");
   });
   let timer = null;
@@ -178,6 +184,12 @@ export function init(panel) {
       for (const value of checked) {
         const box = form().querySelector(`input[name=episode][value="${value}"]:not(:disabled)`);
         if (box) box.checked = true;
+      }
+      for (const key of failedHere) {
+        const [season, episode] = key.split("-").map(Number);
+        const row = rowOf(season, episode);
+        if (!row || row.dataset.state !== "missing") failedHere.delete(key);  // queued again, or here
+        else setState(row, "failed");
       }
       updateSelection();
     }, 400);
