@@ -6,19 +6,23 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 import unicodedata
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiosqlite
 
 from .errors import DatabaseBusyError, DatabaseTooNewError
 
+T = TypeVar("T")
+
 _LOGGER = logging.getLogger(__name__)
 
 #: how long a statement waits for another process's lock before it gives up
 BUSY_TIMEOUT_S: Final = 10.0
+WRITE_RETRY_S: Final = 0.05  # between tries of a write that met another process's lock
 
 # Each step is a list of statements run in one transaction with the version bump, so a step
 # either lands whole or not at all. Append only: a released step is never edited.
@@ -199,46 +203,90 @@ class Database:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
         self._lock = asyncio.Lock()
+        self._busy_timeout_s = BUSY_TIMEOUT_S
+        # Reads with a statement open (between their execute and their cursor's close): a
+        # write starts once there are none (see _start_writing).
+        self._reads = 0
+        self._no_reads = asyncio.Event()
+        self._no_reads.set()
 
     async def set_busy_timeout(self, seconds: float) -> None:
         """How long a statement waits for another process's lock (default BUSY_TIMEOUT_S)."""
         await set_busy_timeout(self.conn, seconds)
+        self._busy_timeout_s = seconds
 
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        """A read (returns aiosqlite's awaitable context manager of a cursor)."""
-        return self.conn.execute(sql, tuple(params))
+    async def _start_writing(self, start: Callable[[], Awaitable[T]]) -> T:
+        """Run the first statement of a write, waiting out another process's lock.
+
+        SQLite's busy handler waits for that lock, but not while this connection has a read
+        statement open, which reads from other coroutines between their execute and their
+        fetch often had (one connection serves them all): then SQLite answers "locked" at
+        once, as waiting could deadlock. A write then failed at once (database_busy) under a
+        backup's few-second lock, rather than waiting as documented. So a write starts when no
+        read is open (no code writes while it holds a read open), and should SQLite still
+        answer "locked" early, it is tried again until the busy timeout: the failed statement
+        did nothing.
+        """
+        await self._no_reads.wait()
+        deadline = time.monotonic() + self._busy_timeout_s
+        while True:
+            try:
+                return await start()
+            except sqlite3.OperationalError as err:
+                message = str(err)
+                busy = "locked" in message or "busy" in message
+                if not busy or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(WRITE_RETRY_S)
+
+    @contextlib.asynccontextmanager
+    async def execute(
+        self, sql: str, params: Iterable[Any] = ()
+    ) -> AsyncIterator[aiosqlite.Cursor]:
+        """A read: `async with db.execute(...) as cursor` (never write inside the block)."""
+        self._reads += 1
+        self._no_reads.clear()
+        try:
+            async with self.conn.execute(sql, tuple(params)) as cursor:
+                yield cursor
+        finally:
+            self._reads -= 1
+            if not self._reads:
+                self._no_reads.set()
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         """The first row of a read, or None."""
         with _busy_as_app_error():
-            async with self.conn.execute(sql, tuple(params)) as cursor:
+            async with self.execute(sql, params) as cursor:
                 row: aiosqlite.Row | None = await cursor.fetchone()
         return row
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         """Every row of a read."""
         with _busy_as_app_error():
-            async with self.conn.execute(sql, tuple(params)) as cursor:
+            async with self.execute(sql, params) as cursor:
                 return list(await cursor.fetchall())
 
     async def write(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
         """One statement in its own implicit transaction, never inside another's."""
+        values = tuple(params)
         async with self._lock:
             with _busy_as_app_error():
-                return await self.conn.execute(sql, tuple(params))
+                return await self._start_writing(lambda: self.conn.execute(sql, values))
 
     async def write_many(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
-        """executemany under the lock."""
+        """executemany under the lock (one implicit transaction: all rows or none)."""
+        values = [tuple(r) for r in rows]
         async with self._lock:
             with _busy_as_app_error():
-                await self.conn.executemany(sql, [tuple(r) for r in rows])
+                await self._start_writing(lambda: self.conn.executemany(sql, values))
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error) while holding the write lock."""
         async with self._lock:
             with _busy_as_app_error():
-                await self.conn.execute("BEGIN IMMEDIATE")
+                await self._start_writing(lambda: self.conn.execute("BEGIN IMMEDIATE"))
                 try:
                     yield self.conn
                     await self.conn.execute("COMMIT")

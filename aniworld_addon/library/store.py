@@ -111,8 +111,7 @@ class LibraryStore:
         """The series with this provider key; 404 if none (409 if two providers share it)."""
         sql = _COUNTS + " WHERE s.key = ?" + (" AND s.provider = ?" if provider else "")
         params = [key, provider] if provider else [key]
-        async with self._db.execute(sql + " GROUP BY s.id", params) as cursor:
-            rows = await cursor.fetchall()
+        rows = await self._db.fetchall(sql + " GROUP BY s.id", params)
         if not rows:
             raise NotFoundError(f"no series {key!r} in the library", details={"key": key})
         if len(rows) > 1:
