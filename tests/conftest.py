@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -130,3 +131,44 @@ def open_client_sockets(port: int) -> int:
         rows = [line.split() for line in table.readlines()[1:]]
     # Columns: sl local_address rem_address st ... inode (the 10th); addresses are HEX:PORT.
     return sum(1 for row in rows if row[9] in inodes and int(row[2].split(":")[1], 16) == port)
+
+
+#: how long database_lock waits for its process to take or let go of the lock
+LOCK_WAIT_S = 20.0
+_LOCKER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("COMMIT")
+conn.close()
+print("released", flush=True)
+"""
+
+
+@contextlib.asynccontextmanager
+async def database_lock(path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Another process holds BEGIN EXCLUSIVE on the database until the block ends."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _LOCKER,
+        str(path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        async with asyncio.timeout(LOCK_WAIT_S):
+            assert await proc.stdout.readline() == b"locked\n"
+        yield proc
+        proc.stdin.write(b"\n")
+        await proc.stdin.drain()
+        async with asyncio.timeout(LOCK_WAIT_S):
+            assert await proc.stdout.readline() == b"released\n"
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

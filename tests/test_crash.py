@@ -308,9 +308,9 @@ async def test_a_library_read_only_after_the_crash_does_not_stop_the_start(
     await _restart_and_finish(running, media_set)
 
 
-async def cli(service: ServiceProcess, *argv: str) -> tuple[int, str]:
-    """`python -m aniworld_addon argv...` on the service's data, beside it; (code, output)."""
-    process = await asyncio.create_subprocess_exec(
+async def start_cli(service: ServiceProcess, *argv: str) -> asyncio.subprocess.Process:
+    """`python -m aniworld_addon argv...` on the service's data, left running."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "aniworld_addon",
@@ -323,6 +323,11 @@ async def cli(service: ServiceProcess, *argv: str) -> tuple[int, str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+async def cli(service: ServiceProcess, *argv: str) -> tuple[int, str]:
+    """`python -m aniworld_addon argv...` on the service's data, beside it; (code, output)."""
+    process = await start_cli(service, *argv)
     async with asyncio.timeout(60):
         output, _ = await process.communicate()
     assert process.returncode is not None
@@ -362,23 +367,6 @@ async def test_a_cli_run_beside_the_service_leaves_its_downloads_alone(
     assert len(videos) == 2
     assert all(v.read_bytes() == media_set.mp4.read_bytes() for v in videos)
     assert control.count("media") == 2  # one transfer each: nothing was fetched twice
-
-
-async def start_cli(service: ServiceProcess, *argv: str) -> asyncio.subprocess.Process:
-    """`python -m aniworld_addon argv...` on the service's data, left running."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aniworld_addon",
-        *argv,
-        "--data-path",
-        str(service.data),
-        "--library-path",
-        str(service.library),
-        env=service.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
 
 
 def children(pid: int) -> set[int]:

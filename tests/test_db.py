@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from aniworld_addon.db import MIGRATIONS, SCHEMA_VERSION, close, connect, open_database
 from aniworld_addon.errors import DatabaseTooNewError
+from tests.conftest import database_lock
 
 
 def _make_db_at(path: Path, version: int) -> None:
@@ -92,16 +91,6 @@ async def test_a_failing_step_leaves_the_previous_version(tmp_path: Path) -> Non
     assert "ok_one" not in tables
 
 
-_LOCKER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-conn.execute("COMMIT")
-"""
-
-
 async def test_a_write_waits_for_another_process_s_lock_while_a_read_is_open(
     tmp_path: Path,
 ) -> None:
@@ -109,24 +98,15 @@ async def test_a_write_waits_for_another_process_s_lock_while_a_read_is_open(
     # instead of waiting: a write beside a panel's read failed under a backup's short lock.
     path = tmp_path / "aniworld.db"
     db = await open_database(path)
-    locker = subprocess.Popen(
-        [sys.executable, "-c", _LOCKER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
     try:
-        assert locker.stdout is not None and locker.stdin is not None
-        assert await asyncio.to_thread(locker.stdout.readline) == b"locked\n"
-        async with db.execute("SELECT name FROM sqlite_master") as cursor:
+        async with database_lock(path), db.execute("SELECT name FROM sqlite_master") as cursor:
             assert await cursor.fetchone() is not None  # a statement open on the connection
             write = asyncio.create_task(
                 db.write("INSERT INTO meta (name, value) VALUES ('probe', '1')")
             )
             await asyncio.wait([write], timeout=1)  # it fails at once, or waits
             assert not write.done() or write.exception() is None
-        locker.stdin.write(b"\n")
-        locker.stdin.flush()
         await write  # written once the other process let go
         assert await db.fetchone("SELECT value FROM meta WHERE name = 'probe'") is not None
     finally:
-        locker.kill()
-        locker.communicate()
         await db.close()

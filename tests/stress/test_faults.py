@@ -15,8 +15,7 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec
 
@@ -29,7 +28,7 @@ from aniworld_addon.events import EventType
 from aniworld_addon.options import Options
 from aniworld_addon.providers.http import HttpOptions
 from aniworld_addon.providers.registry import build_providers
-from tests.conftest import IN_CI, AiohttpClient, series_folder
+from tests.conftest import IN_CI, AiohttpClient, database_lock, series_folder
 from tests.integrations.conftest import Mosquitto, Watcher, start_mosquitto
 from tests.site import Fault, MediaSet
 from tests.site.plugin import RunningSite
@@ -493,45 +492,6 @@ async def test_the_mqtt_bridge_survives_a_killed_broker(
         assert await item_ids(svc) == {item_id}
     finally:
         await asyncio.to_thread(watcher.stop)
-
-
-_LOCKER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-conn.execute("COMMIT")
-conn.close()
-print("released", flush=True)
-"""
-
-
-@contextlib.asynccontextmanager
-async def database_lock(path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """Another process holds BEGIN EXCLUSIVE on the database until the block ends."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _LOCKER,
-        str(path),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        async with asyncio.timeout(WAIT_S):
-            assert await proc.stdout.readline() == b"locked\n"
-        yield proc
-        proc.stdin.write(b"\n")
-        await proc.stdin.drain()
-        async with asyncio.timeout(WAIT_S):
-            assert await proc.stdout.readline() == b"released\n"
-            assert await proc.wait() == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 @bounded
