@@ -126,6 +126,9 @@ class Provider(ABC):
     #: capability flags, in the manner of Music Assistant's provider features
     supports_search: ClassVar[bool] = True
     supports_new_episodes: ClassVar[bool] = False
+    #: whether a search stops when its awaiting task is cancelled (a deadline can cut it off);
+    #: False for one that runs on in a thread, whose result a cut-off would throw away
+    search_cancellable: ClassVar[bool] = True
 
     name: str
 

@@ -155,9 +155,7 @@ class ProviderRegistry:
     async def _search_one(
         self, provider: Provider, query: str
     ) -> list[SearchResult] | ProviderError:
-        # Only a site's search has the deadline: a yt-dlp playlist URL is read in a thread
-        # that a timeout cannot stop, and its result would be thrown away every time.
-        deadline = self.search_deadline_s if isinstance(provider, AniworldProvider) else None
+        deadline = self.search_deadline_s if provider.search_cancellable else None
         try:
             async with asyncio.timeout(deadline):
                 return await provider.search(query)

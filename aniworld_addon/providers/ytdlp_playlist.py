@@ -152,6 +152,7 @@ class YtdlpPlaylistProvider(Provider):
     """A yt-dlp playlist URL (the series key) read with a flat extraction in a worker thread."""
 
     name = "ytdlp"
+    search_cancellable = False  # the extraction runs in a thread a timeout cannot stop
 
     def __init__(
         self,
