@@ -8,7 +8,7 @@ import enum
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,16 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=app[keys.CLOCK],
     )
     app[keys.LOGIN_LIMITER] = LoginLimiter()
+    hub = app[keys.WS_HUB]
+
+    def sessions_shortened(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        hours = new["auth"]["session_hours"]
+        if hours < old["auth"]["session_hours"]:  # open sockets end by the new rule too
+            hub.limit_sessions(hours)
+
+    remove = settings.add_listener(sessions_shortened)
     yield
+    remove()
 
 
 async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:

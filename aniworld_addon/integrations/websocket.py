@@ -56,6 +56,10 @@ class WsClient:
         self.queue: asyncio.Queue[str] = asyncio.Queue(buffer)
         self.slow = False
         self.writer: asyncio.Task[None] | None = None
+        # When its credential ends (loop time, None: never) and the timer that closes it then.
+        self.deadline: float | None = None
+        self.expiry: asyncio.TimerHandle | None = None
+        self.session_issued: float | None = None  # loop time of its session's login
 
     def offer(self, text: str) -> bool:
         """Queue a message; False when the buffer is full (the client is too slow)."""
@@ -135,6 +139,32 @@ class WebSocketHub:
             self._drop(client, b"credentials revoked")
         return len(dropped)
 
+    def limit_sessions(self, hours: float) -> int:
+        """End the sockets of login sessions older than `hours` at that age; how many changed.
+
+        auth.session_hours lowered: the sessions themselves end by the new rule at their next
+        request, and a socket makes none after its upgrade.
+        """
+        changed = 0
+        for client in list(self._clients.values()):
+            if client.session_issued is None:
+                continue
+            deadline = client.session_issued + hours * 3600.0
+            if client.deadline is None or deadline < client.deadline:
+                self._expire_at(client, deadline)
+                changed += 1
+        return changed
+
+    def _expire_at(self, client: WsClient, deadline: float) -> None:
+        """(Re)arm the timer that closes a client when its credential ends."""
+        if client.expiry is not None:
+            client.expiry.cancel()
+        loop = asyncio.get_running_loop()
+        client.deadline = deadline
+        client.expiry = loop.call_at(
+            max(deadline, loop.time()), self._drop, client, b"credentials expired"
+        )
+
     def _drop(self, client: WsClient, reason: bytes) -> None:
         """Close a client whose credential no longer holds (1008, with the reason)."""
         if self._clients.pop(client.id, None) is not None:
@@ -194,11 +224,12 @@ class WebSocketHub:
         client.writer = asyncio.get_running_loop().create_task(
             client.write_loop(), name=f"ws-writer:{client.id}"
         )
-        expiry: asyncio.TimerHandle | None = None
-        if identity is not None and identity.expires_in_s is not None:
-            expiry = asyncio.get_running_loop().call_later(
-                max(identity.expires_in_s, 0.0), self._drop, client, b"credentials expired"
-            )
+        if identity is not None:
+            now = asyncio.get_running_loop().time()
+            if identity.session_age_s is not None:
+                client.session_issued = now - identity.session_age_s
+            if identity.expires_in_s is not None:
+                self._expire_at(client, now + identity.expires_in_s)
         try:  # from here on, however it ends, the client is removed and its writer stopped
             state = await self._now()
             client.offer(message("connected", {"rooms": [r.value for r in Room], "state": state}))
@@ -208,8 +239,8 @@ class WebSocketHub:
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
-            if expiry is not None:
-                expiry.cancel()
+            if client.expiry is not None:
+                client.expiry.cancel()
             self._clients.pop(client.id, None)
             if client.writer is not None:
                 client.writer.cancel()

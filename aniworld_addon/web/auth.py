@@ -39,6 +39,9 @@ class Identity:
     # Seconds the credential had left when the request was authenticated (None: no end).
     # A WebSocket opened with it closes then: a request is checked once, a socket lives on.
     expires_in_s: float | None = None
+    # Seconds since a login session was issued (None for other credentials): a socket it
+    # opened ends early when auth.session_hours is lowered, as the session itself does.
+    session_age_s: float | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -190,6 +193,7 @@ class AuthService:
             token_id=row["id"],
             csrf_token=row["csrf_token"],
             expires_in_s=None if expires_at is None else expires_at - now,
+            session_age_s=now - row["created_at"] if row["kind"] == "session" else None,
         )
 
     async def list_api_tokens(self) -> list[TokenInfo]:

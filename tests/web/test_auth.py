@@ -296,3 +296,25 @@ async def test_a_socket_closes_when_its_session_expires(authed: Authed) -> None:
     assert closing.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
     assert (ws.closed, ws.close_code) == (True, WSCloseCode.POLICY_VIOLATION)
     assert (await client.get("/api/config", headers=authed.headers)).status == 401
+
+
+async def test_lowering_session_hours_ends_sockets_already_open(authed: Authed) -> None:
+    # A socket's end was set at its upgrade: with auth.session_hours lowered, the session
+    # ended at its next request, but a panel tab's socket went on receiving events.
+    client = authed.client
+    created = await client.post("/api/auth/tokens", json={"name": "ha"}, headers=authed.headers)
+    api = {"Authorization": f"Bearer {(await created.json())['token']}"}
+    auth = client.app[keys.AUTH]
+    real_clock = auth.clock
+    auth.clock = lambda: real_clock() + 2 * 3600 - 2  # the session is 2 hours old, nearly
+    session_ws = await client.ws_connect("/ws/connect", headers=authed.headers)
+    api_ws = await client.ws_connect("/ws/connect", headers=api)
+    for ws in (session_ws, api_ws):
+        assert (await ws.receive_json())["type"] == "connected"
+    lowered = await client.put("/api/config", json={"auth": {"session_hours": 2}}, headers=api)
+    assert lowered.status == 200
+    await session_ws.receive(timeout=10)  # a bound for failing, not a wait for success
+    assert (session_ws.closed, session_ws.close_code) == (True, WSCloseCode.POLICY_VIOLATION)
+    await api_ws.send_json({"action": "ping"})
+    assert (await api_ws.receive_json())["type"] == "pong"  # an API token is no session
+    await api_ws.close()
