@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,6 +20,8 @@ from aniworld_addon import keys
 from aniworld_addon.events import EventType
 from aniworld_addon.library import service as service_module
 from aniworld_addon.options import Options
+from aniworld_addon.providers.aniworld import AniworldProvider
+from aniworld_addon.providers.http import BLOCKED_WAIT_S
 from tests.site import Fault
 from tests.site.plugin import RunningSite
 
@@ -206,6 +209,16 @@ async def test_a_failing_series_is_marked_and_the_scan_goes_on(
     kaiju = await _get(library, "/api/anime/kaiju-academy")
     assert kaiju["error"] is None and kaiju["missing_count"] == 5
     provider_site.control.clear_faults()
+    if code in ("provider_blocked", "provider_rate_limited"):
+        # The site said to wait (Retry-After, else a wait of ours): until then the series
+        # keeps its error and its page is not asked for again.
+        provider_site.control.reset()
+        await _rescan(library)
+        assert (await _get(library, "/api/anime/sky-lantern"))["error"]["code"] == code
+        assert sum(provider_site.control.requests.values()) == 0
+        aniworld = library.client.app[keys.PROVIDERS].registry.get("aniworld")
+        assert isinstance(aniworld, AniworldProvider)
+        aniworld.http.clock = lambda: time.monotonic() + BLOCKED_WAIT_S + 1
     await _rescan(library)
     assert (await _get(library, "/api/anime/sky-lantern"))["error"] is None
 

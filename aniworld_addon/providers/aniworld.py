@@ -76,6 +76,11 @@ class AniworldProvider(Provider):
             path_prefix=self.path_prefix,
         )
 
+    @property
+    def http(self) -> ProviderHttp:
+        """The site's HTTP client (pacing, cache, refusals)."""
+        return self._http
+
     async def series(self, key: str) -> SeriesInfo:
         """The series page of `key` (cached)."""
         path = self._series_path(key)

@@ -6,6 +6,7 @@ import asyncio
 import codecs
 import contextlib
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -36,6 +37,12 @@ CLOSE_WAIT_S: Final = 5.0  # how long closing the client waits for requests in f
 # A site asking for more than a day is asking to be left alone, not for a precise hour; the
 # cap keeps a queue item's next try (and every figure derived from it) a finite, sane time.
 MAX_RETRY_AFTER_S: Final = 86_400.0
+# How long a refused page is not asked for again when the site did not say (Retry-After): a
+# 429 asks for a pause, a 403 or an anti-bot wall for a longer one. A second page refused while
+# the first one's wait runs means the site refuses us, not a page: then nothing is sent to it
+# until the longer wait ends (SITE.md: the site blocks clients that keep coming).
+REFUSED_WAIT_S: Final = 60.0
+BLOCKED_WAIT_S: Final = 300.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -70,8 +77,18 @@ class HttpStats:
     coalesced: int = 0
     retries: int = 0
     errors: int = 0
+    #: requests not sent because the site had refused one and asked for (or got) a pause
+    held_back: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class _Refusal:
+    """The site refused a request: no other is sent to it until `until` (the clock's time)."""
+
+    until: float
+    error: ProviderError
 
 
 @dataclass(slots=True, frozen=True)
@@ -271,6 +288,9 @@ class ProviderHttp:
             if self.options.timeout_s is None
             else httpx.Timeout(self.options.timeout_s)
         )
+        self.clock = clock  # of the refusals' waits (the cache keeps the one it was made with)
+        self._refused_pages: dict[str, _Refusal] = {}
+        self._refusal: _Refusal | None = None  # of the whole site
         self._semaphore = asyncio.Semaphore(max(1, self.options.concurrency))
         self._pace_lock = asyncio.Lock()
         self._next_start = 0.0
@@ -349,6 +369,7 @@ class ProviderHttp:
         options = self.options
         attempt = 0
         while True:
+            self._hold_back(url)
             try:
                 page = await self._send(method, url, data, headers, follow_redirects)
                 raise_for_page(page)
@@ -358,16 +379,63 @@ class ProviderHttp:
                     delay = options.backoff_s * 2**attempt
                 if attempt >= options.retries or delay > options.backoff_max_s:
                     self.stats.errors += 1
+                    if err.retry_after is not None:  # "down for maintenance, back in an hour"
+                        self._refused(url, err, err.retry_after)
                     raise
                 attempt += 1
                 self.stats.retries += 1
                 _LOGGER.debug("retrying %s in %.1f s: %s", url, delay, err.message)
                 await asyncio.sleep(delay)
+            except (ProviderRateLimitedError, ProviderBlockedError) as err:
+                self.stats.errors += 1
+                wait_s = err.retry_after
+                if wait_s is None:
+                    limited = isinstance(err, ProviderRateLimitedError)
+                    wait_s = REFUSED_WAIT_S if limited else BLOCKED_WAIT_S
+                self._refused(url, err, wait_s)
+                raise
             except (ProviderError, ProviderNotFoundError):
                 self.stats.errors += 1
                 raise
             else:
                 return page
+
+    def _refused(self, url: str, error: ProviderError, wait_s: float) -> None:
+        """Ask for `url` again only after `wait_s`; for nothing at all if another page's wait
+        still runs. Else every caller (the rest of a rescan, each queued download, the upgrade
+        check) would ask again at once, and a site that limits us counts every request."""
+        now = self.clock()
+        refusal = _Refusal(now + wait_s, error)
+        self._refused_pages = {
+            page: held
+            for page, held in self._refused_pages.items()
+            if held.until > now and page != url
+        }
+        if self._refused_pages:
+            until = max(refusal.until, *(held.until for held in self._refused_pages.values()))
+            if self._refusal is None or self._refusal.until < until:
+                self._refusal = _Refusal(until, error)
+                _LOGGER.warning(
+                    "%s refused %d pages: no request to the site for %.0f s",
+                    self.base_url,
+                    len(self._refused_pages) + 1,
+                    until - now,
+                )
+        self._refused_pages[url] = refusal
+
+    def _hold_back(self, url: str) -> None:
+        """Raise the refusal of the site, or of this page, again while its wait lasts."""
+        now = self.clock()
+        for refusal in (self._refusal, self._refused_pages.get(url)):
+            if refusal is None or refusal.until <= now:
+                continue
+            self.stats.held_back += 1
+            error, left = refusal.error, refusal.until - now
+            raise type(error)(
+                f"{error.message} (not asked again for {math.ceil(left)} s)",
+                retry_after=left,
+                details={"url": url, "held_back": True},  # not sent: the site's earlier answer
+            )
 
     async def _send(
         self,

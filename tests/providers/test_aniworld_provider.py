@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from aniworld_addon.errors import (
 )
 from aniworld_addon.providers.aniworld import AniworldProvider
 from aniworld_addon.providers.base import Language
-from aniworld_addon.providers.http import HttpOptions, ProviderHttp
+from aniworld_addon.providers.http import BLOCKED_WAIT_S, HttpOptions, ProviderHttp
 from tests.providers.conftest import make_http
 from tests.site.control import Fault
 from tests.site.plugin import RunningSite
@@ -176,6 +177,9 @@ async def test_a_blocked_series_page_is_reported_and_not_cached(
         await aniworld.all_episodes("kaiju-academy")
 
     provider_site.control.clear_faults()
+    with pytest.raises(ProviderBlockedError, match="not asked again"):
+        await aniworld.all_episodes("kaiju-academy")  # the wall's wait is not over
+    aniworld.http.clock = lambda: time.monotonic() + BLOCKED_WAIT_S + 1
     assert sorted(await aniworld.all_episodes("kaiju-academy")) == [0, 1, 2]
 
 

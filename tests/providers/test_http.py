@@ -24,6 +24,7 @@ from aniworld_addon.errors import (
 )
 from aniworld_addon.providers.cache import TtlCache
 from aniworld_addon.providers.http import (
+    BLOCKED_WAIT_S,
     DEFAULT_USER_AGENT,
     MAX_RETRY_AFTER_S,
     HttpOptions,
@@ -399,6 +400,40 @@ async def test_a_long_retry_after_is_reported_not_slept(
         await http.get("/throttled")
     assert caught.value.retry_after == 120.0
     assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("fault", "wait_s"),
+    [(Fault.RATE_LIMITED, 30.0), (Fault.CHALLENGE_DDOS_GUARD, BLOCKED_WAIT_S)],
+)
+async def test_a_site_that_refuses_two_pages_is_left_alone_until_its_wait_ends(
+    provider_site: RunningSite, client: httpx.AsyncClient, fault: Fault, wait_s: float
+) -> None:
+    # A 429 or a wall used to be forgotten at once: the rest of a rescan, each queued download
+    # and the upgrade check asked again, a request a series, while the site said to wait.
+    now = [1000.0]
+    http = make_http(provider_site, client, retries=0, clock=lambda: now[0])
+    provider_site.control.set_fault("^/anime/stream/(sky-lantern|kaiju-academy)", fault)
+    with pytest.raises(ProviderError):
+        await http.get("/anime/stream/sky-lantern")
+    # One refused page may be about the page: the others are still asked for.
+    assert (await http.get("/anime/stream/rock-roll-heroes-reloaded")).status == 200
+    with pytest.raises(ProviderError):
+        await http.get("/anime/stream/sky-lantern")  # held back: not sent again
+    assert provider_site.control.count("series") == 2
+    with pytest.raises(ProviderError):
+        await http.get("/anime/stream/kaiju-academy")  # a second page: the site refuses us
+    provider_site.control.clear_faults()
+    provider_site.control.reset()
+    for path in ("/anime/stream/rock-roll-heroes-reloaded", "/anime/stream/sky-lantern"):
+        with pytest.raises(ProviderError) as held:
+            await http.get(path)
+        assert held.value.details["held_back"] is True
+        assert 0 < (held.value.retry_after or 0) <= wait_s
+    assert sum(provider_site.control.requests.values()) == 0
+    assert http.stats.held_back == 3
+    now[0] += wait_s + 1
+    assert (await http.get("/anime/stream/sky-lantern")).status == 200
 
 
 async def test_a_challenge_served_with_200_is_blocked(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -9,7 +10,7 @@ import pytest
 
 from aniworld_addon.errors import NotFoundError, ProviderBlockedError, ProviderUnavailableError
 from aniworld_addon.providers.aniworld import AniworldProvider
-from aniworld_addon.providers.http import HttpOptions
+from aniworld_addon.providers.http import BLOCKED_WAIT_S, HttpOptions
 from aniworld_addon.providers.registry import (
     Layout,
     UnknownProviderError,
@@ -134,8 +135,11 @@ async def test_search_all_raises_when_every_provider_failed(
 
     with pytest.raises(ProviderBlockedError):
         await registry.search_all("kaiju")
-    # naming one provider searches only that one
+    # naming one provider searches only that one (once its wall's wait is over)
     sto_site.control.clear_faults()
+    sto = registry.get("sto")
+    assert isinstance(sto, AniworldProvider)
+    sto.http.clock = lambda: time.monotonic() + BLOCKED_WAIT_S + 1
     outcome = await registry.search_all("kaiju", names=["sto"])
     assert [r.provider for r in outcome.results] == ["sto"]
 
