@@ -267,10 +267,16 @@ async def test_directory_is_checked_and_stored(authed: Authed, tmp_path: Path) -
     assert pseudo.status == 400, await pseudo.text()
     assert list(target.iterdir()) == []  # the write test leaves nothing behind
     # PUT /api/config took a file (and every download into it failed) until it checked too
-    for path in (str(blocker), "/sys", str(tmp_path / "not-there")):
+    # A NUL byte failed in the file system calls (a 500); validate said yes to all of these.
+    for path in (str(blocker), "/sys", str(tmp_path / "not-there"), f"{tmp_path}/a\x00b"):
         put = await client.put("/api/config", json={"library_path": path}, headers=authed.headers)
         assert put.status == 400, await put.text()
         assert [d["path"] for d in (await put.json())["error"]["details"]] == ["library_path"]
+        check = await client.post(
+            "/api/config/validate", json={"library_path": path}, headers=authed.headers
+        )
+        result = await check.json()
+        assert result["valid"] is False and result["errors"][0]["path"] == "library_path"
     assert not (tmp_path / "not-there").exists()
     kept = await client.put(
         "/api/config", json={"library_path": str(target)}, headers=authed.headers

@@ -164,7 +164,9 @@ class AuthService:
 
     async def authenticate(self, token: str, via: Via) -> Identity | None:
         """The identity a presented token stands for, or None if unknown, revoked or expired."""
-        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        # Tokens are URL-safe base64: anything else (a header byte that is not UTF-8 arrives
+        # as a lone surrogate and failed to encode: a 500 on every route) is simply no token.
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 200 or not token.isascii():
             return None
         digest = hash_token(token)
         row = await self._db.fetchone(

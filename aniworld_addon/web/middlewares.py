@@ -163,7 +163,9 @@ def _check_cookie_request(request: web.Request, identity: Identity) -> None:
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         expected = identity.csrf_token or ""
-        if not sent or not expected or not hmac.compare_digest(sent, expected):
+        # compare_digest refuses str with non-ASCII characters (a TypeError, a 500): bytes
+        sent_bytes = sent.encode("utf-8", "surrogateescape")
+        if not sent or not expected or not hmac.compare_digest(sent_bytes, expected.encode()):
             raise CsrfError(f"missing or wrong {CSRF_HEADER} header for a cookie session")
     origin = request.headers.get("Origin")
     if request.headers.get("Upgrade", "").lower() == "websocket" and origin:

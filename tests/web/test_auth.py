@@ -318,3 +318,34 @@ async def test_lowering_session_hours_ends_sockets_already_open(authed: Authed) 
     await api_ws.send_json({"action": "ping"})
     assert (await api_ws.receive_json())["type"] == "pong"  # an API token is no session
     await api_ws.close()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"X-Api-Key: aw_\xff", b"Authorization: Bearer aw_\xff", b"Cookie: aniworld_session=aw_\xe9"],
+)
+async def test_a_credential_that_is_not_utf8_is_no_credential(
+    client: TestClient[Any, Any], header: bytes
+) -> None:
+    # The byte reached the token hash as a lone surrogate: a 500 on every route, login and
+    # the login page included, and a traceback in error.log per request.
+    for path, status in ((b"/api/auth/status", b"200"), (b"/api/config", b"401")):
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(
+            b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + header + b"\r\n\r\n"
+        )
+        answer = await reader.read()
+        writer.close()
+        assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 " + status + b" " + (
+            b"OK" if status == b"200" else b"Unauthorized"
+        ), answer[:300]
+
+
+async def test_a_csrf_header_that_is_not_ascii_is_refused_not_a_crash(authed: Authed) -> None:
+    client = authed.client
+    await client.post("/api/auth/login", json={"password": PASSWORD})  # the session cookie
+    refused = await client.put(
+        "/api/config", json={"auth": {"session_hours": 2}}, headers={CSRF_HEADER: "é"}
+    )
+    assert refused.status == 403
+    assert (await refused.json())["error"]["code"] == "csrf_failed"

@@ -49,14 +49,26 @@ async def get_config(request: web.Request) -> web.Response:
 async def put_config(request: web.Request) -> web.Response:
     """Partial update; 400 with every problem when the result is invalid."""
     patch = await read_json(request, PATCH_SCHEMA)
-    settings = request.app[keys.SETTINGS]
+    await _check_library_path(request, patch)
+    return json_response(await request.app[keys.SETTINGS].update(patch))
+
+
+async def _check_library_path(request: web.Request, patch: dict[str, Any]) -> None:
+    """A library folder the patch changes gets the proof of POST /api/config/directory
+    (without creating it): a file or a folder the add-on cannot write was taken before and
+    failed every download later."""
     library_path = patch.get("library_path")
-    if isinstance(library_path, str) and library_path != settings.get()["library_path"]:
-        # the same proof as POST /api/config/directory (without creating it): a file or a
-        # folder the add-on cannot write was taken here and failed every download later
-        data = request.app[keys.OPTIONS].data_path
-        await asyncio.to_thread(_prepare_directory, Path(library_path), False, data, "library_path")
-    return json_response(await settings.update(patch))
+    if not isinstance(library_path, str):
+        return  # null (the deployment's folder), or a type validation names
+    if library_path == request.app[keys.SETTINGS].get()["library_path"]:
+        return
+    try:
+        absolute_path(library_path)  # first: a NUL byte failed in the file system calls
+    except vol.Invalid as err:
+        problem = [{"path": "library_path", "message": str(err)}]
+        raise ValidationError(f"library_path {err}", details=problem) from err
+    data = request.app[keys.OPTIONS].data_path
+    await asyncio.to_thread(_prepare_directory, Path(library_path), False, data, "library_path")
 
 
 @routes.api(
@@ -71,6 +83,7 @@ async def validate(request: web.Request) -> web.Response:
     candidate["version"] = CONFIG_VERSION
     try:
         validate_settings(candidate)
+        await _check_library_path(request, patch)  # what PUT would refuse is not valid here
     except ValidationError as err:
         return json_response({"valid": False, "errors": err.details})
     return json_response({"valid": True, "errors": []})
