@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
         "--season", type=_number(0, MAX_SEASON_NUMBER), help="with --episode: one episode"
     )
     download.add_argument("--episode", type=_number(1, MAX_EPISODE_NUMBER))
+    download.add_argument(
+        "--provider", type=_text, help="the series' provider, when two providers share the key"
+    )
     commands.add_parser("queue", parents=[common], help="show the download queue")
     return parser
 
@@ -243,7 +246,12 @@ async def _run_command(command: str, options: Options, args: argparse.Namespace)
         return await cli.search(options, args.query)
     if command == "download":
         return await cli.download(
-            options, args.key, season=args.season, episode=args.episode, missing=args.missing
+            options,
+            args.key,
+            season=args.season,
+            episode=args.episode,
+            missing=args.missing,
+            provider=args.provider,
         )
     return await cli.show_queue(options)
 

@@ -233,6 +233,7 @@ async def download(
     season: int | None,
     episode: int | None,
     missing: bool,
+    provider: str | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
     """Queue episodes of a library series and follow them until each is done or failed."""
@@ -240,7 +241,7 @@ async def download(
     async def work(app: web.Application) -> int:
         library = app[keys.LIBRARY]
         queue = app[keys.QUEUE]
-        series = await library.store.by_key(key)
+        series = await library.store.by_key(key, provider)
         assert series.provider is not None and series.key is not None
         if missing:
             episodes = await library.store.missing(series.id)

@@ -749,3 +749,41 @@ async def test_an_add_while_a_rescan_walks_the_disk_is_not_undone(
     assert response.status == 201, await response.text()
     await library.client.app[keys.OPERATIONS].wait(operation)
     assert (await _get(library, "/api/anime/kaiju-academy"))["folder"] == "Kaiju Academy (2012)"
+
+
+async def test_a_key_two_providers_share_is_named_by_its_provider(
+    library: Authed, options: Options
+) -> None:
+    # PUT .../languages said "add ?provider=" and then ignored it, as did POST .../download:
+    # the series' language profile could not be set at all, from the panel either.
+    _series_folder(
+        options.library_path,
+        "Kaiju Academy (s.to)",
+        {"provider": "sto", "key": "kaiju-academy"},
+        [],
+    )
+    await _rescan(library)
+    client, headers = library.client, library.headers
+    ambiguous = await client.get("/api/anime/kaiju-academy", headers=headers)
+    assert ambiguous.status == 409
+    assert (await ambiguous.json())["error"]["details"]["providers"] == ["aniworld", "sto"]
+    for url, body in (
+        ("/api/anime/kaiju-academy/languages?provider=aniworld", {"languages": ["German Sub"]}),
+        ("/api/anime/kaiju-academy/languages", {"languages": ["English Sub"], "provider": "sto"}),
+    ):
+        response = await client.put(url, json=body, headers=headers)
+        assert response.status == 200, await response.text()
+    for provider, languages in (("aniworld", ["German Sub"]), ("sto", ["English Sub"])):
+        detail = await _get(library, f"/api/anime/kaiju-academy?provider={provider}")
+        assert (detail["provider"], detail["languages"]) == (provider, languages)
+    queued = await client.post(
+        "/api/anime/kaiju-academy/download?provider=aniworld",
+        json={"episodes": [{"season": 1, "episode": 2}]},
+        headers=headers,
+    )
+    assert queued.status == 200, await queued.text()
+    (item_id,) = (await queued.json())["item_ids"]
+    status = await _get(library, "/api/queue/status")
+    lists = ("active_downloads", "pending_queue", "completed_downloads", "failed_downloads")
+    (item,) = [i for name in lists for i in status.get(name, []) if i["id"] == item_id]
+    assert (item["provider"], item["series_key"]) == ("aniworld", "kaiju-academy")

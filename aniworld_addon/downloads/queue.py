@@ -271,6 +271,7 @@ class DownloadQueue:
             EventType.DOWNLOAD_PROGRESS,
             {
                 "item_id": item.id,
+                "provider": item.provider,
                 "series_key": item.series_key,
                 "season": item.season,
                 "episode": item.episode,

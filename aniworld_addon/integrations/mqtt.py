@@ -160,7 +160,7 @@ class MqttBridge:
         )
         self._downloads: dict[int, Mapping[str, Any]] = {}  # active item id -> last progress
         self._shown: tuple[Any, float, float] = (None, 0.0, float("-inf"))  # item, %, when
-        self._names: dict[str, str] = {}
+        self._names: dict[tuple[str | None, str], str] = {}
         self._scan = scan_state("idle")
         self._tasks = OwnedTasks()
         self._subscription: Subscription | None = None
@@ -227,18 +227,23 @@ class MqttBridge:
 
     async def _publish_download(self, *, force: bool = False) -> None:
         shown = next(iter(self._downloads.values()), None)
-        name = await self._series_name(str(shown["series_key"])) if shown else None
+        name = (
+            await self._series_name(str(shown["series_key"]), shown.get("provider"))
+            if shown
+            else None
+        )
         payload = download_state(shown, len(self._downloads), name)
         self._shown = (payload.get("item_id"), float(payload["percent"]), self._clock())
         self._send(self.topics.download, dumps(payload), force=force)
 
-    async def _series_name(self, key: str) -> str:
-        if key not in self._names:
+    async def _series_name(self, key: str, provider: str | None) -> str:
+        if (provider, key) not in self._names:
             try:
-                self._names[key] = (await self._library.store.by_key(key)).name
+                name = (await self._library.store.by_key(key, provider)).name
             except AppError:
                 return key
-        return self._names[key]
+            self._names[provider, key] = name
+        return self._names[provider, key]
 
     async def _publish_library(self, *, force: bool = False) -> None:
         if not self.connection.connected:

@@ -359,14 +359,18 @@ class LibraryService:
         return await self._detail(refreshed)
 
     async def set_languages(
-        self, key: str, languages: list[str] | None, upgrade: bool | None = None
+        self,
+        key: str,
+        languages: list[str] | None,
+        upgrade: bool | None = None,
+        provider: str | None = None,
     ) -> dict[str, Any]:
         """Store a series' own language order and upgrade switch (None: the global setting)."""
-        series = await self.store.by_key(key)
+        series = await self.store.by_key(key, provider)
         if languages is not None and not languages:
             raise ValidationError("give at least one language, or null for the global order")
         await self.store.set_languages(series.id, languages, upgrade)
-        return await self.detail(key)
+        return await self.detail(key, series.provider)
 
 
 _Found = dict[str, LocalFolder]

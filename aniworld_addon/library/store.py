@@ -10,7 +10,7 @@ from typing import Any, Final, Literal, NamedTuple
 import aiosqlite
 
 from ..db import Database, search_text
-from ..errors import NotFoundError, ValidationError
+from ..errors import ConflictError, NotFoundError, ValidationError
 from .records import EpisodeRecord, SeriesRecord
 
 
@@ -108,16 +108,19 @@ class LibraryStore:
         return None if row is None else str(row[0])
 
     async def by_key(self, key: str, provider: str | None = None) -> SeriesRecord:
-        """The series with this provider key; 404 if none (409 if two providers share it)."""
+        """The series with this provider key; 404 if none, 409 if two providers share it and
+        `provider` does not say which."""
         sql = _COUNTS + " WHERE s.key = ?" + (" AND s.provider = ?" if provider else "")
         params = [key, provider] if provider else [key]
         rows = await self._db.fetchall(sql + " GROUP BY s.id", params)
         if not rows:
             raise NotFoundError(f"no series {key!r} in the library", details={"key": key})
         if len(rows) > 1:
-            raise ValidationError(
-                f"{key!r} exists for several providers; add ?provider=",
-                details={"providers": [r["provider"] for r in rows]},
+            providers = sorted(str(r["provider"]) for r in rows)
+            raise ConflictError(
+                f"{key!r} is a series of several providers ({', '.join(providers)}):"
+                " name the provider",
+                details={"providers": providers},
             )
         return SeriesRecord.from_row(rows[0])
 

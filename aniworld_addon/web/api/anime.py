@@ -98,6 +98,8 @@ LANGUAGES_SCHEMA = vol.Schema(
         # Replace files held in a lesser language once a better one appears; null: the global
         # downloads.upgrade. Left out, it is null too: the body states the whole profile.
         vol.Optional("upgrade", default=None): vol.Any(None, bool),
+        # which provider's series, when two share the key (also as ?provider=)
+        vol.Optional("provider"): vol.Any(None, PROVIDER_NAME),
     }
 )
 LIST_QUERY: dict[str, dict[str, Any]] = {
@@ -218,12 +220,16 @@ async def match(request: web.Request) -> web.Response:
         TAG,
         LANGUAGES_SCHEMA,
         DETAIL,
+        query={"provider": {"type": "string"}},
     ),
 )
 async def set_languages(request: web.Request) -> web.Response:
     """The series' own language profile."""
     body = await read_json(request, LANGUAGES_SCHEMA)
     detail = await request.app[keys.LIBRARY].set_languages(
-        request.match_info["key"], body["languages"], body["upgrade"]
+        request.match_info["key"],
+        body["languages"],
+        body["upgrade"],
+        body.get("provider") or query_value(request, "provider") or None,
     )
     return json_response(detail)

@@ -24,6 +24,7 @@ from ..routing import (
     paging,
     path_id,
     query_choice,
+    query_value,
     read_json,
 )
 from ..schemas import ANY_OBJECT, BOOL, INT, NULL_NUM, NULL_STR, NUM, OK, STR, array, obj, page
@@ -143,13 +144,15 @@ def _pairs(episodes: list[dict[str, int]]) -> list[tuple[int, int]]:
         "library",
         DOWNLOAD_SCHEMA,
         obj({"item_ids": array(INT)}),
+        query={"provider": {"type": "string"}},
     ),
 )
 async def download_series(request: web.Request) -> web.Response:
     """{"episodes": [...]} or {"missing": true}, optional priority -> {"item_ids"}."""
     body = await read_json(request, DOWNLOAD_SCHEMA)
     library = request.app[keys.LIBRARY]
-    series = await library.store.by_key(request.match_info["key"], body.get("provider"))
+    provider = body.get("provider") or query_value(request, "provider") or None
+    series = await library.store.by_key(request.match_info["key"], provider)
     assert series.provider is not None and series.key is not None
     if body.get("episodes"):
         episodes = _pairs(body["episodes"])

@@ -129,7 +129,7 @@ export function init(panel) {
     event.preventDefault();
     const languages = globalSwitch.checked ? null : panel.languageOrder(list);
     try {
-      await api("PUT", `api/anime/${encodeURIComponent(key)}/languages`, { languages });
+      await api("PUT", `api/anime/${encodeURIComponent(key)}/languages`, { languages, provider: provider || null });
       toast(t("series.languages_saved"), "success");
     } catch (err) {
       errorToast(err);
