@@ -109,7 +109,7 @@ def parse_identity(raw: bytes, name: str) -> tuple[SeriesIdentity | None, str | 
         return None, f"{name} is larger than {SIDECAR_MAX_BYTES // 1024} KiB"
     try:
         if name == KEY_FILE_NAME:
-            slug = raw.decode("utf-8").strip()
+            slug = raw.decode("utf-8-sig").strip()  # Notepad's BOM, as json.loads allows
             if not _SLUG.fullmatch(slug):
                 return None, f"{name} must hold only an aniworld series slug, not {slug[:80]!r}"
             return SeriesIdentity("aniworld", slug), None

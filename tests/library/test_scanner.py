@@ -90,6 +90,7 @@ def test_identity_comes_from_the_sidecar_then_the_key_file(tmp_path: Path) -> No
         {
             "Sidecar": {SIDECAR_NAME: sidecar("one-piece", name="One Piece", year=1999)},
             "Keyed": {"key": "attack-on-titan\n"},
+            "Notepad": {"key": "\ufeffkaiju-academy\r\n"},  # Windows Notepad's BOM
             "Both": {SIDECAR_NAME: sidecar("from-sidecar"), "key": "from-key"},
             "Unmatched": {"Show S01E01.mkv": None},
         },
@@ -97,6 +98,7 @@ def test_identity_comes_from_the_sidecar_then_the_key_file(tmp_path: Path) -> No
     found = by_name(scan_library(tmp_path))
     assert found["Sidecar"].identity == SeriesIdentity("aniworld", "one-piece", "One Piece", 1999)
     assert found["Keyed"].identity == SeriesIdentity("aniworld", "attack-on-titan")
+    assert found["Notepad"].identity == SeriesIdentity("aniworld", "kaiju-academy")
     assert found["Both"].identity is not None and found["Both"].identity.key == "from-sidecar"
     assert found["Unmatched"].identity is None and found["Unmatched"].error is None
     assert found["Unmatched"].episodes.keys() == {ep(1, 1)}
