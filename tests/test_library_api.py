@@ -787,3 +787,25 @@ async def test_a_key_two_providers_share_is_named_by_its_provider(
     lists = ("active_downloads", "pending_queue", "completed_downloads", "failed_downloads")
     (item,) = [i for name in lists for i in status.get(name, []) if i["id"] == item_id]
     assert (item["provider"], item["series_key"]) == ("aniworld", "kaiju-academy")
+
+
+async def test_changing_the_languages_or_ytdlp_keeps_the_sites_cache(
+    library: Authed, provider_site: RunningSite
+) -> None:
+    # Any change of `languages` or a `providers` block rebuilt every site's client: the next
+    # rescan cost every page again, and the rebuilt client's 4 requests in flight came on
+    # top of those the old one still had running.
+    await _rescan(library)
+    aniworld = library.client.app[keys.PROVIDERS].registry.get("aniworld")
+    provider_site.control.reset()
+    for change in (
+        {"languages": ["English Sub", "German Dub"]},
+        {"providers": {"ytdlp": {"enabled": True}}},
+    ):
+        changed = await library.client.put("/api/config", json=change, headers=library.headers)
+        assert changed.status == 200, await changed.text()
+        await _rescan(library)
+    assert sum(provider_site.control.requests.values()) == 0
+    rebuilt = library.client.app[keys.PROVIDERS].registry.get("aniworld")
+    assert isinstance(rebuilt, AniworldProvider) and isinstance(aniworld, AniworldProvider)
+    assert rebuilt.http is aniworld.http  # one cap and one pause for the site

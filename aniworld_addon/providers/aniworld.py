@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Iterator
 from typing import Final
 from urllib.parse import quote, urlsplit
 
@@ -84,28 +82,25 @@ class AniworldProvider(Provider):
     async def series(self, key: str) -> SeriesInfo:
         """The series page of `key` (cached)."""
         path = self._series_path(key)
-        page = await self._page(path, cache=True)
-        with self._uncache_on_parse_error(path):
+
+        async def parse(page: Page) -> SeriesInfo:
+            self._landed(path, page)
             return await asyncio.to_thread(
                 parse_series_page, page.text, page.url, provider=self.name
             )
 
+        return await self._http.read(path, parse)
+
     async def episodes(self, key: str, season: int) -> list[EpisodeInfo]:
         """One season page (cached); season 0 is the films overview."""
         path = self._season_path(key, season)
-        page = await self._page(path, cache=True)
-        with self._uncache_on_parse_error(path):
+
+        async def parse(page: Page) -> list[EpisodeInfo]:
+            self._landed(path, page)
             return await asyncio.to_thread(parse_season_page, page.text, page.url, season)
 
-    @contextlib.contextmanager
-    def _uncache_on_parse_error(self, path: str) -> Iterator[None]:
-        # A page we could not read (a maintenance page, a half answer) must not be served
-        # from the cache for hours: the next rescan fetches it again.
-        try:
-            yield
-        except ProviderParseError:
-            self._http.invalidate(path)
-            raise
+        # a copy each time: the cached list is shared by every caller until it expires
+        return list(await self._http.read(path, parse))
 
     async def episode_links(self, key: str, season: int, episode: int) -> EpisodeLinks:
         """The episode page, always fresh: languages and hosters change."""
@@ -113,7 +108,8 @@ class AniworldProvider(Provider):
             raise ProviderNotFoundError(f"{self.name}: no episode {episode}")
         path = self._season_path(key, season)
         path += f"/film-{episode}" if season == 0 else f"/episode-{episode}"
-        page = await self._page(path, cache=False)
+        page = await self._http.get(path)
+        self._landed(path, page)
         return await asyncio.to_thread(parse_episode_page, page.text, page.url)
 
     async def resolve_redirect(self, link: HosterLink) -> str:
@@ -142,17 +138,15 @@ class AniworldProvider(Provider):
         base = self._series_path(key)
         return f"{base}/filme" if season == 0 else f"{base}/staffel-{season}"
 
-    async def _page(self, path: str, *, cache: bool) -> Page:
-        page = await self._http.get(path, cache=cache)
-        # the site sends unknown series/episodes elsewhere (often the start page) instead of 404
+    def _landed(self, path: str, page: Page) -> None:
+        """Raise not found when the site sent the request for `path` elsewhere: it does so
+        (often to the start page) for unknown series and episodes instead of a 404. Nothing
+        of it is cached: a site in maintenance sends every page to its start page too, and the
+        series would read as gone for the cache's six hours."""
         if urlsplit(page.url).path.rstrip("/") != path:
-            # not kept: a site in maintenance sends every page to its start page too, and
-            # the series would read as gone for the cache's six hours
-            self._http.invalidate(path)
             raise ProviderNotFoundError(
                 f"{self.name}: {path} redirected to {page.url}", details={"path": path}
             )
-        return page
 
 
 __all__ = [

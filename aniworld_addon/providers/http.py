@@ -9,10 +9,10 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Final
+from typing import Final, TypeVar, cast
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -29,6 +29,7 @@ from ..errors import (
 from .cache import Clock, Coalescer, TtlCache
 
 _LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROJECT_URL: Final = "https://github.com/aniworld-addon/aniworld-addon"
 DEFAULT_USER_AGENT: Final = f"AniWorldAddon/{VERSION} (+{PROJECT_URL}; Home Assistant add-on)"
@@ -57,7 +58,11 @@ class HttpOptions:
     #: two downloads' episode pages and hoster redirects); the long-run rate stays the same
     burst: int = 4
     cache_ttl_s: float = 6 * 3600
-    cache_max_entries: int = 2048
+    #: what read() made of a page, not the page: a series or season page of the real site is
+    #: 50-150 KB of HTML, what the rescan keeps of it a few KB. A rescan reads its pages in the
+    #: same order each time, and an LRU bound smaller than that set missed on every page: this
+    #: one holds the series and season pages of about 6,000 series.
+    cache_max_entries: int = 20_000
     #: extra attempts for 5xx, timeouts and connection errors (never for 403/429/challenges)
     retries: int = 2
     backoff_s: float = 1.0
@@ -294,7 +299,7 @@ class ProviderHttp:
         self._semaphore = asyncio.Semaphore(max(1, self.options.concurrency))
         self._pace_lock = asyncio.Lock()
         self._next_start = 0.0
-        self._cache: TtlCache[str, Page] = TtlCache(
+        self._cache: TtlCache[str, object] = TtlCache(
             self.options.cache_ttl_s, self.options.cache_max_entries, clock
         )
         self._inflight: Coalescer[str, Page] = Coalescer()
@@ -311,12 +316,9 @@ class ProviderHttp:
             raise ProviderError(f"refusing to fetch {absolute!r}: not on {self.base_url}")
         return absolute
 
-    async def get(self, path: str, *, cache: bool = False) -> Page:
-        """GET a page (following redirects); `cache` keeps it for the cache lifetime."""
+    async def get(self, path: str) -> Page:
+        """GET a page (following redirects), never from the cache."""
         url = self.url(path)
-        if cache and (hit := self._cache.get(url)) is not None:
-            self.stats.cache_hits += 1
-            return hit
         page, shared = await self._inflight.run(url, lambda: self._request("GET", url))
         if shared:
             self.stats.coalesced += 1
@@ -324,9 +326,22 @@ class ProviderHttp:
         # those pages point there too: the site itself vouched for the new origin.
         if (origin := site_origin(page.url)) is not None:
             self._origins.add(origin)
-        if cache:
-            self._cache.put(url, page)
         return page
+
+    async def read(self, path: str, parse: Callable[[Page], Awaitable[T]]) -> T:
+        """What `parse` makes of a page, from the cache while it is fresh.
+
+        The cache keeps the result, not the page; a page `parse` refuses (it raises) is not
+        kept, so the next call fetches it again. A path is always read with the same `parse`.
+        """
+        url = self.url(path)
+        hit = self._cache.get(url)
+        if hit is not None:
+            self.stats.cache_hits += 1
+            return cast(T, hit)
+        value = await parse(await self.get(path))
+        self._cache.put(url, value)
+        return value
 
     async def post_form(
         self, path: str, data: Mapping[str, str], *, headers: Mapping[str, str] | None = None
@@ -354,7 +369,7 @@ class ProviderHttp:
 
     @property
     def cached_pages(self) -> int:
-        """How many pages the cache holds."""
+        """How many pages the cache holds (what read() made of them)."""
         return len(self._cache)
 
     async def _request(

@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 
-from .http import HttpOptions
+from .http import HttpOptions, ProviderHttp
 from .registry import ProviderRegistry, build_providers
+from .ytdlp_playlist import YtdlpPlaylistProvider
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -21,14 +22,32 @@ class LiveProviders:
         self._client = client
         self._options = http_options
         self.registry = ProviderRegistry({})
+        self._sites: dict[str, ProviderHttp] = {}
 
     def rebuild(self, settings: Mapping[str, Any]) -> None:
-        """Build the providers from the settings' providers and languages blocks."""
+        """Build the providers from the settings' providers and languages blocks.
+
+        A site whose URL stays keeps its ProviderHttp: a new one forgot the cached pages (the
+        next rescan cost every page again), started a second set of 4 requests in flight
+        beside the old one's, and forgot that the site had asked for a pause.
+        """
+        previous, self._sites = self._sites, {}
+
+        def site(url: str) -> ProviderHttp:
+            http = self._sites.get(url) or previous.get(url)
+            if http is None:
+                http = ProviderHttp(self._client, url, self._options)
+            self._sites[url] = http
+            return http
+
+        ytdlp = self.registry.get("ytdlp") if "ytdlp" in self.registry else None
         self.registry = build_providers(
             settings["providers"],
             self._client,
             languages=settings["languages"],
             http_options=self._options,
+            http_for=site,
+            ytdlp=ytdlp if isinstance(ytdlp, YtdlpPlaylistProvider) else None,
         )
         _LOGGER.info("providers: %s", ", ".join(self.registry.names) or "none enabled")
 

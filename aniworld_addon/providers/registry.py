@@ -180,8 +180,14 @@ def build_providers(
     languages: Sequence[str] = (),
     http_options: HttpOptions | None = None,
     clock: Clock = time.monotonic,
+    http_for: Callable[[str], ProviderHttp] | None = None,
+    ytdlp: YtdlpPlaylistProvider | None = None,
 ) -> ProviderRegistry:
-    """The registry of enabled providers; one ProviderHttp (pacing, cache) per site."""
+    """The registry of enabled providers; one ProviderHttp (pacing, cache) per site.
+
+    `http_for(url)` and `ytdlp` hand in what a previous build made, so that a rebuild keeps a
+    site's cache, its concurrency cap and its refusals, and yt-dlp's playlist cache.
+    """
     providers: dict[str, Provider] = {}
     unavailable: dict[str, str] = {}
     for name in SITE_PROVIDERS:
@@ -195,10 +201,17 @@ def build_providers(
             unavailable[name] = f"the {layout.value} layout of {url} is not supported yet"
             _LOGGER.warning("provider %s: %s", name, unavailable[name])
             continue
-        providers[name] = builder(name, url, ProviderHttp(client, url, http_options, clock=clock))
+        http = (
+            ProviderHttp(client, url, http_options, clock=clock)
+            if http_for is None
+            else http_for(url)
+        )
+        providers[name] = builder(name, url, http)
     if (settings_providers.get("ytdlp") or {}).get("enabled"):
         known = [Language(v) for v in languages if v in {lang.value for lang in Language}]
-        providers["ytdlp"] = YtdlpPlaylistProvider(
-            language=known[0] if known else Language.GERMAN_DUB, clock=clock
-        )
+        language = known[0] if known else Language.GERMAN_DUB
+        if ytdlp is None:
+            ytdlp = YtdlpPlaylistProvider(language=language, clock=clock)
+        ytdlp.language = language
+        providers["ytdlp"] = ytdlp
     return ProviderRegistry(providers, unavailable)

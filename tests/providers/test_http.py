@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import zlib
 from typing import Any
@@ -29,6 +30,7 @@ from aniworld_addon.providers.http import (
     MAX_RETRY_AFTER_S,
     HttpOptions,
     LazyTransport,
+    Page,
     ProviderHttp,
     parse_retry_after,
     site_origin,
@@ -262,20 +264,48 @@ async def test_waiters_share_the_leaders_error(
     assert provider_site.control.count("series") == 1
 
 
+async def _title(page: Page) -> str:
+    """What a test's read() keeps of a page: its <title>, or a parse error without one."""
+    found = re.search(r"<title>([^<]*)</title>", page.text)
+    if found is None:
+        raise ProviderParseError(f"no title in {page.url}")
+    return found[1]
+
+
+async def test_what_read_keeps_is_the_parse_and_a_refused_page_is_not_kept(
+    provider_site: RunningSite, client: httpx.AsyncClient
+) -> None:
+    # The cache kept whole pages (50-150 KB each on the real site) and parsed them again on
+    # every hit; a page the parser refused had to be taken out again by the provider.
+    http = make_http(provider_site, client)
+    title = await http.read(SERIES, _title)
+    assert "Kaiju Academy" in title and title == await http.read(SERIES, _title)
+    assert provider_site.control.count("series") == 1
+
+    async def refuse(page: Page) -> str:
+        raise ProviderParseError(f"not the page we know: {page.url}")
+
+    for _ in range(2):
+        with pytest.raises(ProviderParseError):
+            await http.read("/anime/stream/sky-lantern", refuse)
+    assert provider_site.control.count("series") == 3
+    assert http.cached_pages == 1
+
+
 async def test_cached_pages_expire_after_the_ttl(
     provider_site: RunningSite, client: httpx.AsyncClient
 ) -> None:
     now = [1000.0]
     http = make_http(provider_site, client, cache_ttl_s=60.0, clock=lambda: now[0])
 
-    await http.get(SERIES, cache=True)
+    await http.read(SERIES, _title)
     now[0] += 59.0
-    await http.get(SERIES, cache=True)
+    await http.read(SERIES, _title)
     assert provider_site.control.count("series") == 1
     assert http.stats.cache_hits == 1
 
     now[0] += 1.0
-    await http.get(SERIES, cache=True)
+    await http.read(SERIES, _title)
     assert provider_site.control.count("series") == 2
 
     await http.get(SERIES)  # uncached reads always go to the site
@@ -289,10 +319,10 @@ async def test_cache_evicts_the_least_recently_used_page(
     first, second, third = SERIES, f"{SERIES}/staffel-1", f"{SERIES}/staffel-2"
 
     for path in (first, second, first, third):  # `second` is now the oldest
-        await http.get(path, cache=True)
+        await http.read(path, _title)
     provider_site.control.reset()
-    await http.get(first, cache=True)
-    await http.get(second, cache=True)
+    await http.read(first, _title)
+    await http.read(second, _title)
 
     assert http.cached_pages == 2
     assert provider_site.control.requests == {second: 1}
@@ -303,7 +333,7 @@ async def test_invalidate_drops_a_series_and_its_seasons_only(
 ) -> None:
     http = make_http(provider_site, client)
     for path in (SERIES, f"{SERIES}/staffel-1", "/anime/stream/sky-lantern"):
-        await http.get(path, cache=True)
+        await http.read(path, _title)
 
     http.invalidate(SERIES)
 
@@ -349,7 +379,7 @@ async def test_site_faults_become_provider_errors(
     http = make_http(provider_site, client, retries=0)
 
     with pytest.raises(error) as caught:
-        await http.get(SERIES, cache=True)
+        await http.read(SERIES, _title)
 
     assert getattr(caught.value, "retry_after", None) == retry_after
     assert http.cached_pages == 0
