@@ -124,6 +124,8 @@ class Subscription:
                 await self._callback(event)
             except Exception:
                 _LOGGER.exception("Subscriber %s failed on %s", self.name, event.type)
+            finally:
+                self.queue.task_done()
 
     async def cancel(self) -> None:
         """Stop delivering to this subscriber."""
@@ -158,6 +160,10 @@ class EventBus:
         for subscription in self._subscriptions:
             subscription.offer(event)
         return event
+
+    async def drained(self) -> None:
+        """Return once every subscriber has handled every event published so far."""
+        await asyncio.gather(*(s.queue.join() for s in list(self._subscriptions)))
 
     async def close(self) -> None:
         """Cancel every subscriber task (called from the bus's cleanup context)."""

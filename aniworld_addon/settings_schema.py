@@ -93,10 +93,15 @@ def site_url(value: Any) -> str:
     return url
 
 
+MAX_TOPIC_PREFIX: Final = 100  # a topic is at most 65,535 bytes: longer killed paho's thread
+
+
 def topic(value: Any) -> str:
     """An MQTT topic prefix: levels of letters, digits, '_' and '-', no wildcards."""
     if not isinstance(value, str) or not _TOPIC_RE.match(value):
         raise vol.Invalid("must be topic levels of letters, digits, '_' or '-' joined by '/'")
+    if len(value) > MAX_TOPIC_PREFIX:
+        raise vol.Invalid(f"must be at most {MAX_TOPIC_PREFIX} characters")
     return value
 
 

@@ -119,6 +119,16 @@ async def test_invalid_update_is_refused_with_every_problem(
         "mqtt.topic_prefix": "must differ from discovery_prefix and from homeassistant",
         "scheduler.rescan_cron": "the crontab expression '0 0 30 2 *' never fires",
     }
+    # A 70,000-character prefix was saved, and paho's thread died on the first publish.
+    response = await authed.client.put(
+        "/api/config",
+        json={"mqtt": {"discovery_prefix": "ha/" * 40 + "ha"}},
+        headers=authed.headers,
+    )
+    assert response.status == 400
+    assert (await response.json())["error"]["details"] == [
+        {"path": "mqtt.discovery_prefix", "message": "must be at most 100 characters"}
+    ]
 
 
 async def test_template_escaping_the_library_is_refused(authed: Authed) -> None:

@@ -105,10 +105,12 @@ class PahoSession:
         self._subscribed = topics
         self._client.subscribe([(topic, QOS) for topic in topics])
 
-    def publish(self, topic: str, payload: str, *, retain: bool) -> None:
-        """Queue a message at QOS; paho sends it from its thread."""
+    def publish(self, topic: str, payload: str, *, retain: bool) -> bool:
+        """Queue a message at QOS for paho's thread to send; False when paho dropped it
+        (MAX_QUEUED messages already wait for a slow or stalled broker)."""
         assert self._client is not None
-        self._client.publish(topic, payload, qos=QOS, retain=retain)
+        info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     async def close(self, messages: list[tuple[str, str]]) -> None:
         """Publish the last messages, wait for the broker's acks, disconnect, join the thread."""

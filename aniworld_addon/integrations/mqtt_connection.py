@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 RESOLVE_RETRY_S: Final = (5.0, 15.0, 60.0)
+DROPPED_RETRY_S: Final = 1.0  # how soon states paho dropped (its queue was full) go again
 
 
 def birth_delay() -> float:
@@ -121,7 +122,12 @@ class MqttConnection:
         self._connected = False
         self._failures = 0
         self._reason = "looking up the MQTT broker"
+        self._refusal_said = False
         self._sent: dict[str, str] = {}  # retained topic -> payload sent in this session
+        # Retained states paho dropped (its queue was full): sent again once it has room,
+        # unless a newer state of the topic got through first.
+        self._dropped: dict[str, str] = {}
+        self._resender: asyncio.Task[Any] | None = None
         self._broker_discovery: str | None = None  # what the broker holds on the discovery topic
         self._discovery_known = False
         self._sync_token = ""
@@ -272,6 +278,7 @@ class MqttConnection:
         if reason.is_failure:
             self._failures += 1
             self._reason = f"the broker at {self._address()} refused the connection: {reason}"
+            self._refusal_said = True  # the disconnect that follows has nothing to add
             level = logging.WARNING if self._failures == 1 else logging.DEBUG
             _LOGGER.log(level, "MQTT: %s (attempt %d)", self._reason, self._failures)
             self._notify()
@@ -280,6 +287,7 @@ class MqttConnection:
         self._failures, self._reason = 0, ""
         self._set_connected(True)
         self._sent.clear()
+        self._dropped.clear()  # every state is published anew on this connection
         self._broker_discovery, self._discovery_known = None, False
         self._sync_token = secrets.token_hex(8)
         topics = self.topics
@@ -301,8 +309,23 @@ class MqttConnection:
 
     def session_lost(self, session: PahoSession, reason: ReasonCode) -> None:
         """Report a dropped session; paho reconnects on its own."""
-        if session is not self._session or not self._connected:
-            return  # a refused or failed attempt already said why
+        if session is not self._session:
+            return
+        if not self._connected:
+            if self._refusal_said:  # a refused attempt: session_connected said why
+                self._refusal_said = False
+                return
+            # Hung up before any answer: a TLS or WebSocket listener, or not MQTT at all.
+            # /health said "connecting" for good, and the log said nothing.
+            self._failures += 1
+            self._reason = (
+                f"{self._address()} closed the connection before answering as an MQTT broker"
+                " (a TLS or WebSocket port?); retrying"
+            )
+            level = logging.WARNING if self._failures == 1 else logging.DEBUG
+            _LOGGER.log(level, "MQTT: %s (attempt %d)", self._reason, self._failures)
+            self._notify()
+            return
         self._set_connected(False)
         self._reason = f"lost the connection to {self._address()} ({reason}); reconnecting"
         _LOGGER.warning("MQTT: %s", self._reason)
@@ -384,7 +407,27 @@ class MqttConnection:
             return False
         if retain and not force and self._sent.get(topic) == payload:
             return False
-        session.publish(topic, payload, retain=retain)
+        if not session.publish(topic, payload, retain=retain):
+            # Recorded as sent, a dropped state was never sent again: the retained topic (a
+            # "paused" switch in Home Assistant) stayed wrong until the state changed.
+            if retain:
+                self._dropped[topic] = payload
+                self._sent.pop(topic, None)
+                if self._resender is None or self._resender.done():
+                    _LOGGER.warning(
+                        "MQTT: too many messages wait for the broker; states are sent later"
+                    )
+                    self._resender = self._tasks.spawn(self._send_dropped(), "mqtt:dropped")
+            return False
         if retain:
             self._sent[topic] = payload
+            self._dropped.pop(topic, None)
         return True
+
+    async def _send_dropped(self) -> None:
+        """Send the dropped states again, once a second until paho takes them all."""
+        while self._dropped and self.connected:  # else the next connection sends them all
+            await asyncio.sleep(DROPPED_RETRY_S)
+            dropped, self._dropped = self._dropped, {}
+            for name, payload in dropped.items():
+                self.send(name, payload, force=True)  # dropped again: back in _dropped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -182,3 +183,50 @@ async def test_kill_9_makes_the_broker_publish_offline(
             process.kill()
         await process.wait()
     assert process.returncode == -9
+
+
+async def test_states_dropped_while_the_broker_stalls_are_sent_again(
+    start_bridge: BridgeFactory, services: Services, mosquitto: Mosquitto, watch: WatchFactory
+) -> None:
+    # paho keeps at most 1000 messages for a broker that does not take them and drops the
+    # rest; a dropped state was recorded as sent, so the retained "paused" switch stayed OFF
+    # after the queue was paused, and another pause did not fix it either.
+    start_bridge()
+    watcher = await online(watch, "aniworld/queue/paused")
+    await watcher.wait_message("aniworld/queue/paused", "OFF")
+    mark = len(watcher.messages)
+    assert mosquitto.process is not None
+    mosquitto.process.send_signal(signal.SIGSTOP)
+    try:
+        for n in range(1200):  # more queue states than paho keeps
+            await services.queue.set_state(running=n % 2 == 0)
+            await services.bus.drained()
+        await services.queue.set_state(paused=True)
+        await services.bus.drained()
+    finally:
+        mosquitto.process.send_signal(signal.SIGCONT)
+    await watcher.wait_message("aniworld/queue/paused", "ON", after=mark, within=30)
+
+
+async def test_a_port_that_hangs_up_before_answering_is_reported(
+    start_bridge: BridgeFactory,
+) -> None:
+    # A TLS or WebSocket listener reads CONNECT and closes: /health said "connecting" for
+    # good and the log said nothing.
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        bridge = start_bridge(broker=BrokerConfig("127.0.0.1", port))
+        health = await bridge.health()
+        async with asyncio.timeout(WAIT_S):
+            while "closed the connection" not in health.message:
+                await bridge.connection.wait_change()
+                health = await bridge.health()
+        assert health.status == "error" and f"127.0.0.1:{port}" in health.message
+    finally:
+        server.close()
+        await server.wait_closed()
