@@ -113,6 +113,11 @@ def _ignore(_status: Mapping[str, Any]) -> None:
     """The hooks of an idle session: nobody listens."""
 
 
+def _literal(template: str) -> str:
+    """An output template without shell expansion (see YtdlpSession)."""
+    return template
+
+
 class YtdlpSession:
     """A YoutubeDL whose output template and hooks belong to whichever download borrowed it."""
 
@@ -128,6 +133,10 @@ class YtdlpSession:
                 "postprocessor_hooks": [lambda status: self.on_postprocess(status)],
             }
         )
+        # yt-dlp runs its output template through os.path.expandvars (and ~), and "$$" is no
+        # escape there: a series titled "... $HOME ..." was written to another folder. Our
+        # template is a literal path (only "%" is escaped), so it is taken as it is.
+        self.ydl._outtmpl_expandpath = _literal
 
     @contextmanager
     def lend(self, template: str, progress: Hook, postprocess: Hook) -> Iterator[Any]:

@@ -106,6 +106,28 @@ async def test_mp4_hoster_download_is_byte_identical(
     assert reports[-1].total_mb == pytest.approx(media_set.mp4_size / 2**20, abs=0.01)
 
 
+async def test_a_dollar_in_a_name_is_no_environment_variable(
+    provider: AniworldProvider,
+    resolver: Resolver,
+    media_set: MediaSet,
+    final_base: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # yt-dlp expands $VARS in its output template: a series titled "... $HOME ..." had its
+    # .part written to another folder of the library (or outside it), made there first.
+    monkeypatch.setenv("ANIWORLD_ELSEWHERE", "Elsewhere")
+    library = final_base.parent.parent.parent
+    base = library / "Ca$ANIWORLD_ELSEWHERE" / "S01E01 - ${ANIWORLD_ELSEWHERE}"
+    source = await source_for(resolver, provider, 1, "VOE")
+
+    final = await Downloader().download(source, base)
+
+    assert final == base.with_name(base.name + ".mp4")
+    assert final.read_bytes() == media_set.mp4.read_bytes()
+    made = sorted(str(p.relative_to(library)) for p in library.rglob("*"))
+    assert made == ["Ca$ANIWORLD_ELSEWHERE", f"Ca$ANIWORLD_ELSEWHERE/{final.name}"]
+
+
 async def test_downloads_reuse_an_idle_ytdlp_session_but_never_a_failed_one(
     provider: AniworldProvider,
     resolver: Resolver,
