@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -172,3 +173,21 @@ async def database_lock(path: Path) -> AsyncIterator[asyncio.subprocess.Process]
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size_bytes: int) -> Iterator[Path]:
+    """A tmpfs of `size_bytes` mounted on `folder` (made if missing) for the block: a real
+    disk that fills up (root and mount needed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mount = shutil.which("mount") or "/usr/bin/mount"
+    command = [mount, "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(folder)]
+    mounted = os.geteuid() == 0 and subprocess.run(command, check=False).returncode == 0
+    if not mounted:
+        if IN_CI:
+            pytest.fail("cannot mount a small tmpfs (needs root and mount)")
+        pytest.skip("a small disk needs root and mount")
+    try:
+        yield folder
+    finally:
+        subprocess.run([shutil.which("umount") or "umount", str(folder)], check=True, timeout=10)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from yt_dlp.utils import DownloadCancelled, YoutubeDLError
+from yt_dlp.utils import DownloadCancelled, PostProcessingError, YoutubeDLError
 
 from ..fsutil import fsync_dir, fsync_file, write_out
 from .probe_gates import ProbeGates, WarmProbe
@@ -32,7 +32,7 @@ from .progress import (
 from .resolver import DownloadFailedError, MediaSource, NoResolverError
 from .verification import find_ffprobe, verify_download
 from .writeback import WriteBack
-from .ytdlp_errors import close_abandoned, convert_error
+from .ytdlp_errors import close_abandoned, convert_error, error_chain
 from .ytdlp_sessions import SessionPool, YtdlpSession
 
 _LOGGER = logging.getLogger(__name__)
@@ -226,6 +226,8 @@ class Downloader:
             except _Cancelled:
                 raise
             except YoutubeDLError as err:
+                if any(isinstance(e, PostProcessingError) for e in error_chain(err)):
+                    self._check_room_to_remux(job.final_base, err)
                 raise convert_error(err, source, extracting=False) from err
             downloaded = _requested_download(ydl.sanitize_info(result))
         if downloaded is None:
@@ -307,6 +309,38 @@ class Downloader:
         if done - job.written_back >= self.writeback_step:
             job.writeback.request(temp)
             job.written_back = done
+
+    def _check_room_to_remux(self, base: Path, err: YoutubeDLError) -> None:
+        """Raise InsufficientSpaceError when a failed remux (ffmpeg's copy of the fetched
+        file, as for HLS) had no room for its copy: yt-dlp says only "Conversion failed!",
+        and the hoster was blamed and blocklisted, the retry filling the same disk."""
+        prefix = base.name + PART_SUFFIX
+        try:
+            sizes = [
+                entry.stat(follow_symlinks=False).st_size
+                for entry in os.scandir(base.parent)
+                if entry.name.startswith(prefix)
+            ]
+            free = shutil.disk_usage(base.parent).free
+        except OSError:
+            return  # the error as yt-dlp gave it
+        if not sizes:
+            return
+        needed = max(sizes)  # a second copy of the fetched file
+        available = free + sum(sizes) - needed  # the copy's remains are removed
+        if (available - needed) / MB >= self.min_free_space_mb:
+            return
+        raise InsufficientSpaceError(
+            f"not enough space on {base.parent} to remux the download: {available / MB:.0f} MB"
+            f" free, about {needed / MB:.0f} MB needed for the copy, minimum free is"
+            f" {self.min_free_space_mb:.0f} MB",
+            details={
+                "path": str(base.parent),
+                "free_mb": round(available / MB, 1),
+                "needed_mb": round(needed / MB, 1),
+                "min_free_space_mb": self.min_free_space_mb,
+            },
+        ) from err
 
     def _check_space(self, directory: Path, needed_bytes: int) -> None:
         probe = directory

@@ -43,7 +43,7 @@ from aniworld_addon.downloads.ytdlp_sessions import SessionPool, YtdlpSession
 from aniworld_addon.fsutil import write_out
 from aniworld_addon.providers import AniworldProvider
 from aniworld_addon.providers.base import HosterLink, Language
-from tests.conftest import require_tool
+from tests.conftest import require_tool, small_disk
 from tests.downloads.test_resolver import FixedRedirectProvider
 from tests.site.media import MediaSet
 from tests.site.plugin import RunningSite
@@ -221,6 +221,24 @@ async def test_jwplayer_hls_download_is_a_valid_video(
     assert "video" in {s["codec_type"] for s in report["streams"]}
     assert float(report["format"]["duration"]) == pytest.approx(media_set.duration_s, abs=0.5)
     assert leftovers(final_base) == [final.name]
+
+
+async def test_a_disk_too_small_for_the_hls_remux_is_no_fault_of_the_hoster(
+    provider: AniworldProvider, resolver: Resolver, media_set: MediaSet, tmp_path: Path
+) -> None:
+    # The fragments fit, then ffmpeg's remux needs a second copy and hits ENOSPC; yt-dlp says
+    # only "Conversion failed!", so the hoster was blamed (and blocklisted) and the item
+    # retried into the same full disk.
+    require_tool("ffmpeg")
+    fragments = sum(segment.stat().st_size for segment in media_set.segments)
+    source = await source_for(resolver, provider, 1, "Filemoon")
+    with small_disk(tmp_path / "disk", fragments * 3 // 2) as disk:
+        base = disk / "Kaiju Academy - S01E01"
+        with pytest.raises(InsufficientSpaceError) as caught:
+            await Downloader(min_free_space_mb=0).download(source, base)
+        assert not caught.value.next_candidate
+        assert "remux" in caught.value.message
+        assert leftovers(base) == []
 
 
 async def test_progress_is_throttled_on_the_loop_and_ends_at_100(
