@@ -156,7 +156,7 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
         transport=transport, follow_redirects=False, timeout=20.0
     ) as client:
         app[keys.HTTP_CLIENT] = client
-        live = LiveProviders(client, HttpOptions())
+        live = LiveProviders(client, HttpOptions(), clock=app[keys.CLOCK])
         settings = app[keys.SETTINGS]
         live.rebuild(settings.get())
         app[keys.PROVIDERS] = live

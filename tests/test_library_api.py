@@ -8,7 +8,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -218,7 +217,8 @@ async def test_a_failing_series_is_marked_and_the_scan_goes_on(
         assert sum(provider_site.control.requests.values()) == 0
         aniworld = library.client.app[keys.PROVIDERS].registry.get("aniworld")
         assert isinstance(aniworld, AniworldProvider)
-        aniworld.http.clock = lambda: time.monotonic() + BLOCKED_WAIT_S + 1
+        real_clock = aniworld.http.clock
+        aniworld.http.clock = lambda: real_clock() + BLOCKED_WAIT_S + 1
     await _rescan(library)
     assert (await _get(library, "/api/anime/sky-lantern"))["error"] is None
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -18,9 +19,18 @@ _LOGGER = logging.getLogger(__name__)
 class LiveProviders:
     """Holds the current ProviderRegistry; callers ask for `.registry` each time they need it."""
 
-    def __init__(self, client: httpx.AsyncClient, http_options: HttpOptions) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        http_options: HttpOptions,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
         self._options = http_options
+        # the sites' cache lifetimes and refusal waits; the app's clock, which the queue's
+        # backoff reads too: an item due after Retry-After finds the site's wait over
+        self._clock = clock
         self.registry = ProviderRegistry({})
         self._sites: dict[str, ProviderHttp] = {}
 
@@ -36,7 +46,7 @@ class LiveProviders:
         def site(url: str) -> ProviderHttp:
             http = self._sites.get(url) or previous.get(url)
             if http is None:
-                http = ProviderHttp(self._client, url, self._options)
+                http = ProviderHttp(self._client, url, self._options, clock=self._clock)
             self._sites[url] = http
             return http
 
@@ -47,6 +57,7 @@ class LiveProviders:
             languages=settings["languages"],
             http_options=self._options,
             http_for=site,
+            clock=self._clock,
             ytdlp=ytdlp if isinstance(ytdlp, YtdlpPlaylistProvider) else None,
         )
         _LOGGER.info("providers: %s", ", ".join(self.registry.names) or "none enabled")

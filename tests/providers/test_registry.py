@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -139,7 +138,8 @@ async def test_search_all_raises_when_every_provider_failed(
     sto_site.control.clear_faults()
     sto = registry.get("sto")
     assert isinstance(sto, AniworldProvider)
-    sto.http.clock = lambda: time.monotonic() + BLOCKED_WAIT_S + 1
+    real_clock = sto.http.clock
+    sto.http.clock = lambda: real_clock() + BLOCKED_WAIT_S + 1
     outcome = await registry.search_all("kaiju", names=["sto"])
     assert [r.provider for r in outcome.results] == ["sto"]
 

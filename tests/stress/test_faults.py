@@ -26,7 +26,7 @@ from aniworld_addon import keys
 from aniworld_addon.const import DB_FILENAME
 from aniworld_addon.events import EventType
 from aniworld_addon.options import Options
-from aniworld_addon.providers.http import HttpOptions
+from aniworld_addon.providers.http import BLOCKED_WAIT_S, HttpOptions
 from aniworld_addon.providers.registry import build_providers
 from tests.conftest import IN_CI, AiohttpClient, database_lock, series_folder
 from tests.integrations.conftest import Mosquitto, Watcher, start_mosquitto
@@ -159,6 +159,7 @@ def fresh_provider_cache(svc: Service, http: HttpOptions | None = None) -> None:
         app[keys.HTTP_CLIENT],
         languages=settings["languages"],
         http_options=http,
+        clock=svc.clock,  # as the app's LiveProviders: the queue's clock
     )
 
 
@@ -288,9 +289,13 @@ async def test_a_challenge_page_reports_the_provider_blocked_and_is_not_solved(
     assert sum(control.requests.values()) == 2, control.requests
 
     control.clear_faults()
+    # Two pages refused: the site is left alone until the wall's wait is over.
+    (held,) = (await rescan(svc))["result"]["errors"]
+    assert "not asked again" in held["message"]
+    assert sum(control.requests.values()) == 2
+    await after_backoff(svc, item_id, BLOCKED_WAIT_S + 1)
     assert (await rescan(svc))["result"]["errors"] == []
     assert (await health(svc))["checks"]["provider"]["status"] == "ok"
-    await after_backoff(svc, item_id)
     await completes(svc, item_id, media_set)
     assert await item_ids(svc) == {item_id}
 
