@@ -291,6 +291,33 @@ async def test_remove_cancels_a_running_download(service: Service) -> None:
     await service.call("DELETE", f"/api/queue/{item_id}", status=404)
 
 
+async def test_commands_answer_while_a_remove_waits_for_a_stalled_hoster(
+    service: Service,
+) -> None:
+    # Remove waited for the download's thread inside the queue's turn: with a hoster that
+    # stopped answering, a pause sent meanwhile took 85 s, and the dispatcher waited too.
+    control = service.site.control
+    control.set_fault("^/media/", Fault.TIMEOUT)
+    control.timeout_hold_s = 300
+    (item_id,) = await service.queue([(1, 1)])
+    await control.wait_for("media")
+    remove = asyncio.create_task(service.call("DELETE", f"/api/queue/{item_id}"))
+    queue = service.client.app[keys.QUEUE]
+    async with asyncio.timeout(10):  # a bound for failing: the item is deleted at once
+        while any(item_id in {i.id for i in group} for group in await _groups(queue)):
+            await asyncio.sleep(0.02)
+        await service.call("POST", "/api/queue/pause")
+        await service.call("POST", "/api/queue/resume")
+    assert not remove.done()  # its thread still waits for the hoster
+    control.begin_shutdown()  # the hoster answers (503): the thread sees the cancel
+    await remove
+    assert list(service.options.library_path.rglob("*.part*")) == []
+
+
+async def _groups(queue: Any) -> list[Any]:
+    return list((await queue.store.snapshot()).groups.values())
+
+
 class _AskingLock(asyncio.Lock):
     """An asyncio.Lock that says when someone asks for it."""
 

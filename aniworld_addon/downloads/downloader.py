@@ -72,18 +72,38 @@ class _Job:
             raise _Cancelled
 
 
+# The _Job a download thread works for (each download has a thread of its own).
+_current = threading.local()
+
+
+def _cancel_point(message: str) -> None:
+    """Abort yt-dlp at a retry notice if this thread's download was cancelled (see
+    _YtdlpLogger): there the failed attempt's response is closed, nothing else is open."""
+    job: _Job | None = getattr(_current, "job", None)
+    if job is not None and ". Retrying" in message:
+        job.check_cancelled()
+
+
 class _YtdlpLogger:
-    """Routes yt-dlp's messages to logging instead of the process's stdout/stderr."""
+    """Routes yt-dlp's messages to logging instead of the process's stdout/stderr.
+
+    Its retry notices are also points where a cancelled download stops: a hoster that stalls
+    calls no progress hook, and yt-dlp reports each retry after a socket timeout here. A
+    cancel then waited for every retry's timeout (90 s), the queue's commands behind it.
+    """
 
     _logger = logging.getLogger("aniworld_addon.downloads")
 
     def debug(self, message: str) -> None:
+        _cancel_point(message)
         self._logger.debug("yt-dlp: %s", message)
 
     def info(self, message: str) -> None:
+        _cancel_point(message)
         self._logger.debug("yt-dlp: %s", message)
 
     def warning(self, message: str) -> None:
+        _cancel_point(message)
         # Said for every hoster page without a dedicated extractor: expected, not a warning here.
         level = logging.DEBUG if "generic information extractor" in message else logging.WARNING
         self._logger.log(level, "yt-dlp: %s", message)
@@ -148,6 +168,7 @@ class Downloader:
         return final
 
     def _run(self, job: _Job) -> tuple[Path, int]:
+        _current.job = job
         base = job.final_base
         try:
             cleanup_partials(base)  # leftovers of an attempt that died with the process

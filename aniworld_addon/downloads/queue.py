@@ -77,6 +77,9 @@ class DownloadQueue:
         self.running = True
         self.paused = False
         self._active: dict[int, asyncio.Task[None]] = {}
+        # The newest task of each episode: a cancelled one may still be ending (its thread
+        # waits on a stalled hoster) when the episode is queued and started again.
+        self._episodes: dict[tuple[str, str, int, int], asyncio.Task[None]] = {}
         self._progress: dict[int, dict[str, Any]] = {}
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -210,30 +213,52 @@ class DownloadQueue:
         if item.id in self._active or not await self.store.claim(item.id, self.clock()):
             return False
         self._progress[item.id] = {}
-        task = asyncio.get_running_loop().create_task(self._run(item), name=f"download:{item.id}")
+        episode = (item.provider, item.series_key, item.season, item.episode)
+        before = self._episodes.get(episode)
+        task = asyncio.get_running_loop().create_task(
+            self._run(item, before), name=f"download:{item.id}"
+        )
         self._active[item.id] = task
-        task.add_done_callback(functools.partial(self._finished, item.id))
+        self._episodes[episode] = task
+        task.add_done_callback(functools.partial(self._finished, item.id, episode))
         return True
 
-    def _finished(self, item_id: int, task: asyncio.Task[None]) -> None:
+    def _finished(
+        self, item_id: int, episode: tuple[str, str, int, int], task: asyncio.Task[None]
+    ) -> None:
         if self._active.get(item_id) is task:  # never a later task of the same item
             del self._active[item_id]
             self._progress.pop(item_id, None)
+        if self._episodes.get(episode) is task:
+            del self._episodes[episode]
         self._wake.set()
 
-    async def _cancel(self, item_ids: Sequence[int]) -> list[int]:
-        """Cancel running downloads and wait until their threads and temp files are gone."""
+    def _stop_tasks(self, item_ids: Sequence[int]) -> tuple[list[int], list[asyncio.Task[None]]]:
+        """Cancel the running downloads among item_ids: the ids and the tasks, still ending."""
         cancelled = [i for i in item_ids if i in self._active]
         tasks = [self._active[i] for i in cancelled]
         for task in tasks:
             task.cancel()
+        return cancelled, tasks
+
+    async def _ended(self, cancelled: list[int], tasks: list[asyncio.Task[None]]) -> None:
+        """Wait until cancelled downloads' threads and temp files are gone; pending again."""
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.store.back_to_pending(cancelled)
+
+    async def _cancel(self, item_ids: Sequence[int]) -> list[int]:
+        """Cancel running downloads and wait until their threads and temp files are gone."""
+        cancelled, tasks = self._stop_tasks(item_ids)
+        await self._ended(cancelled, tasks)
         return cancelled
 
     # --- one download ------------------------------------------------------------------------
 
-    async def _run(self, item: QueueItem) -> None:
+    async def _run(self, item: QueueItem, before: asyncio.Task[None] | None) -> None:
+        if before is not None:
+            # The episode's cancelled download may still write its .part (and remove it when
+            # its thread ends): the same file names, so this one starts after that.
+            await asyncio.wait([before])
         attempts: list[dict[str, Any]] = list(item.attempts)
         try:
             landed = await self._job.run(item, attempts, self._on_progress)
@@ -303,13 +328,17 @@ class DownloadQueue:
     async def remove(self, item_ids: Sequence[int]) -> int:
         """Cancel (if running) and delete items."""
         async with self._turn:
-            await self._cancel([i for i in item_ids if i in self._active])
+            _, ending = self._stop_tasks(item_ids)
             removed = await self.store.delete(item_ids)
+        # Waited for outside the queue's turn: a thread on a stalled hoster ends only with its
+        # socket timeout, and pause, stop and the dispatcher waited behind it for minutes.
+        await asyncio.gather(*ending, return_exceptions=True)
         await self._publish_status("removed", list(item_ids))
         return removed
 
     async def set_state(self, *, running: bool | None = None, paused: bool | None = None) -> None:
         """start/stop/pause/resume, persisted so they survive a restart."""
+        cancelled: tuple[list[int], list[asyncio.Task[None]]] = ([], [])
         async with self._turn:
             if running is not None:
                 self.running = running
@@ -317,8 +346,9 @@ class DownloadQueue:
                 self.paused = paused
             state = {"running": self.running, "paused": self.paused}
             await self._library.set_meta(STATE_KEY, state)
-            if running is False:
-                await self._cancel(list(self._active))  # stop: running items go back to pending
+            if running is False:  # stop: running items go back to pending
+                cancelled = self._stop_tasks(list(self._active))
+        await self._ended(*cancelled)  # outside the turn, as in remove()
         event = {
             (True, None): EventType.QUEUE_STARTED,
             (False, None): EventType.QUEUE_STOPPED,

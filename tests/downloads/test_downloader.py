@@ -45,6 +45,7 @@ from aniworld_addon.providers import AniworldProvider
 from aniworld_addon.providers.base import HosterLink, Language
 from tests.conftest import require_tool, small_disk
 from tests.downloads.test_resolver import FixedRedirectProvider
+from tests.site.control import Fault
 from tests.site.media import MediaSet
 from tests.site.plugin import RunningSite
 
@@ -267,6 +268,28 @@ async def test_progress_is_throttled_on_the_loop_and_ends_at_100(
         assert p1.percent - p0.percent >= 1.0 or t1 - t0 >= 0.9, (p0, p1)
     assert all(p.total_mb for _, p, _ in reports)
     assert any(p.speed_mbps for _, p, _ in reports)
+
+
+async def test_cancel_while_the_hoster_stalls_ends_at_the_next_retry(
+    provider: AniworldProvider, resolver: Resolver, provider_site: RunningSite, final_base: Path
+) -> None:
+    # A stalled hoster calls no progress hook: a cancel (Remove, Stop, shutdown) waited for
+    # every retry's socket timeout, 90 s by default, and the queue's commands behind it.
+    source = await source_for(resolver, provider, 1, "VOE")
+    provider_site.control.set_fault("^/media/", Fault.TIMEOUT)
+    provider_site.control.timeout_hold_s = 120
+    downloader = Downloader(socket_timeout_s=1, retries=60)  # a minute of retries
+    task = asyncio.create_task(downloader.download(source, final_base))
+    await provider_site.control.wait_for("media", 2)  # one timeout, and the first retry
+
+    began = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert time.monotonic() - began < 10  # a socket timeout and then some, not a minute
+    assert leftovers(final_base) == []
+    assert download_threads() == []
 
 
 @pytest.mark.parametrize(("hoster", "kind"), [("VOE", "http"), ("Filemoon", "hls")])
