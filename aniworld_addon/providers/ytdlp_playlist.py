@@ -51,24 +51,27 @@ def title_number(title: str | None) -> int | None:
     return None
 
 
-def number_entries(titles: Sequence[str | None]) -> list[int]:
-    """Distinct episode numbers: from the title where it states a free one, else playlist order."""
-    numbers: list[int | None] = [None] * len(titles)
+def number_entries(titles: Sequence[str | None]) -> list[tuple[int, int]]:
+    """(season, episode) of each entry, distinct: what a title states, else specials.
+
+    When at least half the titles state distinct episode numbers, those are season 1, and
+    every other entry is a special (season 0), numbered in playlist order among the specials.
+    A special used to take the next free number in season 1: once an episode of that number
+    came out, the special's file counted as that episode (never downloaded), and the special
+    moved to a new number (downloaded again). Fewer stated numbers are chance ("Top 10"):
+    then the playlist order numbers season 1.
+    """
+    stated: list[int | None] = [None] * len(titles)
     taken: set[int] = set()
     for index, title in enumerate(titles):
         number = title_number(title)
         if number is not None and number not in taken:
-            numbers[index] = number
+            stated[index] = number
             taken.add(number)
-    for index in range(len(titles)):
-        if numbers[index] is None:
-            # playlist position when free, else the next number nobody claims
-            number = index + 1
-            while number in taken:
-                number = max(taken) + 1
-            numbers[index] = number
-            taken.add(number)
-    return [n for n in numbers if n is not None]
+    if not titles or len(taken) * 2 < len(titles):
+        return [(1, index) for index in range(1, len(titles) + 1)]
+    specials = iter(range(1, len(titles) + 1))
+    return [(1, number) if number is not None else (0, next(specials)) for number in stated]
 
 
 def _entry_url(entry: Mapping[str, Any]) -> str | None:
@@ -85,14 +88,20 @@ def _entry_url(entry: Mapping[str, Any]) -> str | None:
     return str(plain)
 
 
-def playlist_entries(info: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
-    """(episode number, entry) for every usable entry of a flat playlist result."""
+def playlist_entries(info: Mapping[str, Any]) -> list[tuple[int, int, Mapping[str, Any]]]:
+    """(season, episode, entry) for every usable entry of a flat playlist result, in order."""
     raw = info.get("entries")
     if info.get("_type") not in ("playlist", "multi_video") or not isinstance(raw, list | tuple):
         raise ProviderNotFoundError(f"{info.get('webpage_url') or 'the URL'} is not a playlist")
     entries = [e for e in raw if isinstance(e, Mapping) and _entry_url(e)]
     numbers = number_entries([_title(entry) for entry in entries])
-    return sorted(zip(numbers, entries, strict=True), key=lambda pair: pair[0])
+    return sorted(
+        (
+            (season, episode, entry)
+            for (season, episode), entry in zip(numbers, entries, strict=True)
+        ),
+        key=lambda found: found[:2],
+    )
 
 
 def _error_from(url: str, err: Exception) -> ProviderError | ProviderNotFoundError:
@@ -206,40 +215,40 @@ class YtdlpPlaylistProvider(Provider):
             year=None,
             end_year=None,
             description=_text(info.get("description")),
-            cover_url=_text(cover),
+            cover_url=_text(cover) if isinstance(cover, str) and _is_url(cover.strip()) else None,
             genres=(),
             imdb_id=None,
-            seasons=(1,) if playlist_entries(info) else (),
+            seasons=tuple(sorted({season for season, _, _ in playlist_entries(info)})),
         )
 
     async def episodes(self, key: str, season: int) -> list[EpisodeInfo]:
-        """Season 1 is the playlist; other seasons do not exist."""
-        if season != 1:
-            raise ProviderNotFoundError(f"a playlist has only season 1, not {season}")
-        info = await self._playlist(key)
-        return [
-            EpisodeInfo(season=1, episode=number, title=_title(entry), title_en=None)
-            for number, entry in playlist_entries(info)
-        ]
+        """Season 1 is the playlist's numbered episodes, season 0 its specials."""
+        found = await self.all_episodes(key)
+        if season not in found:
+            raise ProviderNotFoundError(f"the playlist {key} has no season {season}")
+        return found[season]
 
     async def all_episodes(self, key: str) -> dict[int, list[EpisodeInfo]]:
-        """The one season, from a single extraction."""
-        return {1: await self.episodes(key, 1)}
+        """Every season, from a single extraction."""
+        seasons: dict[int, list[EpisodeInfo]] = {}
+        for season, number, entry in playlist_entries(await self._playlist(key)):
+            info = EpisodeInfo(season=season, episode=number, title=_title(entry), title_en=None)
+            seasons.setdefault(season, []).append(info)
+        return seasons
 
     async def episode_links(self, key: str, season: int, episode: int) -> EpisodeLinks:
         """One link: the entry's own URL, for yt-dlp to download."""
-        if season == 1:
-            for number, entry in playlist_entries(await self._playlist(key)):
-                if number == episode:
-                    url = _entry_url(entry) or ""
-                    entry_id = entry.get("id")
-                    link = HosterLink(
-                        language=self.language,
-                        hoster=HOSTER,
-                        link_id=str(entry_id) if entry_id is not None else str(number),
-                        redirect_url=url,
-                    )
-                    return EpisodeLinks(1, number, _title(entry), (self.language,), (link,))
+        for found_season, number, entry in playlist_entries(await self._playlist(key)):
+            if (found_season, number) == (season, episode):
+                url = _entry_url(entry) or ""
+                entry_id = entry.get("id")
+                link = HosterLink(
+                    language=self.language,
+                    hoster=HOSTER,
+                    link_id=str(entry_id) if entry_id is not None else f"{season}-{number}",
+                    redirect_url=url,
+                )
+                return EpisodeLinks(season, number, _title(entry), (self.language,), (link,))
         raise ProviderNotFoundError(f"{key} has no S{season:02}E{episode:02}")
 
     async def _playlist(self, url: str) -> Mapping[str, Any]:

@@ -58,7 +58,7 @@ async def feed_server(aiohttp_server: Any) -> FeedServer:
     return state
 
 
-async def test_playlist_entries_become_season_one_numbered_from_titles(
+async def test_playlist_entries_are_numbered_by_their_titles_the_rest_are_specials(
     feed_server: FeedServer,
 ) -> None:
     provider = YtdlpPlaylistProvider()
@@ -68,17 +68,19 @@ async def test_playlist_entries_become_season_one_numbered_from_titles(
     episodes = await provider.all_episodes(url)
 
     assert info.name == "Kaiju Academy & Friends (official)"
-    assert info.seasons == (1,)
+    assert info.seasons == (0, 1)
     assert info.key == url
     numbers = {e.episode: e.title for e in episodes[1]}
     assert numbers == {
         1: "Kaiju Academy S01E01 The First Day",
         2: "Kaiju Academy Folge 2 – Prüfungsangst",
-        # the trailer's playlist position (2) is claimed by "Folge 2": next free number
-        13: "Trailer",
         12: "Kaiju Academy Episode 12",
     }
-    assert [e.episode for e in episodes[1]] == [1, 2, 12, 13]
+    assert [e.episode for e in episodes[1]] == [1, 2, 12]
+    # A title without a number is a special: numbered in season 1 it took the number of an
+    # episode to come, and then counted as that episode.
+    assert [(e.episode, e.title) for e in episodes[0]] == [(1, "Trailer")]
+    assert (await provider.episode_links(url, 0, 1)).title == "Trailer"
 
 
 async def test_second_read_within_cache_lifetime_does_not_refetch(feed_server: FeedServer) -> None:
@@ -178,7 +180,21 @@ def test_entry_numbers_are_distinct_and_positive(titles: list[str | None]) -> No
     numbers = number_entries(titles)
     assert len(numbers) == len(titles)
     assert len(set(numbers)) == len(numbers)
-    assert all(n > 0 for n in numbers)
+    assert all(season in (0, 1) and episode > 0 for season, episode in numbers)
+
+
+def test_a_new_episode_never_takes_a_specials_number() -> None:
+    before = number_entries(["Episode 1", "Episode 2", "Behind the scenes"])
+    after = number_entries(["Episode 1", "Episode 2", "Behind the scenes", "Episode 3"])
+    assert before == [(1, 1), (1, 2), (0, 1)]
+    assert after == [*before, (1, 3)]
+    # A few numbers by chance are no numbering: the playlist order is.
+    assert number_entries(["Top 10 fails", "Folge 3 Teil 2", "Cats", "Dogs"]) == [
+        (1, 1),
+        (1, 2),
+        (1, 3),
+        (1, 4),
+    ]
 
 
 async def test_a_slow_playlist_is_searched_to_the_end_not_cut_at_the_site_deadline(
