@@ -123,6 +123,19 @@ class AniworldProvider(Provider):
             parse_new_episodes, page.text, page.url, path_prefix=self.path_prefix
         )
 
+    def _renamed(self, path: str, landed: str) -> bool:
+        """Whether `landed` is `path` with another series slug."""
+        head = self.path_prefix + "/"
+        if not (path.startswith(head) and landed.startswith(head)):
+            return False
+        slug, sep, rest = path.removeprefix(head).partition("/")
+        new_slug, new_sep, new_rest = landed.removeprefix(head).partition("/")
+        return (
+            new_slug != slug
+            and SLUG_RE.fullmatch(new_slug) is not None
+            and (sep, rest) == (new_sep, new_rest)
+        )
+
     def invalidate(self, key: str | None = None) -> None:
         """Forget the cached pages of one series, or of the whole site."""
         self._http.invalidate(None if key is None else self._series_path(key))
@@ -142,8 +155,12 @@ class AniworldProvider(Provider):
         """Raise not found when the site sent the request for `path` elsewhere: it does so
         (often to the start page) for unknown series and episodes instead of a 404. Nothing
         of it is cached: a site in maintenance sends every page to its start page too, and the
-        series would read as gone for the cache's six hours."""
-        if urlsplit(page.url).path.rstrip("/") != path:
+        series would read as gone for the cache's six hours.
+
+        The same page of another slug is a renamed series (a 301 from its old slug): that is
+        the page asked for, and its series page names the new key."""
+        landed = urlsplit(page.url).path.rstrip("/")
+        if landed != path and not self._renamed(path, landed):
             raise ProviderNotFoundError(
                 f"{self.name}: {path} redirected to {page.url}", details={"path": path}
             )

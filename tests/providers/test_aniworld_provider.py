@@ -20,6 +20,7 @@ from aniworld_addon.providers.base import Language
 from aniworld_addon.providers.http import BLOCKED_WAIT_S, HttpOptions, ProviderHttp
 from tests.providers.conftest import make_http
 from tests.site.control import Fault
+from tests.site.data import Catalogue
 from tests.site.plugin import RunningSite
 
 
@@ -260,3 +261,21 @@ async def test_a_series_page_that_redirects_elsewhere_is_not_found(
         await provider.series("vanished")
     maintenance = False
     assert (await provider.series("vanished")).name == "Back Again"
+
+
+async def test_a_renamed_series_is_read_through_the_sites_redirect(
+    aniworld: AniworldProvider, provider_site: RunningSite, site_catalogue: Catalogue
+) -> None:
+    # The site answers a renamed series' old slug with a 301 to the new one: that was taken
+    # for "not found", so a folder whose sidecar held the old slug failed every rescan.
+    site_catalogue.renamed["kaiju-school"] = "kaiju-academy"
+    info = await aniworld.series("kaiju-school")
+    assert info.key == "kaiju-academy"  # the new key, for whoever adds it
+    assert sorted(await aniworld.all_episodes("kaiju-school")) == [0, 1, 2]
+    links = await aniworld.episode_links("kaiju-school", 1, 1)
+    assert links.hosters
+    # Another page than the one asked for is still no answer.
+    site_catalogue.renamed["kaiju-school"] = "sky-lantern/staffel-1"
+    aniworld.invalidate()
+    with pytest.raises(ProviderNotFoundError, match="redirected"):
+        await aniworld.series("kaiju-school")

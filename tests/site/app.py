@@ -46,7 +46,10 @@ def _not_found(request: web.Request) -> web.Response:
 
 
 def _series(request: web.Request) -> SiteSeries:
-    series = request.app[SITE_CATALOGUE].series.get(request.match_info["slug"])
+    catalogue, slug = request.app[SITE_CATALOGUE], request.match_info["slug"]
+    if (new := catalogue.renamed.get(slug)) is not None:
+        raise web.HTTPMovedPermanently(request.path.replace(f"/{slug}", f"/{new}", 1))
+    series = catalogue.series.get(slug)
     if series is None:
         raise web.HTTPNotFound()
     return series

@@ -90,6 +90,8 @@ class Catalogue:
 
     series: dict[str, SiteSeries]
     new_episodes: list[SiteNewEpisode] = field(default_factory=list)
+    #: old slug -> new slug: the site answers the old one's pages with a 301 to the new one's
+    renamed: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # A broken catalogue would make tests fail far from the cause; refuse it here.
