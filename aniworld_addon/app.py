@@ -156,7 +156,9 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
         transport=transport, follow_redirects=False, timeout=20.0
     ) as client:
         app[keys.HTTP_CLIENT] = client
-        live = LiveProviders(client, HttpOptions(), clock=app[keys.CLOCK])
+        agent = app[keys.OPTIONS].user_agent
+        http_options = HttpOptions() if agent is None else HttpOptions(user_agent=agent)
+        live = LiveProviders(client, http_options, clock=app[keys.CLOCK])
         settings = app[keys.SETTINGS]
         live.rebuild(settings.get())
         app[keys.PROVIDERS] = live

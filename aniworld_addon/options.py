@@ -41,6 +41,16 @@ def _optional_str(value: Any) -> str | None:
     return str(value)
 
 
+def _user_agent(value: Any) -> str | None:
+    """A User-Agent header value, or None for the built-in one."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    if not text or len(text) > 300 or not all(" " <= c <= "~" for c in text):
+        raise vol.Invalid("must be printable ASCII on one line, at most 300 characters")
+    return text
+
+
 OPTIONS_SCHEMA: Final = vol.Schema(
     {
         vol.Required("data_path"): vol.All(str, vol.Length(min=1)),
@@ -54,6 +64,7 @@ OPTIONS_SCHEMA: Final = vol.Schema(
         vol.Required("mqtt_password"): _optional_str,
         vol.Required("direct_port"): _port,
         vol.Required("ingress_address"): vol.All(str, vol.Length(min=1)),
+        vol.Required("user_agent"): _user_agent,
     }
 )
 
@@ -75,6 +86,9 @@ class Options:
     # `direct_port` serves everyone else with normal authentication.
     direct_port: int = 8100
     ingress_address: str = "172.30.32.2"
+    # What the provider sites are told this client is (SITE.md: honest and configurable);
+    # None: AniWorldAddon/<version> with the project's address.
+    user_agent: str | None = None
     # Not user options: cost of bcrypt (tests lower it) and the add-on flag.
     bcrypt_rounds: int = 12
     addon: bool = False
@@ -145,8 +159,14 @@ _HELP: Final = {
     "mqtt_password": "MQTT password",
     "direct_port": "add-on only: the port for everyone but the Supervisor",
     "ingress_address": "add-on only: the address the ingress port answers",
+    "user_agent": "the User-Agent sent to the provider sites (none: AniWorldAddon/<version>)",
 }
-_METAVARS: Final = {"data_path": "PATH", "library_path": "PATH", "log_level": "LEVEL"}
+_METAVARS: Final = {
+    "data_path": "PATH",
+    "library_path": "PATH",
+    "log_level": "LEVEL",
+    "user_agent": "TEXT",
+}
 
 
 def load_options(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import pytest
 from aiohttp import ClientWebSocketResponse
 
 from aniworld_addon import keys
+from aniworld_addon.app import create_app
 from aniworld_addon.events import EventType
 from aniworld_addon.library import service as service_module
 from aniworld_addon.options import Options
@@ -24,7 +26,7 @@ from aniworld_addon.providers.http import BLOCKED_WAIT_S
 from tests.site import Fault
 from tests.site.plugin import RunningSite
 
-from .conftest import Authed
+from .conftest import PASSWORD, AiohttpClient, Authed
 
 
 def _series_folder(
@@ -809,3 +811,21 @@ async def test_changing_the_languages_or_ytdlp_keeps_the_sites_cache(
     rebuilt = library.client.app[keys.PROVIDERS].registry.get("aniworld")
     assert isinstance(rebuilt, AniworldProvider) and isinstance(aniworld, AniworldProvider)
     assert rebuilt.http is aniworld.http  # one cap and one pause for the site
+
+
+async def test_the_user_agent_option_is_what_the_site_is_told(
+    aiohttp_client: AiohttpClient, options: Options, provider_site: RunningSite
+) -> None:
+    # SITE.md: an honest, configurable User-Agent; it could not be configured at all.
+    agent = "MyLibrary/1.0 (+mailto:me@example.org)"
+    client = await aiohttp_client(create_app(dataclasses.replace(options, user_agent=agent)))
+    setup = await client.post("/api/auth/setup", json={"master_password": PASSWORD})
+    lib = Authed(client, (await setup.json())["access_token"], "")
+    sites = {"providers": provider_site.providers_config()}
+    assert (await client.put("/api/config", json=sites, headers=lib.headers)).status == 200
+    _series_folder(
+        options.library_path, "Kaiju", {"provider": "aniworld", "key": "kaiju-academy"}, []
+    )
+    provider_site.control.user_agents.clear()
+    await _rescan(lib)
+    assert provider_site.control.user_agents == {agent}

@@ -196,6 +196,7 @@ async def site_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Count the request, add latency, apply a switched-on fault, render 404 pages."""
     control = request.app[SITE_CONTROL]
     control.record(request.path)
+    control.user_agents.add(request.headers.get("User-Agent", ""))
     if classify(request.path) != "media" and await control.pause(control.latency_s):
         return web.Response(status=503, text="shutting down")
     fault = control.fault_for(request.path)

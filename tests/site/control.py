@@ -53,6 +53,8 @@ class SiteControl:
     """Counters and switches a test uses to observe and steer the running site."""
 
     requests: Counter[str] = field(default_factory=Counter)
+    #: every User-Agent the site was sent
+    user_agents: set[str] = field(default_factory=set)
     latency_s: float = 0.0
     timeout_hold_s: float = 30.0
     media_rate_bps: int | None = None
