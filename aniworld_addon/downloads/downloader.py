@@ -49,7 +49,7 @@ class _Cancelled(DownloadCancelled):  # type: ignore[misc]  # yt-dlp is untyped
     msg = "download cancelled"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # one per download: compared and hashed by identity
 class _Job:
     """One download's state shared between the loop and its worker thread."""
 
@@ -65,6 +65,9 @@ class _Job:
     written_back: int = 0  # bytes of the .part asked to be written to disk so far
     ffprobe: str | None = None  # the ffprobe that verifies the file; None: no probe
     warm: WarmProbe | None = None  # that ffprobe, started at the first bytes (probe_gates)
+    device: int | None = None  # the file system of its folder
+    total: int = 0  # bytes the hoster announced (0: not yet, or never, as for HLS)
+    done: int = 0  # bytes fetched so far
 
     def check_cancelled(self) -> None:
         """Abort yt-dlp from inside a hook once the awaiting task was cancelled."""
@@ -147,6 +150,9 @@ class Downloader:
         #: the .part is written to disk during the transfer, every this many bytes, by this
         self.writeback_step = writeback_step
         self._write_out = write_out
+        # Downloads in progress, for the free space each still needs (their threads' hooks)
+        self._jobs: set[_Job] = set()
+        self._jobs_lock = threading.Lock()
 
     async def download(
         self,
@@ -177,8 +183,11 @@ class Downloader:
         self._check_space(base.parent, 0)
         try:
             base.parent.mkdir(parents=True, exist_ok=True)
+            job.device = os.stat(base.parent).st_dev
         except OSError as err:
             raise _not_writable(base.parent, err) from err
+        with self._jobs_lock:
+            self._jobs.add(job)
         if self.verify:
             job.ffprobe = self.ffprobe_path or find_ffprobe(self.ffmpeg_location)
         try:
@@ -213,6 +222,8 @@ class Downloader:
             close_abandoned(err, base)
             raise
         finally:
+            with self._jobs_lock:
+                self._jobs.discard(job)
             if job.writeback is not None:
                 job.writeback.close()
             if job.warm is not None:
@@ -308,10 +319,14 @@ class Downloader:
         if progress is None:
             return
         total = status.get("total_bytes")
+        job.done = int(status.get("downloaded_bytes") or 0)
         if not job.space_checked and isinstance(total, int) and total > 0:
             job.space_checked = True
-            downloaded = status.get("downloaded_bytes") or 0
-            self._check_space(job.final_base.parent, max(0, total - int(downloaded)))
+            # The other downloads to this disk will fill it by what they still lack: each one
+            # checked alone, three passed and the disk ended below the minimum.
+            others = self._still_needed(job)
+            self._check_space(job.final_base.parent, max(0, total - job.done) + others, others)
+            job.total = total
         self._write_back(job, status)
         sendable = job.throttle.offer(progress)
         if sendable is not None:
@@ -363,7 +378,13 @@ class Downloader:
             },
         ) from err
 
-    def _check_space(self, directory: Path, needed_bytes: int) -> None:
+    def _still_needed(self, job: _Job) -> int:
+        """Bytes the other downloads to `job`'s file system still lack."""
+        with self._jobs_lock:
+            others = [j for j in self._jobs if j is not job and j.device == job.device]
+        return sum(max(0, j.total - j.done) for j in others)
+
+    def _check_space(self, directory: Path, needed_bytes: int, others: int = 0) -> None:
         probe = directory
         while not probe.exists() and probe.parent != probe:
             probe = probe.parent
@@ -373,6 +394,8 @@ class Downloader:
             what = f"{free_mb:.0f} MB free" + (
                 f", {needed_mb:.0f} MB needed" if needed_bytes else ""
             )
+            if others:
+                what += f" ({others / MB:.0f} MB of it by other downloads running)"
             raise InsufficientSpaceError(
                 f"not enough space on {probe}: {what}, minimum free is "
                 f"{self.min_free_space_mb:.0f} MB",
@@ -380,6 +403,7 @@ class Downloader:
                     "path": str(probe),
                     "free_mb": round(free_mb, 1),
                     "needed_mb": round(needed_mb, 1),
+                    "needed_by_others_mb": round(others / MB, 1),
                     "min_free_space_mb": self.min_free_space_mb,
                 },
             )

@@ -242,6 +242,36 @@ async def test_a_disk_too_small_for_the_hls_remux_is_no_fault_of_the_hoster(
         assert leftovers(base) == []
 
 
+async def test_the_free_space_check_counts_what_other_downloads_still_need(
+    provider: AniworldProvider,
+    resolver: Resolver,
+    provider_site: RunningSite,
+    media_set: MediaSet,
+    tmp_path: Path,
+) -> None:
+    # Each download checked the disk for itself alone: two that each fit passed together,
+    # and then filled the disk under both (the minimum free space was never kept).
+    size = media_set.mp4_size
+    provider_site.control.media_rate_bps = size  # a second or so each: they overlap
+    downloader = Downloader(min_free_space_mb=0)
+    with small_disk(tmp_path / "disk", size * 3 // 2) as disk:
+        first_base, second_base = disk / "S01E01", disk / "S01E02"
+        started = asyncio.Event()
+        first = asyncio.create_task(
+            downloader.download(
+                await source_for(resolver, provider, 1, "VOE"),
+                first_base,
+                on_progress=lambda _: started.set(),
+            )
+        )
+        await started.wait()
+        with pytest.raises(InsufficientSpaceError) as caught:
+            await downloader.download(await source_for(resolver, provider, 2, "VOE"), second_base)
+        assert "other downloads" in caught.value.message
+        assert (await first).read_bytes() == media_set.mp4.read_bytes()
+        assert leftovers(second_base) == []
+
+
 async def test_progress_is_throttled_on_the_loop_and_ends_at_100(
     provider: AniworldProvider,
     resolver: Resolver,
