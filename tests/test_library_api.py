@@ -829,3 +829,49 @@ async def test_the_user_agent_option_is_what_the_site_is_told(
     provider_site.control.user_agents.clear()
     await _rescan(lib)
     assert provider_site.control.user_agents == {agent}
+
+
+async def test_a_series_profile_goes_where_its_identity_goes(
+    library: Authed, options: Options
+) -> None:
+    # The language order and upgrade switch stayed with the folder: a sidecar moved to a new
+    # folder left them behind, and the series matched to the old folder next inherited them;
+    # two folders swapping names swapped their series' profiles.
+    await _rescan(library)
+    client, headers, root = library.client, library.headers, options.library_path
+    for key, languages in (("kaiju-academy", ["English Sub"]), ("sky-lantern", ["German Sub"])):
+        response = await client.put(
+            f"/api/anime/{key}/languages",
+            json={"languages": languages, "upgrade": True},
+            headers=headers,
+        )
+        assert response.status == 200, await response.text()
+
+    (root / "Kaiju Academy").mkdir()
+    (root / "Kaiju Academy (2012)" / ".aniworld.json").rename(
+        root / "Kaiju Academy" / ".aniworld.json"
+    )
+    (root / "Sky Lantern").rename(root / "Swap")
+    (root / "Unknown Show").rename(root / "Sky Lantern")
+    (root / "Swap").rename(root / "Unknown Show")
+    await _rescan(library)
+
+    kaiju = await _get(library, "/api/anime/kaiju-academy")
+    sky = await _get(library, "/api/anime/sky-lantern")
+    assert (kaiju["folder"], kaiju["languages"], kaiju["upgrade"]) == (
+        "Kaiju Academy",
+        ["English Sub"],
+        True,
+    )
+    assert (sky["folder"], sky["languages"], sky["upgrade"]) == (
+        "Unknown Show",
+        ["German Sub"],
+        True,
+    )
+    matched = await client.post(
+        "/api/anime/Kaiju%20Academy%20(2012)/match",
+        json={"provider": "aniworld", "key": "der-letzte-sommer"},
+        headers=headers,
+    )
+    assert matched.status == 200, await matched.text()
+    assert ((await matched.json())["languages"], (await matched.json())["upgrade"]) == (None, None)

@@ -219,7 +219,7 @@ class LibraryStore:
         removed: list[dict[str, Any]] = []
         async with self._db.transaction() as conn:
             async with conn.execute(
-                "SELECT id, folder, provider, key, scan_error FROM series"
+                "SELECT id, folder, provider, key, scan_error, languages, upgrade FROM series"
             ) as cur:
                 existing = {r["folder"]: r for r in await cur.fetchall()}
             vanished = set(existing) - set(found)
@@ -240,8 +240,14 @@ class LibraryStore:
                     )
                     existing[moved_to] = existing.pop(folder)
                     vanished.discard(folder)
+            # A series' own language order and upgrade switch go where its identity goes (a
+            # sidecar moved to another folder, two folders swapping names): they stayed with
+            # the folder, and the series matched to it next inherited them.
+            carried: dict[tuple[str | None, str | None], tuple[Any, Any]] = {}
             for folder in vanished:
                 old = existing[folder]
+                if old["key"] is not None:
+                    carried[old["provider"], old["key"]] = (old["languages"], old["upgrade"])
                 async with conn.execute(
                     "SELECT season, episode, local_path FROM episodes WHERE series_id = ?"
                     " AND local_path IS NOT NULL",
@@ -256,10 +262,13 @@ class LibraryStore:
             # (or two folders swapping theirs) never holds a key twice, even for a moment.
             for folder, identity in held.items():
                 if identity != claims[folder][:2]:
+                    leaving = existing[folder]
+                    if identity[0] is not None and identity[1] is not None:
+                        carried[identity] = (leaving["languages"], leaving["upgrade"])
                     await conn.execute(
                         "UPDATE series SET provider = NULL, key = NULL, error = NULL,"
-                        " refreshed_at = NULL WHERE id = ?",
-                        [existing[folder]["id"]],
+                        " refreshed_at = NULL, languages = NULL, upgrade = NULL WHERE id = ?",
+                        [leaving["id"]],
                     )
                     # The old provider's episode list is stale.
                     await conn.execute(
@@ -268,11 +277,12 @@ class LibraryStore:
             for folder, entry in found.items():
                 provider, key, scan_error = claims[folder]
                 row = existing.get(folder)
+                profile = carried.get((provider, key), (None, None)) if key else (None, None)
                 if row is None:
                     cursor = await conn.execute(
-                        "INSERT INTO series (folder, provider, key, name, added_at, scan_error)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        [folder, provider, key, entry.name, now, scan_error],
+                        "INSERT INTO series (folder, provider, key, name, added_at, scan_error,"
+                        " languages, upgrade) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [folder, provider, key, entry.name, now, scan_error, *profile],
                     )
                     series_id = cursor.lastrowid
                 else:
@@ -283,8 +293,9 @@ class LibraryStore:
                         )
                     if held[folder] != (provider, key) and key is not None:
                         await conn.execute(
-                            "UPDATE series SET provider = ?, key = ? WHERE id = ?",
-                            [provider, key, series_id],
+                            "UPDATE series SET provider = ?, key = ?, languages = ?, upgrade = ?"
+                            " WHERE id = ?",
+                            [provider, key, *profile, series_id],
                         )
                 assert series_id is not None
                 gone = await _sync_episodes_local(conn, series_id, entry.local, entry.complete)
