@@ -336,6 +336,7 @@ async def test_a_credential_that_is_not_utf8_is_no_credential(
         )
         answer = await reader.read()
         writer.close()
+        await writer.wait_closed()
         assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 " + status + b" " + (
             b"OK" if status == b"200" else b"Unauthorized"
         ), answer[:300]
