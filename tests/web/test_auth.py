@@ -344,7 +344,8 @@ async def test_a_credential_that_is_not_utf8_is_no_credential(
 
 async def test_a_csrf_header_that_is_not_ascii_is_refused_not_a_crash(authed: Authed) -> None:
     client = authed.client
-    await client.post("/api/auth/login", json={"password": PASSWORD})  # the session cookie
+    login = await client.post("/api/auth/login", json={"password": PASSWORD})  # the cookie
+    assert login.status == 200 and (await login.json())["csrf_token"]
     refused = await client.put(
         "/api/config", json={"auth": {"session_hours": 2}}, headers={CSRF_HEADER: "é"}
     )
