@@ -159,6 +159,11 @@ def detect_challenge(status: int, headers: Mapping[str, str], text: str) -> str 
     return None
 
 
+def _held_back(err: ProviderError) -> bool:
+    """Whether an error is a refusal repeated here without asking the site (_hold_back)."""
+    return isinstance(err.details, dict) and err.details.get("held_back") is True
+
+
 def raise_for_page(page: Page) -> None:
     """Turn a non-success response or a challenge page into the matching ProviderError."""
     details = {"url": page.url, "status": page.status}
@@ -384,11 +389,21 @@ class ProviderHttp:
         options = self.options
         attempt = 0
         while True:
-            self._hold_back(url)
             try:
                 page = await self._send(method, url, data, headers, follow_redirects)
                 raise_for_page(page)
-            except ProviderUnavailableError as err:
+            except ProviderError as err:
+                if _held_back(err):
+                    raise  # not sent: nothing to count, to retry or to refuse again
+                if not isinstance(err, ProviderUnavailableError):
+                    self.stats.errors += 1
+                    if isinstance(err, ProviderRateLimitedError | ProviderBlockedError):
+                        wait_s = err.retry_after
+                        if wait_s is None:
+                            limited = isinstance(err, ProviderRateLimitedError)
+                            wait_s = REFUSED_WAIT_S if limited else BLOCKED_WAIT_S
+                        self._refused(url, err, wait_s)
+                    raise
                 delay = err.retry_after
                 if delay is None:
                     delay = options.backoff_s * 2**attempt
@@ -401,15 +416,7 @@ class ProviderHttp:
                 self.stats.retries += 1
                 _LOGGER.debug("retrying %s in %.1f s: %s", url, delay, err.message)
                 await asyncio.sleep(delay)
-            except (ProviderRateLimitedError, ProviderBlockedError) as err:
-                self.stats.errors += 1
-                wait_s = err.retry_after
-                if wait_s is None:
-                    limited = isinstance(err, ProviderRateLimitedError)
-                    wait_s = REFUSED_WAIT_S if limited else BLOCKED_WAIT_S
-                self._refused(url, err, wait_s)
-                raise
-            except (ProviderError, ProviderNotFoundError):
+            except ProviderNotFoundError:
                 self.stats.errors += 1
                 raise
             else:
@@ -429,13 +436,14 @@ class ProviderHttp:
         if self._refused_pages:
             until = max(refusal.until, *(held.until for held in self._refused_pages.values()))
             if self._refusal is None or self._refusal.until < until:
+                if self._refusal is None or self._refusal.until <= now:  # said once a pause
+                    _LOGGER.warning(
+                        "%s refused %d pages: no request to the site for %.0f s",
+                        self.base_url,
+                        len(self._refused_pages) + 1,
+                        until - now,
+                    )
                 self._refusal = _Refusal(until, error)
-                _LOGGER.warning(
-                    "%s refused %d pages: no request to the site for %.0f s",
-                    self.base_url,
-                    len(self._refused_pages) + 1,
-                    until - now,
-                )
         self._refused_pages[url] = refusal
 
     def _hold_back(self, url: str) -> None:
@@ -461,8 +469,12 @@ class ProviderHttp:
         follow_redirects: bool,
     ) -> Page:
         request_headers = {**self._headers, **(headers or {})}
+        self._hold_back(url)
         async with self._semaphore:
             await self._pace()
+            # Again once its turn came: those waiting for a slot when the site refused one
+            # were all sent, the refusal's wait notwithstanding.
+            self._hold_back(url)
             self.stats.requests += 1
             self.stats.in_flight += 1
             self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)

@@ -466,6 +466,21 @@ async def test_a_site_that_refuses_two_pages_is_left_alone_until_its_wait_ends(
     assert (await http.get("/anime/stream/sky-lantern")).status == 200
 
 
+async def test_requests_waiting_for_a_slot_are_held_back_once_the_site_refuses(
+    provider_site: RunningSite, client: httpx.AsyncClient
+) -> None:
+    # The wait was checked before a request queued for one of the 4 slots: a rescan's
+    # 16 season pages queued behind a 429 were all sent all the same.
+    provider_site.control.set_fault("^/anime/stream/", Fault.RATE_LIMITED)
+    http = make_http(provider_site, client, retries=0, concurrency=4)
+    outcomes = await asyncio.gather(
+        *(http.get(f"/anime/stream/series-{n}") for n in range(16)), return_exceptions=True
+    )
+    assert all(isinstance(o, ProviderRateLimitedError) for o in outcomes)
+    assert provider_site.control.count("series") <= 4
+    assert http.stats.held_back >= 12
+
+
 async def test_a_challenge_served_with_200_is_blocked(
     probe: Probe, client: httpx.AsyncClient
 ) -> None:
