@@ -868,6 +868,15 @@ async def test_a_series_profile_goes_where_its_identity_goes(
         ["German Sub"],
         True,
     )
+    # A sidecar unreadable for one rescan takes nothing along: the profile waits for it.
+    sidecar = root / "Kaiju Academy" / ".aniworld.json"
+    good = sidecar.read_text()
+    sidecar.write_text(good[: len(good) // 2])
+    await _rescan(library)
+    sidecar.write_text(good)
+    await _rescan(library)
+    kaiju = await _get(library, "/api/anime/kaiju-academy")
+    assert (kaiju["languages"], kaiju["upgrade"]) == (["English Sub"], True)
     matched = await client.post(
         "/api/anime/Kaiju%20Academy%20(2012)/match",
         json={"provider": "aniworld", "key": "der-letzte-sommer"},

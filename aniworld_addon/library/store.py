@@ -242,12 +242,14 @@ class LibraryStore:
                     vanished.discard(folder)
             # A series' own language order and upgrade switch go where its identity goes (a
             # sidecar moved to another folder, two folders swapping names): they stayed with
-            # the folder, and the series matched to it next inherited them.
-            carried: dict[tuple[str | None, str | None], tuple[Any, Any]] = {}
+            # the folder, and the series matched to it next inherited them. An identity that
+            # only leaves (a sidecar broken for one rescan) leaves them where they are.
+            carried: dict[tuple[str | None, str | None], tuple[Any, Any, int | None]] = {}
             for folder in vanished:
                 old = existing[folder]
                 if old["key"] is not None:
-                    carried[old["provider"], old["key"]] = (old["languages"], old["upgrade"])
+                    profile = (old["languages"], old["upgrade"], None)
+                    carried[old["provider"], old["key"]] = profile
                 async with conn.execute(
                     "SELECT season, episode, local_path FROM episodes WHERE series_id = ?"
                     " AND local_path IS NOT NULL",
@@ -264,27 +266,33 @@ class LibraryStore:
                 if identity != claims[folder][:2]:
                     leaving = existing[folder]
                     if identity[0] is not None and identity[1] is not None:
-                        carried[identity] = (leaving["languages"], leaving["upgrade"])
+                        profile = (leaving["languages"], leaving["upgrade"], leaving["id"])
+                        carried[identity] = profile
                     await conn.execute(
                         "UPDATE series SET provider = NULL, key = NULL, error = NULL,"
-                        " refreshed_at = NULL, languages = NULL, upgrade = NULL WHERE id = ?",
+                        " refreshed_at = NULL WHERE id = ?",
                         [leaving["id"]],
                     )
                     # The old provider's episode list is stale.
                     await conn.execute(
                         "DELETE FROM episodes WHERE series_id = ?", [existing[folder]["id"]]
                     )
+            moved_from: set[int] = set()  # rows whose identity (and profile) went elsewhere
+            given: set[int] = set()  # rows that took a profile along with an identity
             for folder, entry in found.items():
                 provider, key, scan_error = claims[folder]
                 row = existing.get(folder)
-                profile = carried.get((provider, key), (None, None)) if key else (None, None)
+                came = carried.get((provider, key)) if key is not None else None
                 if row is None:
+                    languages, upgrade = came[:2] if came is not None else (None, None)
                     cursor = await conn.execute(
                         "INSERT INTO series (folder, provider, key, name, added_at, scan_error,"
                         " languages, upgrade) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [folder, provider, key, entry.name, now, scan_error, *profile],
+                        [folder, provider, key, entry.name, now, scan_error, languages, upgrade],
                     )
                     series_id = cursor.lastrowid
+                    if came is not None and came[2] is not None:
+                        moved_from.add(came[2])
                 else:
                     series_id = row["id"]
                     if row["scan_error"] != scan_error:
@@ -293,13 +301,24 @@ class LibraryStore:
                         )
                     if held[folder] != (provider, key) and key is not None:
                         await conn.execute(
-                            "UPDATE series SET provider = ?, key = ?, languages = ?, upgrade = ?"
-                            " WHERE id = ?",
-                            [provider, key, *profile, series_id],
+                            "UPDATE series SET provider = ?, key = ? WHERE id = ?",
+                            [provider, key, series_id],
                         )
+                        if came is not None and came[2] != series_id:
+                            await conn.execute(
+                                "UPDATE series SET languages = ?, upgrade = ? WHERE id = ?",
+                                [came[0], came[1], series_id],
+                            )
+                            given.add(series_id)
+                            if came[2] is not None:
+                                moved_from.add(came[2])
                 assert series_id is not None
                 gone = await _sync_episodes_local(conn, series_id, entry.local, entry.complete)
                 removed += [_removed(provider, key, folder, *g) for g in gone]
+            for series_id in moved_from - given:  # what another series took along is not theirs
+                await conn.execute(
+                    "UPDATE series SET languages = NULL, upgrade = NULL WHERE id = ?", [series_id]
+                )
         return removed
 
     async def sync_provider(
