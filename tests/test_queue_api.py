@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import threading
 import time
@@ -312,6 +313,42 @@ async def test_commands_answer_while_a_remove_waits_for_a_stalled_hoster(
     control.begin_shutdown()  # the hoster answers (503): the thread sees the cancel
     await remove
     assert list(service.options.library_path.rglob("*.part*")) == []
+
+
+async def test_an_episode_queued_again_waits_for_every_earlier_download_of_it(
+    service: Service,
+) -> None:
+    # Removed while it waited for the first (still ending) download of the episode, a second
+    # one ended at once, and a third then started beside the first: the same .part names,
+    # each one's clean-up deleting the other's file.
+    control = service.site.control
+    control.media_rate_bps = 1  # a byte a second: the first read never completes
+    queue = service.client.app[keys.QUEUE]
+
+    async def gone(item_id: int) -> None:
+        while any(item_id in {i.id for i in group} for group in await _groups(queue)):
+            await asyncio.sleep(0.02)
+
+    (first,) = await service.queue([(1, 1)])
+    await control.wait_for("media")
+    removals = [asyncio.create_task(service.call("DELETE", f"/api/queue/{first}"))]
+    async with asyncio.timeout(10):  # bounds for failing
+        await gone(first)
+        (second,) = await service.queue([(1, 1)])
+        while second not in {i.id for i in (await queue.store.snapshot()).groups["downloading"]}:
+            await asyncio.sleep(0.02)  # started: it waits for the first download's thread
+        removals.append(asyncio.create_task(service.call("DELETE", f"/api/queue/{second}")))
+        await gone(second)
+        (third,) = await service.queue([(1, 1)])
+    # Started beside the first, the third reads its episode page at once (in well under 3 s).
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(3):
+            await control.wait_for("episode", 2)
+    assert control.count("episode") == 1 and control.count("media") == 1
+    control.media_rate_bps = None  # the first download's thread sees its cancel
+    done = await service.wait_item(third, EventType.DOWNLOAD_COMPLETE, EventType.DOWNLOAD_FAILED)
+    assert done.type is EventType.DOWNLOAD_COMPLETE, done.data
+    await asyncio.gather(*removals)
 
 
 async def _groups(queue: Any) -> list[Any]:

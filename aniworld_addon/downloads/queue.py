@@ -257,8 +257,17 @@ class DownloadQueue:
     async def _run(self, item: QueueItem, before: asyncio.Task[None] | None) -> None:
         if before is not None:
             # The episode's cancelled download may still write its .part (and remove it when
-            # its thread ends): the same file names, so this one starts after that.
-            await asyncio.wait([before])
+            # its thread ends): the same file names, so this one starts after that. Cancelled
+            # while it waits, it still ends only after that one: the next download of the
+            # episode waits for this task alone.
+            cancelled = False
+            while not before.done():
+                try:
+                    await asyncio.wait([before])
+                except asyncio.CancelledError:
+                    cancelled = True
+            if cancelled:
+                raise asyncio.CancelledError
         attempts: list[dict[str, Any]] = list(item.attempts)
         try:
             landed = await self._job.run(item, attempts, self._on_progress)
