@@ -277,8 +277,16 @@ async def test_directory_is_checked_and_stored(authed: Authed, tmp_path: Path) -
     assert pseudo.status == 400, await pseudo.text()
     assert list(target.iterdir()) == []  # the write test leaves nothing behind
     # PUT /api/config took a file (and every download into it failed) until it checked too
-    # A NUL byte failed in the file system calls (a 500); validate said yes to all of these.
-    for path in (str(blocker), "/sys", str(tmp_path / "not-there"), f"{tmp_path}/a\x00b"):
+    # A NUL byte failed in the file system calls (a 500), and so did a symlink loop;
+    # validate said yes to all of these.
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for path in (
+        str(blocker),
+        "/sys",
+        str(tmp_path / "not-there"),
+        f"{tmp_path}/a\x00b",
+        str(tmp_path / "loop" / "x"),
+    ):
         put = await client.put("/api/config", json={"library_path": path}, headers=authed.headers)
         assert put.status == 400, await put.text()
         assert [d["path"] for d in (await put.json())["error"]["details"]] == ["library_path"]

@@ -180,7 +180,11 @@ def _refuse_overlap(path: Path, data: Path, problem: list[dict[str, str]]) -> No
     """Every folder in the library is a series: not the whole disk, and not the add-on's own
     data (its logs and backups became series, and a scan of the folder they are in walked
     them along)."""
-    folder, own = path.resolve(), data.resolve()
+    try:
+        folder, own = path.resolve(), data.resolve()
+    except (OSError, RuntimeError) as err:  # a symlink loop (RuntimeError before 3.13)
+        problem[0]["message"] = "cannot be resolved"
+        raise ValidationError(f"{path} cannot be resolved: {err}", details=problem) from err
     if folder == Path(folder.anchor):
         problem[0]["message"] = "the root of the file system"
         raise ValidationError(
