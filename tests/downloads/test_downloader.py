@@ -240,6 +240,7 @@ async def test_a_disk_too_small_for_the_hls_remux_is_no_fault_of_the_hoster(
         assert not caught.value.next_candidate
         assert "remux" in caught.value.message
         assert leftovers(base) == []
+    gc.collect()  # an abandoned file or socket would warn now, inside this test
 
 
 async def test_the_free_space_check_counts_what_other_downloads_still_need(
@@ -270,6 +271,7 @@ async def test_the_free_space_check_counts_what_other_downloads_still_need(
         assert "other downloads" in caught.value.message
         assert (await first).read_bytes() == media_set.mp4.read_bytes()
         assert leftovers(second_base) == []
+    gc.collect()  # an abandoned file or socket would warn now, inside this test
 
 
 async def test_progress_is_throttled_on_the_loop_and_ends_at_100(
@@ -320,6 +322,7 @@ async def test_cancel_while_the_hoster_stalls_ends_at_the_next_retry(
     assert time.monotonic() - began < 10  # a socket timeout and then some, not a minute
     assert leftovers(final_base) == []
     assert download_threads() == []
+    gc.collect()  # an abandoned file or socket would warn now, inside this test
 
 
 @pytest.mark.parametrize(("hoster", "kind"), [("VOE", "http"), ("Filemoon", "hls")])
