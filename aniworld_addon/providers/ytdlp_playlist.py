@@ -36,42 +36,41 @@ Extractor = Callable[[str], Mapping[str, Any]]
 
 HOSTER: Final = "yt-dlp"
 MAX_URL_CHARS: Final = 2048
-_NUMBER_PATTERNS: Final = (
-    re.compile(r"\bS\d{1,3}\s*E(\d{1,4})\b", re.IGNORECASE),
-    re.compile(r"\b(?:episode|folge|ep\.?)\s*#?\s*(\d{1,4})\b", re.IGNORECASE),
-)
+_TAG: Final = re.compile(r"\bS(\d{1,3})\s*E(\d{1,4})\b", re.IGNORECASE)
+_NUMBER: Final = re.compile(r"\b(?:episode|folge|ep\.?)\s*#?\s*(\d{1,4})\b", re.IGNORECASE)
 
 
-def title_number(title: str | None) -> int | None:
-    """The episode number a title states (`S01E02`, `Episode 12`, `Folge 3`), if any."""
-    for pattern in _NUMBER_PATTERNS:
-        match = pattern.search(title or "")
-        if match and int(match.group(1)) > 0:
-            return int(match.group(1))
+def title_number(title: str | None) -> tuple[int, int] | None:
+    """(season, episode) a title states: `S02E03` says both, `Episode 12` / `Folge 3` an
+    episode of season 1; None when it states neither (or episode 0)."""
+    if (tag := _TAG.search(title or "")) is not None and int(tag.group(2)) > 0:
+        return int(tag.group(1)), int(tag.group(2))
+    if (plain := _NUMBER.search(title or "")) is not None and int(plain.group(1)) > 0:
+        return 1, int(plain.group(1))
     return None
 
 
 def number_entries(titles: Sequence[str | None]) -> list[tuple[int, int]]:
-    """(season, episode) of each entry, distinct: what a title states, else specials.
+    """(season, episode) of each entry, distinct: what its title states, else a special.
 
-    When at least half the titles state distinct episode numbers, those are season 1, and
-    every other entry is a special (season 0), numbered in playlist order among the specials.
-    A special used to take the next free number in season 1: once an episode of that number
-    came out, the special's file counted as that episode (never downloaded), and the special
-    moved to a new number (downloaded again). Fewer stated numbers are chance ("Top 10"):
-    then the playlist order numbers season 1.
+    When any title states a number, those entries are what they state, and every other
+    entry (no number, or one taken already) is a special (season 0), numbered in playlist
+    order among the specials. A special used to take the next free number of season 1: once
+    an episode of that number came out, the special's file counted as that episode (never
+    downloaded) and the special moved to a new number (downloaded again). A playlist whose
+    titles state no number at all is season 1 in playlist order.
     """
-    stated: list[int | None] = [None] * len(titles)
-    taken: set[int] = set()
+    stated: list[tuple[int, int] | None] = [None] * len(titles)
+    taken: set[tuple[int, int]] = set()
     for index, title in enumerate(titles):
         number = title_number(title)
         if number is not None and number not in taken:
             stated[index] = number
             taken.add(number)
-    if not titles or len(taken) * 2 < len(titles):
+    if not taken:
         return [(1, index) for index in range(1, len(titles) + 1)]
-    specials = iter(range(1, len(titles) + 1))
-    return [(1, number) if number is not None else (0, next(specials)) for number in stated]
+    free = (n for n in range(1, 2 * len(titles) + 2) if (0, n) not in taken)
+    return [number if number is not None else (0, next(free)) for number in stated]
 
 
 def _entry_url(entry: Mapping[str, Any]) -> str | None:

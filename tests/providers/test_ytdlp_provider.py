@@ -161,17 +161,17 @@ async def test_single_video_is_not_a_series() -> None:
 @pytest.mark.parametrize(
     ("title", "number"),
     [
-        ("Show S01E02 Title", 2),
-        ("show s2e7", 7),
-        ("Episode 12: The End", 12),
-        ("Folge 3 - Anfang", 3),
-        ("Ep. 4", 4),
+        ("Show S01E02 Title", (1, 2)),
+        ("show s2e7", (2, 7)),
+        ("Episode 12: The End", (1, 12)),
+        ("Folge 3 - Anfang", (1, 3)),
+        ("Ep. 4", (1, 4)),
         ("Making-of", None),
         ("Episode 0", None),
         (None, None),
     ],
 )
-def test_title_number(title: str | None, number: int | None) -> None:
+def test_title_number(title: str | None, number: tuple[int, int] | None) -> None:
     assert title_number(title) == number
 
 
@@ -180,21 +180,24 @@ def test_entry_numbers_are_distinct_and_positive(titles: list[str | None]) -> No
     numbers = number_entries(titles)
     assert len(numbers) == len(titles)
     assert len(set(numbers)) == len(numbers)
-    assert all(season in (0, 1) and episode > 0 for season, episode in numbers)
+    assert all(season >= 0 and episode > 0 for season, episode in numbers)
 
 
 def test_a_new_episode_never_takes_a_specials_number() -> None:
-    before = number_entries(["Episode 1", "Episode 2", "Behind the scenes"])
-    after = number_entries(["Episode 1", "Episode 2", "Behind the scenes", "Episode 3"])
-    assert before == [(1, 1), (1, 2), (0, 1)]
+    extras = ["Episode 1", "Episode 2", "Trailer", "Making of", "Recap"]
+    before = number_entries(extras)
+    after = number_entries([*extras, "Episode 3"])
+    assert before == [(1, 1), (1, 2), (0, 1), (0, 2), (0, 3)]
     assert after == [*before, (1, 3)]
-    # A few numbers by chance are no numbering: the playlist order is.
-    assert number_entries(["Top 10 fails", "Folge 3 Teil 2", "Cats", "Dogs"]) == [
-        (1, 1),
-        (1, 2),
-        (1, 3),
-        (1, 4),
+    # The season a title states is kept; a special stated as S00E01 keeps its number too.
+    assert number_entries(["S02E01", "S02E02", "S00E01 Pilot", "Bloopers"]) == [
+        (2, 1),
+        (2, 2),
+        (0, 1),
+        (0, 2),
     ]
+    # Titles without any number: the playlist order.
+    assert number_entries(["Cats", "Dogs"]) == [(1, 1), (1, 2)]
 
 
 async def test_a_slow_playlist_is_searched_to_the_end_not_cut_at_the_site_deadline(
