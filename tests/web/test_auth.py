@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import socket
 from typing import Any
 
@@ -258,6 +257,44 @@ async def test_websocket_upgrade_needs_credentials(
     await ws.close()
 
 
+@pytest.mark.parametrize(
+    "header",
+    [b"X-Api-Key: aw_\xff", b"Authorization: Bearer aw_\xff", b"Cookie: aniworld_session=aw_\xe9"],
+)
+async def test_a_credential_that_is_not_utf8_is_no_credential(
+    client: TestClient[Any, Any], header: bytes
+) -> None:
+    # The byte reached the token hash as a lone surrogate: a 500 on every route, login and
+    # the login page included, and a traceback in error.log per request.
+    def ask(path: bytes) -> bytes:  # raw bytes: aiohttp's client sends headers as UTF-8
+        with socket.create_connection((client.host, client.port), timeout=10) as sock:
+            sock.sendall(
+                b"GET "
+                + path
+                + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                + header
+                + b"\r\n\r\n"
+            )
+            return b"".join(iter(lambda: sock.recv(65536), b""))
+
+    for path, status in ((b"/api/auth/status", b"200"), (b"/api/config", b"401")):
+        answer = await asyncio.to_thread(ask, path)
+        assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 " + status + b" " + (
+            b"OK" if status == b"200" else b"Unauthorized"
+        ), answer[:300]
+
+
+async def test_a_csrf_header_that_is_not_ascii_is_refused_not_a_crash(authed: Authed) -> None:
+    client = authed.client
+    login = await client.post("/api/auth/login", json={"password": PASSWORD})  # the cookie
+    assert login.status == 200 and (await login.json())["csrf_token"]
+    refused = await client.put(
+        "/api/config", json={"auth": {"session_hours": 2}}, headers={CSRF_HEADER: "é"}
+    )
+    assert refused.status == 403
+    assert (await refused.json())["error"]["code"] == "csrf_failed"
+
+
 async def test_revoking_a_credential_closes_the_sockets_it_opened(authed: Authed) -> None:
     # Credentials are checked at the upgrade: an open socket went on receiving every event
     # after its session logged out or its API token was deleted.
@@ -320,42 +357,4 @@ async def test_lowering_session_hours_ends_sockets_already_open(authed: Authed) 
     await api_ws.send_json({"action": "ping"})
     assert (await api_ws.receive_json())["type"] == "pong"  # an API token is no session
     await api_ws.close()
-    gc.collect()  # a socket left open shows here, not in a later test
-
-
-@pytest.mark.parametrize(
-    "header",
-    [b"X-Api-Key: aw_\xff", b"Authorization: Bearer aw_\xff", b"Cookie: aniworld_session=aw_\xe9"],
-)
-async def test_a_credential_that_is_not_utf8_is_no_credential(
-    client: TestClient[Any, Any], header: bytes
-) -> None:
-    # The byte reached the token hash as a lone surrogate: a 500 on every route, login and
-    # the login page included, and a traceback in error.log per request.
-    def ask(path: bytes) -> bytes:  # raw bytes: aiohttp's client sends headers as UTF-8
-        with socket.create_connection((client.host, client.port), timeout=10) as sock:
-            sock.sendall(
-                b"GET "
-                + path
-                + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                + header
-                + b"\r\n\r\n"
-            )
-            return b"".join(iter(lambda: sock.recv(65536), b""))
-
-    for path, status in ((b"/api/auth/status", b"200"), (b"/api/config", b"401")):
-        answer = await asyncio.to_thread(ask, path)
-        assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 " + status + b" " + (
-            b"OK" if status == b"200" else b"Unauthorized"
-        ), answer[:300]
-
-
-async def test_a_csrf_header_that_is_not_ascii_is_refused_not_a_crash(authed: Authed) -> None:
-    client = authed.client
-    login = await client.post("/api/auth/login", json={"password": PASSWORD})  # the cookie
-    assert login.status == 200 and (await login.json())["csrf_token"]
-    refused = await client.put(
-        "/api/config", json={"auth": {"session_hours": 2}}, headers={CSRF_HEADER: "é"}
-    )
-    assert refused.status == 403
-    assert (await refused.json())["error"]["code"] == "csrf_failed"
+    await session_ws.close()
