@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import threading
 import time
@@ -313,6 +314,7 @@ async def test_commands_answer_while_a_remove_waits_for_a_stalled_hoster(
     control.begin_shutdown()  # the hoster answers (503): the thread sees the cancel
     await remove
     assert list(service.options.library_path.rglob("*.part*")) == []
+    gc.collect()  # the 503's response, closed: left to the collector it warned in a later test
 
 
 async def test_an_episode_queued_again_waits_for_every_earlier_download_of_it(

@@ -111,6 +111,12 @@ def close_abandoned(err: BaseException, final_base: Path) -> None:
         trace = error.__traceback__
         while trace is not None:
             for ctx in trace.tb_frame.f_locals.values():
+                if isinstance(ctx, HTTPError) and ctx.response is not None:
+                    # The failed attempt a retry notice reports (a cancel is raised there):
+                    # its error response is held by the retry loop, not by a ctx.
+                    with contextlib.suppress(OSError, ValueError):
+                        ctx.response.close()
+                    continue
                 if not isinstance(ctx, dict) or not str(ctx.get("tmpfilename")).startswith(prefix):
                     continue
                 for key in ("dest_stream", "stream", "data"):
