@@ -473,6 +473,25 @@ async def test_dedupe_priority_and_reorder_survive_a_restart(
     assert [i["id"] for i in status["pending_queue"]] == [c, a, b]
 
 
+async def test_queueing_an_episode_again_more_urgently_raises_its_priority(
+    service: Service,
+) -> None:
+    # The waiting item kept its old priority, and no route changes an item's priority.
+    await service.call("POST", "/api/queue/stop")
+    a, b = await service.queue([(1, 2), (1, 3)], priority="LOW")
+    assert await service.queue([(1, 3)], priority="HIGH") == [b]
+    assert await service.queue([(1, 3)]) == [b]  # a NORMAL request never lowers it
+    status = await service.call("GET", "/api/queue/status")
+    assert [(i["id"], i["priority"]) for i in status["pending_queue"]] == [
+        (b, "HIGH"),
+        (a, "LOW"),
+    ]
+    event = await service.wait_event(
+        lambda e: e.type is EventType.QUEUE_STATUS and e.data["action"] == "reprioritized"
+    )
+    assert event.data["item_ids"] == [b]
+
+
 async def test_full_disk_fails_the_item_with_a_clear_reason(service: Service) -> None:
     await service.call("PUT", "/api/config", json={"downloads": {"min_free_space_mb": 10**9}})
     a, b = await service.queue([(1, 1), (1, 2)])

@@ -326,11 +326,14 @@ class DownloadQueue:
     ) -> list[int]:
         """Queue episodes of a series in the library; already queued ones keep their item."""
         await self._library.by_key(key, provider)
-        new, every = await self.store.add(
+        new, every, raised = await self.store.add(
             provider, key, episodes, priority, self.clock(), upgrade_from=upgrade_from
         )
         if new:
             await self._publish_status("added", new)
+        if raised:
+            await self._publish_status("reprioritized", raised)
+        if new or raised:
             self.wake()
         return every
 

@@ -168,23 +168,33 @@ class QueueStore:
         now: float,
         *,
         upgrade_from: str | None = None,
-    ) -> tuple[list[int], list[int]]:
-        """Insert each episode not already waiting or downloading; return (new ids, all ids)."""
+    ) -> tuple[list[int], list[int], list[int]]:
+        """Insert each episode not already waiting or downloading; return (new ids, all ids,
+        ids of waiting items whose priority the request raised)."""
         new: list[int] = []
         every: list[int] = []
+        raised: list[int] = []
         async with self._db.transaction() as conn:
             async with conn.execute("SELECT COALESCE(MAX(position), 0) FROM queue") as cursor:
                 row = await cursor.fetchone()
             position = int(row[0]) if row else 0
             for season, episode in episodes:
                 async with conn.execute(
-                    "SELECT id FROM queue WHERE provider = ? AND series_key = ? AND season = ?"
-                    " AND episode = ? AND status IN ('pending', 'downloading')",
+                    "SELECT id, status, priority FROM queue WHERE provider = ? AND series_key = ?"
+                    " AND season = ? AND episode = ? AND status IN ('pending', 'downloading')",
                     (provider, key, season, episode),
                 ) as cursor:
                     existing = await cursor.fetchone()
                 if existing is not None:
                     every.append(int(existing[0]))
+                    # Queued again more urgently: a waiting item takes the higher priority (it
+                    # kept its old one, and no route changes an item's priority).
+                    if existing[1] == "pending" and int(existing[2]) < int(priority):
+                        await conn.execute(
+                            "UPDATE queue SET priority = ? WHERE id = ?",
+                            (int(priority), int(existing[0])),
+                        )
+                        raised.append(int(existing[0]))
                     continue
                 position += 1
                 cursor = await conn.execute(
@@ -196,7 +206,7 @@ class QueueStore:
                 assert cursor.lastrowid is not None
                 new.append(cursor.lastrowid)
                 every.append(cursor.lastrowid)
-        return new, every
+        return new, every, raised
 
     async def get(self, item_id: int) -> QueueItem:
         """One item or 404."""
