@@ -22,7 +22,7 @@ from aniworld_addon.events import EventType
 from aniworld_addon.library import service as service_module
 from aniworld_addon.options import Options
 from aniworld_addon.providers.aniworld import AniworldProvider
-from aniworld_addon.providers.http import BLOCKED_WAIT_S
+from tests.providers.conftest import past_refusal_waits
 from tests.site import Fault
 from tests.site.plugin import RunningSite
 
@@ -219,8 +219,7 @@ async def test_a_failing_series_is_marked_and_the_scan_goes_on(
         assert sum(provider_site.control.requests.values()) == 0
         aniworld = library.client.app[keys.PROVIDERS].registry.get("aniworld")
         assert isinstance(aniworld, AniworldProvider)
-        real_clock = aniworld.http.clock
-        aniworld.http.clock = lambda: real_clock() + BLOCKED_WAIT_S + 1
+        past_refusal_waits(aniworld.http)
     await _rescan(library)
     assert (await _get(library, "/api/anime/sky-lantern"))["error"] is None
 

@@ -437,7 +437,7 @@ async def _in_own_thread(work: Callable[[], T], token: threading.Event) -> T:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
         token.set()
-        await _outlive_cancellation(future)
+        await outlive_cancellation(future)
         if not future.cancelled() and future.exception() is None:
             # The cancel came after the file landed at its final path (a slow directory
             # fsync on a NAS): it is a download, not an interrupted one. Raised, a stop set
@@ -450,10 +450,10 @@ async def _in_own_thread(work: Callable[[], T], token: threading.Event) -> T:
         raise
     finally:
         # The result arrives a moment before the thread exits; join it off the loop.
-        await _outlive_cancellation(loop.run_in_executor(None, thread.join))
+        await outlive_cancellation(loop.run_in_executor(None, thread.join))
 
 
-async def _outlive_cancellation(future: asyncio.Future[Any]) -> None:
+async def outlive_cancellation(future: asyncio.Future[Any]) -> None:
     """Wait until `future` is done, even through cancellation, which is then passed on."""
     cancelled = False
     while not future.done():

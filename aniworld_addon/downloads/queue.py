@@ -17,6 +17,7 @@ from ..library.store import LibraryStore
 from ..providers.live import LiveProviders
 from ..settings import Settings
 from .blocklist import Blocklist
+from .downloader import outlive_cancellation
 from .episode_job import (
     AllHostersFailedError,
     EpisodeJob,
@@ -260,14 +261,7 @@ class DownloadQueue:
             # its thread ends): the same file names, so this one starts after that. Cancelled
             # while it waits, it still ends only after that one: the next download of the
             # episode waits for this task alone.
-            cancelled = False
-            while not before.done():
-                try:
-                    await asyncio.wait([before])
-                except asyncio.CancelledError:
-                    cancelled = True
-            if cancelled:
-                raise asyncio.CancelledError
+            await outlive_cancellation(before)
         attempts: list[dict[str, Any]] = list(item.attempts)
         try:
             landed = await self._job.run(item, attempts, self._on_progress)

@@ -9,12 +9,18 @@ import httpx
 import pytest
 
 from aniworld_addon.providers.aniworld import ANIWORLD_PREFIX, STO_PREFIX, AniworldProvider
-from aniworld_addon.providers.http import HttpOptions, ProviderHttp
+from aniworld_addon.providers.http import BLOCKED_WAIT_S, HttpOptions, ProviderHttp
 from tests.site.plugin import *  # noqa: F403  (the site fixtures, found by name)
 from tests.site.plugin import RunningSite
 
 # no pacing and no backoff sleeps: the tests count requests, not seconds
 FAST: HttpOptions = HttpOptions(min_interval_s=0.0, backoff_s=0.01, timeout_s=5.0)
+
+
+def past_refusal_waits(http: ProviderHttp) -> None:
+    """Move a site client's clock past any refusal's wait (the longest there is)."""
+    real_clock = http.clock
+    http.clock = lambda: real_clock() + BLOCKED_WAIT_S + 1
 
 
 @pytest.fixture

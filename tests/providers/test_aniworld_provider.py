@@ -17,8 +17,8 @@ from aniworld_addon.errors import (
 )
 from aniworld_addon.providers.aniworld import AniworldProvider
 from aniworld_addon.providers.base import Language
-from aniworld_addon.providers.http import BLOCKED_WAIT_S, HttpOptions, ProviderHttp
-from tests.providers.conftest import make_http
+from aniworld_addon.providers.http import HttpOptions, ProviderHttp
+from tests.providers.conftest import make_http, past_refusal_waits
 from tests.site.control import Fault
 from tests.site.data import Catalogue
 from tests.site.plugin import RunningSite
@@ -179,8 +179,7 @@ async def test_a_blocked_series_page_is_reported_and_not_cached(
     provider_site.control.clear_faults()
     with pytest.raises(ProviderBlockedError, match="not asked again"):
         await aniworld.all_episodes("kaiju-academy")  # the wall's wait is not over
-    real_clock = aniworld.http.clock
-    aniworld.http.clock = lambda: real_clock() + BLOCKED_WAIT_S + 1
+    past_refusal_waits(aniworld.http)
     assert sorted(await aniworld.all_episodes("kaiju-academy")) == [0, 1, 2]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from aniworld_addon.errors import NotFoundError, ProviderBlockedError, ProviderUnavailableError
 from aniworld_addon.providers.aniworld import AniworldProvider
-from aniworld_addon.providers.http import BLOCKED_WAIT_S, HttpOptions
+from aniworld_addon.providers.http import HttpOptions
 from aniworld_addon.providers.registry import (
     Layout,
     UnknownProviderError,
@@ -18,6 +18,7 @@ from aniworld_addon.providers.registry import (
 )
 from aniworld_addon.providers.ytdlp_playlist import YtdlpPlaylistProvider
 from aniworld_addon.settings_schema import DEFAULT_CONFIG
+from tests.providers.conftest import past_refusal_waits
 from tests.site.control import Fault
 from tests.site.plugin import RunningSite
 
@@ -138,8 +139,7 @@ async def test_search_all_raises_when_every_provider_failed(
     sto_site.control.clear_faults()
     sto = registry.get("sto")
     assert isinstance(sto, AniworldProvider)
-    real_clock = sto.http.clock
-    sto.http.clock = lambda: real_clock() + BLOCKED_WAIT_S + 1
+    past_refusal_waits(sto.http)
     outcome = await registry.search_all("kaiju", names=["sto"])
     assert [r.provider for r in outcome.results] == ["sto"]
 
