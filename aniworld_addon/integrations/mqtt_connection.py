@@ -276,12 +276,10 @@ class MqttConnection:
         if session is not self._session:
             return
         if reason.is_failure:
-            self._failures += 1
-            self._reason = f"the broker at {self._address()} refused the connection: {reason}"
             self._refusal_said = True  # the disconnect that follows has nothing to add
-            level = logging.WARNING if self._failures == 1 else logging.DEBUG
-            _LOGGER.log(level, "MQTT: %s (attempt %d)", self._reason, self._failures)
-            self._notify()
+            self._attempt_failed(
+                f"the broker at {self._address()} refused the connection: {reason}"
+            )
             return
         _LOGGER.info("MQTT: connected to %s", self._address())
         self._failures, self._reason = 0, ""
@@ -301,10 +299,14 @@ class MqttConnection:
         """Count and report a failed attempt; paho retries on its own."""
         if session is not self._session:
             return
+        self._attempt_failed(f"cannot reach the MQTT broker at {self._address()}; retrying")
+
+    def _attempt_failed(self, reason: str) -> None:
+        """Count a failed connection attempt and say why: a warning the first time."""
         self._failures += 1
-        self._reason = f"cannot reach the MQTT broker at {self._address()}; retrying"
+        self._reason = reason
         level = logging.WARNING if self._failures == 1 else logging.DEBUG
-        _LOGGER.log(level, "MQTT: %s (attempt %d)", self._reason, self._failures)
+        _LOGGER.log(level, "MQTT: %s (attempt %d)", reason, self._failures)
         self._notify()
 
     def session_lost(self, session: PahoSession, reason: ReasonCode) -> None:
@@ -317,14 +319,10 @@ class MqttConnection:
                 return
             # Hung up before any answer: a TLS or WebSocket listener, or not MQTT at all.
             # /health said "connecting" for good, and the log said nothing.
-            self._failures += 1
-            self._reason = (
+            self._attempt_failed(
                 f"{self._address()} closed the connection before answering as an MQTT broker"
                 " (a TLS or WebSocket port?); retrying"
             )
-            level = logging.WARNING if self._failures == 1 else logging.DEBUG
-            _LOGGER.log(level, "MQTT: %s (attempt %d)", self._reason, self._failures)
-            self._notify()
             return
         self._set_connected(False)
         self._reason = f"lost the connection to {self._address()} ({reason}); reconnecting"
