@@ -13,7 +13,7 @@ from .downloads.queue_store import Priority
 from .errors import AppError
 from .events import EventBus, EventType
 from .library.records import EpisodeRecord, SeriesRecord
-from .library.service import LibraryService
+from .library.service import LibraryService, new_episode
 from .providers.base import Provider
 from .providers.cache import TtlCache
 from .settings import Settings
@@ -106,14 +106,20 @@ class AutoQueue:
         """Queue the missing episodes (of `only`, if given) that are not queued yet.
 
         An episode whose download failed for good is left for the user to retry, so a dead
-        episode is not queued again on every rescan.
+        episode is not queued again on every rescan. Neither is a series whose provider is
+        switched off or whose last refresh failed: each of its downloads would fail the same
+        way, use up its retries and stay failed once the site is back. The next rescan that
+        reads the series queues them.
         """
         reads = reads or self._reads()
         failed = await reads.failed()
         queued: list[int] = []
         details: list[dict[str, Any]] = []
+        providers = self._library.providers
         for record in sorted(series, key=lambda s: s.name.casefold()):
             if record.provider is None or record.key is None:
+                continue
+            if record.provider not in providers or record.error:
                 continue
             episodes = [
                 (e.season, e.episode)
@@ -168,11 +174,7 @@ class AutoQueue:
                 if added is None:
                     continue
                 fresh[series.id] = set(added)
-                found += [
-                    {"provider": provider.name, "series_key": key, "name": series.name}
-                    | {"season": s, "episode": e}
-                    for s, e in added
-                ]
+                found += [new_episode(series, s, e) for s, e in added]
         queued: list[int] = []
         reads = self._reads()  # after the refreshes: what they changed is read
         if found:
@@ -226,16 +228,14 @@ class AutoQueue:
         self, provider: Provider, series: SeriesRecord, listed: set[tuple[int, int]]
     ) -> list[tuple[int, int]] | None:
         """Refresh a series whose listed episodes are not all known; None when all are known,
-        else the episodes that became missing."""
+        else the new episodes (LibraryService.refresh)."""
         store = self._library.store
         known = {(e.season, e.episode) for e in await store.episodes(series.id) if e.on_provider}
         if listed <= known:
             return None  # nothing new: not a single request for this series
-        before = set(await store.missing(series.id))
         if isinstance(provider, _Invalidating):
             provider.invalidate(series.key)  # its cached pages predate the new episode
-        await self._library.refresh(series)
-        return [pair for pair in await store.missing(series.id) if pair not in before]
+        return await self._library.refresh(series)
 
     def upgrades_on(self, series: SeriesRecord) -> bool:
         """The series' own upgrade switch, else the global downloads.upgrade."""

@@ -109,13 +109,15 @@ class LibraryService:
         total = len(matched)
         done = 0
         errors: list[dict[str, Any]] = []
+        found: list[dict[str, Any]] = []
         gate = asyncio.Semaphore(REFRESH_CONCURRENCY)
 
         async def refresh(series: SeriesRecord) -> None:
             nonlocal done
             async with gate:
-                error = await self._refresh_guarded(series)
+                new, error = await self._refresh_guarded(series)
             done += 1
+            found.extend(new_episode(series, season, episode) for season, episode in new)
             if error is not None:
                 errors.append({"folder": series.folder, "key": series.key, **error})
             op.progress = 0.1 + 0.9 * done / max(total, 1)
@@ -134,9 +136,15 @@ class LibraryService:
         async with asyncio.TaskGroup() as group:
             for series in matched:
                 group.create_task(refresh(series))
+        if found:  # however they are found, new episodes are news (webhooks, MQTT)
+            found.sort(key=lambda e: (e["name"].casefold(), e["season"], e["episode"]))
+            self._bus.publish(
+                EventType.NEW_EPISODES_FOUND, {"episodes": found, "count": len(found)}
+            )
         totals = await self.store.totals()
         return {
             **totals,
+            "new_episodes": len(found),
             "refreshed": total - len(errors),
             "errors": errors[:RESULT_ERRORS_LISTED],
             "error_count": len(errors),
@@ -193,10 +201,13 @@ class LibraryService:
             )
             raise LibraryError(self.unavailable, details={"path": str(root), "series": known})
 
-    async def _refresh_guarded(self, series: SeriesRecord) -> dict[str, Any] | None:
-        """Refresh one series; an error is stored on the series and returned, never raised."""
+    async def _refresh_guarded(
+        self, series: SeriesRecord
+    ) -> tuple[list[tuple[int, int]], dict[str, Any] | None]:
+        """Refresh one series: its new episodes (see refresh) and its error, stored on the
+        series and returned, never raised."""
         try:
-            await self.refresh(series)
+            new = await self.refresh(series)
         except AppError as err:
             _LOGGER.warning("refresh of %s failed: %s", series.folder, err.message)
             error = {"code": err.code, "message": err.message}
@@ -206,12 +217,14 @@ class LibraryService:
             _LOGGER.exception("refresh of %s failed unexpectedly", series.folder)
             error = {"code": "internal_error", "message": f"{type(err).__name__}: {err}"}
         else:
-            return None
+            return new, None
         await self.store.set_error(series.id, error)
-        return error
+        return [], error
 
-    async def refresh(self, series: SeriesRecord) -> None:
-        """Read the series' seasons and episodes from its provider and store them."""
+    async def refresh(self, series: SeriesRecord) -> list[tuple[int, int]]:
+        """Read the series' seasons and episodes from its provider and store them; returns
+        the new episodes: listed for the first time, held by no file (LibraryStore.sync_provider).
+        """
         assert series.provider is not None and series.key is not None
         provider = self.providers.get(series.provider)
         seasons = await provider.all_episodes(series.key)
@@ -222,11 +235,12 @@ class LibraryService:
             for ep in season
         ]
         identity = (series.provider, series.key)
-        stored = await self.store.sync_provider(
+        new = await self.store.sync_provider(
             series.id, _info_fields(info), episodes, self._clock(), identity=identity
         )
-        if not stored:
+        if new is None:
             _LOGGER.info("%s was matched anew during its refresh: kept", series.folder)
+        return new or []
 
     async def detail(self, key: str, provider: str | None = None) -> dict[str, Any]:
         """A series with its episodes and their states."""
@@ -374,6 +388,17 @@ class LibraryService:
 
 
 _Found = dict[str, LocalFolder]
+
+
+def new_episode(series: SeriesRecord, season: int, episode: int) -> dict[str, Any]:
+    """One entry of a new_episodes_found event."""
+    return {
+        "provider": series.provider,
+        "series_key": series.key,
+        "name": series.name,
+        "season": season,
+        "episode": episode,
+    }
 
 
 def _holds_no_folder(root: Path) -> bool:

@@ -329,17 +329,35 @@ class LibraryStore:
         now: float,
         *,
         identity: tuple[str, str],
-    ) -> bool:
+    ) -> list[tuple[int, int]] | None:
         """Store what the provider listed: series fields and every (season, episode, titles);
-        only while the series still has `identity` (provider, key), else False.
+        only while the series still has `identity` (provider, key), else None.
 
+        Returns the episodes the provider lists for the first time and no file holds: new
+        episodes, announced however they were found. None of a series' first listing is new.
         A folder matched anew while its refresh read the old series' pages took that
         series' name and episodes under the new key."""
         listed = {(s, e): (t, te) for s, e, t, te in episodes}
         async with self._db.transaction() as conn:
-            cursor = await conn.execute(
+            async with conn.execute(
+                "SELECT refreshed_at FROM series WHERE id = ? AND provider = ? AND key = ?",
+                [series_id, *identity],
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return None
+            new: list[tuple[int, int]] = []
+            if row[0] is not None:  # listed before: what it did not list then is new
+                async with conn.execute(
+                    "SELECT season, episode FROM episodes"
+                    " WHERE series_id = ? AND (on_provider = 1 OR local_path IS NOT NULL)",
+                    [series_id],
+                ) as cursor:
+                    known = {(s, e) for s, e in await cursor.fetchall()}
+                new = sorted(pair for pair in listed if pair not in known)
+            await conn.execute(
                 "UPDATE series SET name = ?, year = ?, description = ?, cover_url = ?,"
-                " error = NULL, refreshed_at = ? WHERE id = ? AND provider = ? AND key = ?",
+                " error = NULL, refreshed_at = ? WHERE id = ?",
                 [
                     info["name"],
                     info["year"],
@@ -347,11 +365,8 @@ class LibraryStore:
                     info["cover_url"],
                     now,
                     series_id,
-                    *identity,
                 ],
             )
-            if cursor.rowcount == 0:
-                return False
             await conn.execute(
                 "UPDATE episodes SET on_provider = 0 WHERE series_id = ?", [series_id]
             )
@@ -366,7 +381,7 @@ class LibraryStore:
                 " AND local_path IS NULL",
                 [series_id],
             )
-        return True
+        return new
 
     async def set_error(self, series_id: int, error: dict[str, Any] | None) -> None:
         """Remember why the last refresh of a series failed (None clears it)."""

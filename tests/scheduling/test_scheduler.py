@@ -333,6 +333,54 @@ async def test_auto_download_queues_exactly_the_missing_episodes(harness: Harnes
     assert await harness.queued() == missing - {(KAIJU, 2, 2)}
 
 
+async def test_auto_download_leaves_series_whose_provider_cannot_be_read(
+    harness: Harness,
+) -> None:
+    await harness.rescan()
+    missing = await harness.missing()
+    settings = harness.app[keys.SETTINGS]
+    await settings.update({"providers": {"aniworld": {"enabled": False}}})
+    await update_scheduler(harness, auto_download=True)
+    scheduler = harness.scheduler()
+    run = await scheduler.run_job("rescan")
+    assert run.ok and run.result["errors"] == 3, run
+    # Queued, each would fail the same way, use up its retries and stay failed for good.
+    assert await harness.queued() == set()
+
+    await settings.update({"providers": {"aniworld": {"enabled": True}}})
+    run = await scheduler.run_job("rescan")  # the series read again: now they are wanted
+    assert run.ok and run.result["errors"] == 0, run
+    assert await harness.queued() == missing
+
+
+async def test_a_rescan_announces_the_new_episodes_it_finds(harness: Harness) -> None:
+    lantern = harness.site.catalogue.series[LANTERN].seasons[1]
+    unreleased = lantern[2:]
+    del lantern[2:]
+    await harness.rescan()  # the first listing of a series is no news
+    await harness.settle()
+    assert harness.of(EventType.NEW_EPISODES_FOUND) == []
+
+    lantern.extend(unreleased)
+    harness.forget_cached_pages()
+    await harness.rescan()  # before the new-episodes check, or on a site without its list
+    await harness.settle()
+    (found,) = harness.of(EventType.NEW_EPISODES_FOUND)
+    assert [(e["series_key"], e["season"], e["episode"]) for e in found.data["episodes"]] == [
+        (LANTERN, 1, 3),
+        (LANTERN, 1, 4),
+    ]
+    assert found.data["count"] == 2 and found.data["episodes"][0]["name"] == "Sky Lantern"
+
+    scheduler = harness.scheduler()
+    run = await scheduler.run_job("new_episodes")  # known by now: not announced twice
+    assert run.ok and run.result["new"] == [], run
+    harness.forget_cached_pages()
+    await harness.rescan()
+    await harness.settle()
+    assert len(harness.of(EventType.NEW_EPISODES_FOUND)) == 1
+
+
 async def test_trigger_rescan_is_followed_once(harness: Harness) -> None:
     scheduler = harness.scheduler()
     operation = scheduler.trigger_rescan()
