@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -72,12 +73,25 @@ def schedule_triggers(
     return specs
 
 
-def anchored(spec: JobSpec, last_run: float | None, now: datetime, tz: tzinfo) -> JobSpec:
+def anchored(
+    spec: JobSpec, last_run: float | None, now: datetime, tz: tzinfo, *, starting: bool = False
+) -> JobSpec:
     """An interval job's trigger counted from its last run (kept across restarts): due one
     interval after it, or a minute after start when that time has passed. Counted from each
-    start, a 24 h rescan never ran on a machine restarted every 20 h."""
-    if last_run is None or spec.signature[0] != "interval":
+    start, a 24 h rescan never ran on a machine restarted every 20 h.
+
+    At start (`starting`), a job at set times (the nightly backup, a crontab rescan) that fell
+    due since its last run while the service was down runs a minute after start, once, then
+    keeps its times: a machine off at 03:15 every night never made a backup.
+    """
+    if last_run is None:
         return spec
+    if spec.signature[0] != "interval":
+        last = datetime.fromtimestamp(last_run, tz)
+        missed = spec.trigger.get_next_fire_time(None, last + timedelta(seconds=1))
+        if not starting or missed is None or missed > now or last > now:
+            return spec
+        return JobSpec(_CatchUp(now + STARTUP_GRACE, spec.trigger), spec.signature)
     every = timedelta(seconds=spec.signature[1])
     due = datetime.fromtimestamp(last_run, tz) + every
     start = max(due, now + STARTUP_GRACE)
@@ -85,6 +99,27 @@ def anchored(spec: JobSpec, last_run: float | None, now: datetime, tz: tzinfo) -
         return spec
     trigger = IntervalTrigger(seconds=every.total_seconds(), start_date=start, timezone=tz)
     return JobSpec(trigger, spec.signature)
+
+
+class _CatchUp(BaseTrigger):  # type: ignore[misc]  # apscheduler is untyped
+    """A trigger's times plus one missed run at `at`.
+
+    Not an OrTrigger with a DateTrigger: asked for the next time after `at` with no previous
+    run (next_runs does that), a DateTrigger still names `at`, a time long past.
+    """
+
+    def __init__(self, at: datetime, inner: Any) -> None:
+        self.at = at
+        self.inner = inner
+
+    def get_next_fire_time(self, previous: datetime | None, now: datetime) -> datetime | None:
+        later: datetime | None = self.inner.get_next_fire_time(previous, now)
+        if now <= self.at and (previous is None or previous < self.at):
+            return self.at if later is None else min(self.at, later)
+        return later
+
+    def __str__(self) -> str:
+        return f"{self.inner}, and once at {self.at.isoformat()} (missed while stopped)"
 
 
 def _interval(every: timedelta, now: datetime, tz: tzinfo) -> JobSpec:
@@ -185,16 +220,17 @@ class Scheduler:
         }
         self._specs.clear()  # every job again, now anchored
         self._aps.remove_all_jobs()
-        self.reschedule(self._settings.section("scheduler"))
+        self.reschedule(self._settings.section("scheduler"), starting=True)
 
-    def reschedule(self, section: Mapping[str, Any]) -> None:
+    def reschedule(self, section: Mapping[str, Any], *, starting: bool = False) -> None:
         """Make the jobs match the settings; an unchanged job keeps its next run time."""
         now = self._now()
         wanted = self._triggers(section, now, self.timezone)
         for name in JOB_NAMES:
             spec, current = wanted.get(name), self._specs.get(name)
             if spec is not None:
-                spec = anchored(spec, self._last_runs_at.get(name), now, self.timezone)
+                last = self._last_runs_at.get(name)
+                spec = anchored(spec, last, now, self.timezone, starting=starting)
             if spec is None:
                 if current is not None:
                     self._aps.remove_job(name)

@@ -16,11 +16,12 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from aniworld_addon import keys
+from aniworld_addon import scheduler as scheduler_module
 from aniworld_addon.app import create_app
 from aniworld_addon.backups import BACKUPS_KEPT
 from aniworld_addon.events import Event, EventType
 from aniworld_addon.options import Options
-from aniworld_addon.scheduler import JobSpec, Scheduler, schedule_triggers
+from aniworld_addon.scheduler import LAST_RUNS_META, JobSpec, Scheduler, schedule_triggers
 from tests.conftest import series_folder
 from tests.site.plugin import RunningSite
 
@@ -196,6 +197,51 @@ async def test_interval_jobs_count_from_their_last_run_across_restarts(harness: 
     await late.restore()
     assert late.next_runs()["rescan"] == harness.clock.datetime + timedelta(minutes=1)
     assert late.next_runs()["new_episodes"] == harness.clock.datetime + timedelta(hours=1)
+
+
+async def test_jobs_at_set_times_missed_while_stopped_run_once_after_start(
+    harness: Harness,
+) -> None:
+    # Off every night at 03:15 (a desktop, a NAS on a power plan): the backup never ran.
+    await update_scheduler(harness, rescan_cron="0 4 * * *")
+    harness.clock.now = datetime(2025, 7, 17, 4, 0, 30, tzinfo=UTC).timestamp()
+    three_days_ago, yesterday = harness.clock.now - 3 * 86400, harness.clock.now - 86400 - 30
+    stored = {"backup": three_days_ago, "prune_history": harness.clock.now - 600}
+    stored["rescan"] = yesterday  # and a restart from 03:59:30 to 04:00:30 missed today's
+    await harness.app[keys.LIBRARY].store.set_meta(LAST_RUNS_META, stored)
+    scheduler = harness.scheduler()
+    await scheduler.restore()
+    soon = harness.clock.datetime + timedelta(minutes=1)
+    runs = scheduler.next_runs()
+    assert runs["backup"] == soon and runs["rescan"] == soon
+    assert runs["prune_history"] == datetime(2025, 7, 18, 3, 45, tzinfo=UTC)  # ran at 03:50
+    harness.clock.advance(timedelta(minutes=2))  # once: then the set times again
+    runs = scheduler.next_runs()
+    assert runs["backup"] == datetime(2025, 7, 18, 3, 15, tzinfo=UTC)
+    assert runs["rescan"] == datetime(2025, 7, 18, 4, 0, tzinfo=UTC)
+
+    # A crontab changed while running is no missed run: it waits for its own time.
+    await update_scheduler(harness, rescan_cron="0 3 * * *")
+    assert scheduler.next_runs()["rescan"] == datetime(2025, 7, 18, 3, 0, tzinfo=UTC)
+
+
+async def test_a_missed_run_fires_in_the_running_scheduler(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler_module, "STARTUP_GRACE", timedelta(seconds=0.2))
+    start = datetime.now(UTC)
+    harness.clock.now = start.timestamp()
+    await harness.app[keys.LIBRARY].store.set_meta(
+        LAST_RUNS_META, {"backup": harness.clock.now - 2 * 86400}
+    )
+    scheduler = harness.scheduler()
+    await scheduler.restore()
+    scheduler.start()
+    async with asyncio.timeout(10):
+        await scheduler.wait_for_runs("backup", 1)
+    assert scheduler.last_runs["backup"].ok, scheduler.last_runs["backup"]
+    harness.clock.now = datetime.now(UTC).timestamp()
+    assert scheduler.next_runs()["backup"] > start + timedelta(hours=1)
 
 
 async def test_cron_rescan_wins_over_the_interval_and_changes_apply_live(
