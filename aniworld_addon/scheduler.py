@@ -8,10 +8,11 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Final
 
+import tzlocal
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -128,6 +129,25 @@ def _interval(every: timedelta, now: datetime, tz: tzinfo) -> JobSpec:
     return JobSpec(trigger, ("interval", every.total_seconds()))
 
 
+def local_timezone() -> tuple[tzinfo, str | None]:
+    """The local time zone (TZ, /etc/localtime), else UTC and why.
+
+    apscheduler reads it with tzlocal, which takes only a zone name: TZ set to a POSIX rule
+    ("CET-1CEST,M3.5.0,M10.5.0/3", "UTC0") or misspelt kept the scheduler from starting, so
+    no job ever ran. Scheduled at the wrong hour beats never.
+    """
+    try:
+        return tzlocal.get_localzone(), None
+    except (LookupError, ValueError) as err:
+        said = str(err.args[0] if err.args else err).splitlines()[0].strip()
+        problem = (
+            f"times are in UTC: the local time zone is unknown ({said});"
+            " set TZ to a zone name such as Europe/Berlin"
+        )
+        _LOGGER.warning("Scheduler: %s", problem)
+        return UTC, problem
+
+
 @dataclass(slots=True, frozen=True)
 class JobRun:
     """How the last run of a job went."""
@@ -171,7 +191,11 @@ class Scheduler:
         self._db_path = db_path or data_path / DB_FILENAME
         self._clock = clock
         self.auto = AutoQueue(settings=settings, library=library, queue=queue, bus=bus, clock=clock)
-        self._aps = AsyncIOScheduler(timezone=timezone) if timezone else AsyncIOScheduler()
+        #: why the local time zone could not be used (the schedule then runs in UTC)
+        self.timezone_problem: str | None = None
+        if timezone is None:
+            timezone, self.timezone_problem = local_timezone()
+        self._aps = AsyncIOScheduler(timezone=timezone)
         self.timezone: tzinfo = self._aps.timezone
         self._triggers = triggers
         self._specs: dict[str, JobSpec] = {}
@@ -433,4 +457,7 @@ class Scheduler:
             text = "; ".join(f"{k}: {v}" for k, v in failed.items())
             return CheckResult("error", f"last run failed: {text}", failed)
         upcoming = {k: v.isoformat() for k, v in self.next_runs().items() if v}
-        return CheckResult("ok", f"{len(upcoming)} jobs scheduled", upcoming)
+        message = f"{len(upcoming)} jobs scheduled"
+        if self.timezone_problem:
+            message += f"; {self.timezone_problem}"
+        return CheckResult("ok", message, upcoming)

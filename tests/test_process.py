@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -65,6 +66,43 @@ def test_serves_health_quickly_with_defaults_and_stops_on_sigterm(tmp_path: Path
     assert f"http://127.0.0.1:{port}/" in output
     assert "Traceback" not in output
     assert (tmp_path / "data" / "logs" / "app.log").is_file()
+
+
+def test_a_time_zone_tzlocal_cannot_read_leaves_the_schedule_in_utc(tmp_path: Path) -> None:
+    # A POSIX rule is a valid TZ for the C library; tzlocal refuses it, and the scheduler
+    # then never started: no rescan, backup or auto-download for the process' lifetime.
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANIWORLD_")}
+    env |= {"ANIWORLD_PORT": str(port), "ANIWORLD_HOST": "127.0.0.1"}
+    env["TZ"] = "CET-1CEST,M3.5.0,M10.5.0/3"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aniworld_addon"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_health(port, proc, 10)
+        deadline = time.monotonic() + 20
+        while True:
+            url = f"http://127.0.0.1:{port}/health"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                check = json.load(resp)["checks"]["scheduler"]
+            if check["message"] != "starting" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # polling the check until the scheduler has started
+        assert check["status"] == "ok", check
+        assert "times are in UTC" in check["message"] and "CET-1CEST" in check["message"]
+        assert check["details"]["backup"].endswith("T03:15:00+00:00"), check
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=15)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output
 
 
 def run_command(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
