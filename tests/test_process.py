@@ -36,19 +36,23 @@ def wait_for_health(port: int, proc: subprocess.Popen[bytes], limit_s: float) ->
     pytest.fail(f"/health did not answer within {limit_s} s")
 
 
-def test_serves_health_quickly_with_defaults_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANIWORLD_")}
-    env["ANIWORLD_PORT"] = str(port)
-    env["ANIWORLD_HOST"] = "127.0.0.1"
-    started = time.monotonic()
-    proc = subprocess.Popen(
+def start_service(cwd: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
+    """`python -m aniworld_addon` with defaults on 127.0.0.1:port, output in stdout."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ANIWORLD_")}
+    clean |= {"ANIWORLD_PORT": str(port), "ANIWORLD_HOST": "127.0.0.1", **env}
+    return subprocess.Popen(
         [sys.executable, "-m", "aniworld_addon"],
-        cwd=tmp_path,
-        env=env,
+        cwd=cwd,
+        env=clean,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+def test_serves_health_quickly_with_defaults_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    started = time.monotonic()
+    proc = start_service(tmp_path, port)
     try:
         wait_for_health(port, proc, 10)
         elapsed = time.monotonic() - started
@@ -72,16 +76,7 @@ def test_a_time_zone_tzlocal_cannot_read_leaves_the_schedule_in_utc(tmp_path: Pa
     # A POSIX rule is a valid TZ for the C library; tzlocal refuses it, and the scheduler
     # then never started: no rescan, backup or auto-download for the process' lifetime.
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANIWORLD_")}
-    env |= {"ANIWORLD_PORT": str(port), "ANIWORLD_HOST": "127.0.0.1"}
-    env["TZ"] = "CET-1CEST,M3.5.0,M10.5.0/3"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aniworld_addon"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_service(tmp_path, port, TZ="CET-1CEST,M3.5.0,M10.5.0/3")
     try:
         wait_for_health(port, proc, 10)
         deadline = time.monotonic() + 20
