@@ -3,6 +3,7 @@
 apscheduler's CronTrigger.from_crontab differs from crontab in two ways that move a user's
 schedule: its weekday 0 is Monday (crontab: Sunday, and 7 is Sunday too), and with both the
 day of month and the day of week restricted it fires only when both match (crontab: either).
+As in cron, a day field that starts with "*" ("*/2") counts as unrestricted for that rule.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def weekdays(field: str) -> list[int]:
             first, last = _weekday(low), _weekday(high)
             if high == "7":
                 last = 7  # "5-7": Friday to Sunday
+            if low == "7":
+                first = 7  # "7-1" runs backwards, as cron says
             if last < first:
                 raise ValueError(f"{span!r} runs backwards")
         else:
@@ -62,6 +65,8 @@ def crontab_trigger(expression: str, timezone: tzinfo | None = None) -> Any:
     def cron(**which: str) -> Any:
         return CronTrigger(minute=minute, hour=hour, month=month, timezone=timezone, **which)
 
-    if day != "*" and dow != "*":  # crontab fires on either
+    # crontab fires on either day field when both are restricted; a field that starts with
+    # "*" is not (cron's DOM_STAR / DOW_STAR): "*/2" with "1" is odd days that are Mondays.
+    if not day.startswith("*") and not dow.startswith("*"):
         return OrTrigger([cron(day=day), cron(day_of_week=days)])
     return cron(day=day, day_of_week=days)

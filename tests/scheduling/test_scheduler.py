@@ -19,6 +19,7 @@ from aniworld_addon import keys
 from aniworld_addon import scheduler as scheduler_module
 from aniworld_addon.app import create_app
 from aniworld_addon.backups import BACKUPS_KEPT
+from aniworld_addon.errors import ValidationError
 from aniworld_addon.events import Event, EventType
 from aniworld_addon.options import Options
 from aniworld_addon.scheduler import LAST_RUNS_META, JobSpec, Scheduler, schedule_triggers
@@ -267,6 +268,9 @@ async def test_cron_rescan_wins_over_the_interval_and_changes_apply_live(
         ("0 3 * * 1-5", datetime(2025, 7, 17, 3, 0, tzinfo=UTC)),  # T0 is a Thursday
         ("30 2 * * sat,sun", datetime(2025, 7, 19, 2, 30, tzinfo=UTC)),
         ("0 3 13 * 1", datetime(2025, 7, 21, 3, 0, tzinfo=UTC)),  # the 13th OR a Monday
+        # A day field starting with "*" is unrestricted for that rule: both must match.
+        ("0 3 */2 * 1", datetime(2025, 7, 21, 3, 0, tzinfo=UTC)),  # odd days that are Mondays
+        ("0 3 1 * */2", datetime(2025, 11, 1, 3, 0, tzinfo=UTC)),  # a 1st on Sun/Tue/Thu/Sat
     ],
 )
 async def test_a_cron_rescan_fires_when_crontab_would(
@@ -277,6 +281,14 @@ async def test_a_cron_rescan_fires_when_crontab_would(
     scheduler = harness.scheduler()
     await update_scheduler(harness, rescan_cron=cron)
     assert scheduler.next_runs()["rescan"] == first
+
+
+@pytest.mark.parametrize("cron", ["0 3 * * 7-1", "0 3 * * sat-mon", "0 3 * * 5-2"])
+async def test_a_backwards_weekday_range_is_refused(harness: Harness, cron: str) -> None:
+    # crontab refuses them; "7-1" was taken as Sunday to Monday.
+    with pytest.raises(ValidationError) as refused:
+        await update_scheduler(harness, rescan_cron=cron)
+    assert "runs backwards" in str(refused.value.details), refused.value.details
 
 
 async def test_an_unchanged_job_keeps_its_time_and_zero_disables(harness: Harness) -> None:
