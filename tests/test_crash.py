@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,27 @@ async def test_kill_during_verify_and_rename(
     await running.kill()
     marker.unlink()
     await _restart_and_finish(running, media_set)
+
+
+async def test_sigterm_while_the_hoster_stalls_stops_before_home_assistant_kills(
+    running: ServiceProcess, provider_site: RunningSite, media_set: MediaSet
+) -> None:
+    # A stalled hoster calls no progress hook: the shutdown waited for the socket timeout
+    # (30 s), and Home Assistant kills an add-on 15 s after asking it to stop.
+    control = provider_site.control
+    control.timeout_hold_s = 120
+    control.set_fault(r"^/media/", Fault.TIMEOUT)  # the file's request is never answered
+    await running.call(
+        "POST", f"/api/anime/{KEY}/download", json={"episodes": [{"season": 1, "episode": 1}]}
+    )
+    await control.wait_for("media")
+    assert running.proc is not None
+    began = time.monotonic()
+    await running.stop()  # SIGTERM
+    assert time.monotonic() - began < 10
+    assert running.proc.returncode == 0
+    control.clear_faults()
+    await _restart_and_finish(running, media_set)  # still queued, and nothing half-written
 
 
 @contextlib.contextmanager

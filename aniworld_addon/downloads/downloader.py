@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -79,6 +80,32 @@ class _Job:
 _current = threading.local()
 
 
+class DownloadThreads:
+    """The download threads a queue waits for, so that its shutdown can stop waiting.
+
+    A cancelled download ends at yt-dlp's next progress hook or retry notice; a hoster that
+    stalls calls neither until the socket times out (30 s), longer than Home Assistant waits
+    for an add-on to stop before it kills it (S6_KILL_GRACETIME, config.yaml's timeout).
+    """
+
+    def __init__(self) -> None:
+        self._waits: set[asyncio.Future[Any]] = set()
+
+    def add(self, wait: asyncio.Future[Any]) -> None:
+        """A download thread's outcome, awaited by its task."""
+        self._waits.add(wait)
+        wait.add_done_callback(self._waits.discard)
+
+    def abandon(self) -> int:
+        """Stop waiting for every thread still running (at shutdown only): each awaiting task
+        ends as cancelled now, and the thread, a daemon, ends with the process. Its .part
+        file stays until start-up removes it, as after a kill. Returns how many."""
+        waits = [wait for wait in self._waits if not wait.done()]
+        for wait in waits:
+            wait.cancel()
+        return len(waits)
+
+
 def _cancel_point(message: str) -> None:
     """Abort yt-dlp at a retry notice if this thread's download was cancelled (see
     _YtdlpLogger): there the failed attempt's response is closed, nothing else is open."""
@@ -129,6 +156,7 @@ class Downloader:
         socket_timeout_s: float = 30.0,
         retries: int = 2,
         sessions: SessionPool[YtdlpSession] | None = None,
+        threads: DownloadThreads | None = None,
         probes: ProbeGates | None = None,
         clock: Callable[[], float] = time.monotonic,
         writeback_step: int = WRITEBACK_STEP,
@@ -144,6 +172,8 @@ class Downloader:
         self.retries = retries
         #: idle yt-dlp instances to reuse (the queue's); None: one per download, then closed
         self.sessions = sessions if sessions is not None else SessionPool[YtdlpSession](0)
+        #: whose shutdown may stop waiting for this downloader's threads (the queue's)
+        self.threads = threads
         #: where ffprobe is started ahead of need (the queue's); None: ffprobe starts cold
         self.probes = probes
         self._clock = clock
@@ -165,7 +195,7 @@ class Downloader:
         loop = asyncio.get_running_loop()
         throttle = ProgressThrottle(clock=self._clock)
         job = _Job(source, final_base, loop, on_progress, throttle)
-        final, size = await _in_own_thread(lambda: self._run(job), job.token)
+        final, size = await _in_own_thread(lambda: self._run(job), job.token, self.threads)
         if on_progress is not None:
             speed = job.last.speed_mbps if job.last else None
             _deliver(
@@ -409,25 +439,35 @@ class Downloader:
             )
 
 
-async def _in_own_thread(work: Callable[[], T], token: threading.Event) -> T:
-    """Run `work` in a new thread; a cancel sets `token` and waits for the thread to end."""
+async def _in_own_thread(
+    work: Callable[[], T], token: threading.Event, threads: DownloadThreads | None = None
+) -> T:
+    """Run `work` in a new thread; a cancel sets `token` and waits for the thread to end,
+    unless `threads` abandons it (shutdown)."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
     # Marks a failure as seen even when the caller was cancelled and never looks at it.
     future.add_done_callback(lambda done: done.cancelled() or done.exception())
+    if threads is not None:
+        threads.add(future)
 
     def settle(outcome: Callable[[], None]) -> None:
         if not future.done():
             outcome()
+
+    def hand_over(outcome: Callable[[], None]) -> None:
+        # A closed loop: the thread was abandoned at shutdown, and nobody waits for it.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, outcome)
 
     def main() -> None:
         try:
             result = work()
         except BaseException as err:  # noqa: BLE001 - handed to the awaiting task, which raises it
             error = err
-            loop.call_soon_threadsafe(settle, lambda: future.set_exception(error))
+            hand_over(lambda: future.set_exception(error))
         else:
-            loop.call_soon_threadsafe(settle, lambda: future.set_result(result))
+            hand_over(lambda: future.set_result(result))
 
     # Daemon: a process being killed must not wait for a hoster; start-up cleans the .part files.
     name = f"aniworld-download-{next(_thread_ids)}"
@@ -449,8 +489,10 @@ async def _in_own_thread(work: Callable[[], T], token: threading.Event) -> T:
             return future.result()
         raise
     finally:
-        # The result arrives a moment before the thread exits; join it off the loop.
-        await outlive_cancellation(loop.run_in_executor(None, thread.join))
+        # The result arrives a moment before the thread exits; join it off the loop. An
+        # abandoned thread is not joined: it may hang on its hoster for a socket timeout.
+        if not future.cancelled():
+            await outlive_cancellation(loop.run_in_executor(None, thread.join))
 
 
 async def outlive_cancellation(future: asyncio.Future[Any]) -> None:

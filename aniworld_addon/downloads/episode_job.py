@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import AppError, PathOutsideLibraryError
 from ..events import EventBus, EventType
@@ -32,6 +32,9 @@ from .progress import Progress, SeriesFolderMissingError
 from .queue_store import QueueItem, QueueStore
 from .resolver import Candidate, DownloadFailedError, Resolver
 from .ytdlp_sessions import SessionPool, YtdlpSession
+
+if TYPE_CHECKING:  # downloader imports yt-dlp: loaded with the first download
+    from .downloader import DownloadThreads
 
 _LOGGER = logging.getLogger("aniworld_addon.downloads.queue")
 
@@ -96,6 +99,7 @@ class QueueParts:
     root: Callable[[], Path]  # the library folder (it can change with the settings)
     ytdlp: SessionPool[YtdlpSession]  # idle yt-dlp instances, closed with the queue
     probes: ProbeGates  # where ffprobe waits for downloads to finish, swept at start-up
+    threads: DownloadThreads  # the download threads, which a shutdown stops waiting for
     clock: Callable[[], float] = time.time
 
 
@@ -154,6 +158,7 @@ class EpisodeJob:
             verify=downloads["verify"],
             sessions=self._parts.ytdlp,
             probes=self._parts.probes,
+            threads=self._parts.threads,
         )
         for candidate in candidates:
             # Rendering resolves symlinks to prove confinement: file-system work, off the loop.

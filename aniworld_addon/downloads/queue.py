@@ -17,7 +17,7 @@ from ..library.store import LibraryStore
 from ..providers.live import LiveProviders
 from ..settings import Settings
 from .blocklist import Blocklist
-from .downloader import outlive_cancellation
+from .downloader import DownloadThreads, outlive_cancellation
 from .episode_job import (
     AllHostersFailedError,
     EpisodeJob,
@@ -43,6 +43,11 @@ MAX_IDLE_SESSIONS: Final = 4
 LOCK_RETRY_S: Final = 1.0
 #: how often an idle dispatcher looks for items another process (a CLI run) queued
 OTHERS_POLL_S: Final = 10.0
+# How long a shutdown waits for cancelled downloads to end by themselves. One that does not
+# (a stalled hoster holds its thread until the socket timeout, 30 s) is abandoned: Home
+# Assistant kills an add-on 15 s after asking it to stop (S6_KILL_GRACETIME), and aiohttp
+# may have taken 10 of them to end open requests.
+SHUTDOWN_GRACE_S: Final = 3.0
 
 
 class DownloadQueue:
@@ -69,9 +74,10 @@ class DownloadQueue:
         self.clock = clock
         self._ytdlp = SessionPool[YtdlpSession](MAX_IDLE_SESSIONS)
         self._probes = ProbeGates()
+        self._threads = DownloadThreads()
         parts = QueueParts(
             *(store, library, providers, resolver, blocklist, settings, bus, root),
-            *(self._ytdlp, self._probes, clock),
+            *(self._ytdlp, self._probes, self._threads, clock),
         )
         self._job = EpisodeJob(parts)
         self._outcomes = Outcomes(parts, self._publish_status)
@@ -165,8 +171,18 @@ class DownloadQueue:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await self._cancel(list(self._active))
-        await asyncio.to_thread(self._ytdlp.close)  # every download thread has ended
+        cancelled, tasks = self._stop_tasks(list(self._active))
+        if tasks:
+            stuck = (await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S))[1]
+            if stuck and (abandoned := self._threads.abandon()):
+                _LOGGER.warning(
+                    "queue: %d download(s) did not stop within %g s (a hoster that stalls):"
+                    " they end with the process, and start-up removes their partial files",
+                    abandoned,
+                    SHUTDOWN_GRACE_S,
+                )
+        await self._ended(cancelled, tasks)
+        await asyncio.to_thread(self._ytdlp.close)  # idle ones; the others' when handed back
         if self._lock is not None:
             await asyncio.to_thread(self._lock.release)
 
