@@ -309,9 +309,17 @@ async def download(
             out.write(f"queued {len(ids)} episode(s) of {series.name}\n")
             if not queue.dispatching:
                 owner = await queue.owner()
-                if owner is None or owner[0] == "service":
+                if (owner is None or owner[0] == "service") and queue.running and not queue.paused:
                     out.write("the running service downloads them: follow them in its panel\n")
                     return 0
+                if owner is None or owner[0] == "service":
+                    state = "paused" if queue.running else "stopped"
+                    print(
+                        f"the running service's queue is {state}: the episodes stay queued and"
+                        " start when it is resumed (in its panel or with the API)",
+                        file=sys.stderr,
+                    )
+                    return 1
                 # Another command line: it ends with its own episodes and would leave these
                 # to nobody, so wait and take the queue over (DownloadQueue.start_up).
                 out.write(

@@ -390,6 +390,12 @@ async def test_a_cli_run_beside_the_service_leaves_its_downloads_alone(
     assert all(v.read_bytes() == media_set.mp4.read_bytes() for v in videos)
     assert control.count("media") == 2  # one transfer each: nothing was fetched twice
 
+    # With the service's queue paused, nothing downloads them: not a success (exit 1).
+    await running.call("POST", "/api/queue/pause")
+    code, output = await cli(running, "download", KEY, "--season", "1", "--episode", "3")
+    assert code == 1, output
+    assert "queue is paused" in output and "downloads them" not in output
+
 
 def children(pid: int) -> set[int]:
     """The processes `pid` started that still run (Linux /proc)."""
