@@ -72,9 +72,9 @@ def library_root(app: web.Application) -> Path:
 
 async def _logging_ctx(app: web.Application) -> AsyncIterator[None]:
     options = app[keys.OPTIONS]
-    # Defaults need nothing from the user: ./data and ./library are created on first start.
+    # Defaults need nothing from the user: ./data and ./library (_settings_ctx) are created on
+    # first start.
     await asyncio.to_thread(options.data_path.mkdir, parents=True, exist_ok=True)
-    await asyncio.to_thread(options.library_path.mkdir, parents=True, exist_ok=True)
     file_logging = FileLogging(options.data_path, options.log_level)
     await asyncio.to_thread(file_logging.start)
     app[keys.FILE_LOGGING] = file_logging
@@ -83,9 +83,15 @@ async def _logging_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _settings_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = Settings(app[keys.OPTIONS].data_path, clock=app[keys.CLOCK])
+    options = app[keys.OPTIONS]
+    settings = Settings(options.data_path, clock=app[keys.CLOCK])
     await settings.load()
     app[keys.SETTINGS] = settings
+    if settings.library_path(options.library_path) == options.library_path:
+        # Only while it is the library: once the panel names another, the option's folder
+        # was made anew at every start (an empty /media/anime, a ./library wherever a
+        # command ran).
+        await asyncio.to_thread(options.library_path.mkdir, parents=True, exist_ok=True)
     yield
 
 

@@ -251,6 +251,24 @@ async def test_the_library_is_neither_the_whole_disk_nor_around_the_data(
     ] is None
 
 
+async def test_the_options_library_folder_is_made_only_while_it_is_the_library(
+    authed: Authed, options: Options, aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    assert options.library_path.is_dir()  # the default needs nothing from the user
+    target = tmp_path / "anime"
+    response = await authed.client.post(
+        "/api/config/directory", json={"path": str(target)}, headers=authed.headers
+    )
+    assert response.status == 200
+    await authed.client.close()
+    options.library_path.rmdir()
+    # Made anew at every start: an empty /media/anime in Home Assistant's media, a ./library
+    # wherever a command ran.
+    client = await aiohttp_client(create_app(options))
+    assert (await client.get("/health")).status == 200
+    assert not options.library_path.exists()
+
+
 async def test_directory_is_checked_and_stored(authed: Authed, tmp_path: Path) -> None:
     client = authed.client
     target = tmp_path / "anime"
