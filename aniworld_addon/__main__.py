@@ -105,13 +105,15 @@ def serve(options: Options) -> None:
     app = create_app(options)
     app.cleanup_ctx.append(_collector_back_on)
     shown_host = "localhost" if options.host in ("0.0.0.0", "::") else options.host  # noqa: S104
+    if ":" in shown_host:
+        shown_host = f"[{shown_host}]"  # an IPv6 address in a URL
     # In the add-on, `port` is Home Assistant's ingress listener and `direct_port` the one a
     # user may map; elsewhere there is just `port`.
     ports = [options.port, options.direct_port] if options.addon else [options.port]
     sockets: list[socket.socket] = []
     for port in ports:
         try:
-            sockets.append(socket.create_server((options.host, port)))
+            sockets.append(_listen(options.host, port))
         except OSError as err:
             for made in sockets:
                 made.close()
@@ -133,6 +135,17 @@ def serve(options: Options) -> None:
         shutdown_timeout=10,
         access_log=logging.getLogger("aiohttp.access"),
     )
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket of the family `host` names: "::" is every address, IPv6 and IPv4
+    alike where the system allows; an IPv6 address or a name that resolves to one is IPv6."""
+    if host == "::" and socket.has_dualstack_ipv6():
+        return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    family, *_, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    return socket.create_server(address, family=family)
 
 
 class StartError(Exception):

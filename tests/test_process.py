@@ -49,6 +49,18 @@ def start_service(cwd: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
     )
 
 
+def stop_service(proc: subprocess.Popen[bytes]) -> str:
+    """SIGTERM, then its output once it ended (killed after 15 s)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=15)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def test_serves_health_quickly_with_defaults_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     started = time.monotonic()
@@ -60,12 +72,8 @@ def test_serves_health_quickly_with_defaults_and_stops_on_sigterm(tmp_path: Path
         assert (tmp_path / "data" / "config.json").is_file()
         assert (tmp_path / "data" / "aniworld.db").is_file()
         assert (tmp_path / "library").is_dir()
-        proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=15)[0].decode()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        output = stop_service(proc)
     assert proc.returncode == 0, output
     assert f"http://127.0.0.1:{port}/" in output
     assert "Traceback" not in output
@@ -90,14 +98,41 @@ def test_a_time_zone_tzlocal_cannot_read_leaves_the_schedule_in_utc(tmp_path: Pa
         assert check["status"] == "ok", check
         assert "times are in UTC" in check["message"] and "CET-1CEST" in check["message"]
         assert check["details"]["backup"].endswith("T03:15:00+00:00"), check
-        proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=15)[0].decode()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        output = stop_service(proc)
     assert proc.returncode == 0, output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("host", ["::1", "::"])
+def test_an_ipv6_host_is_listened_on(tmp_path: Path, host: str) -> None:
+    # The socket was always IPv4: "Address family for hostname not supported".
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as err:
+        pytest.skip(f"this machine has no IPv6 loopback: {err}")
+    port = free_port()
+    proc = start_service(tmp_path, port, ANIWORLD_HOST=host)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # polling a port that is not open yet
+            if proc.poll() is not None:
+                pytest.fail(f"exited with {proc.returncode}: {proc.communicate()[0].decode()}")
+            try:
+                with urllib.request.urlopen(f"http://[::1]:{port}/health", timeout=1) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "/health over IPv6 did not answer"
+                time.sleep(0.02)
+        if host == "::":  # every address: IPv4 too
+            wait_for_health(port, proc, 5)
+    finally:
+        output = stop_service(proc)
+    assert proc.returncode == 0, output
+    shown = "localhost" if host == "::" else "[::1]"
+    assert f"http://{shown}:{port}/" in output
 
 
 def run_command(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
