@@ -152,6 +152,10 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
     # 7: the stable code of a queue item's error beside its message (provider_rate_limited,
     # insufficient_space, ...): scripts decided on the message text
     ("ALTER TABLE queue ADD COLUMN error_code TEXT",),
+    # 8: when a download landed an episode's file: a walk of the disk that began before then,
+    # in this process or another (a scan command beside the service), did not see the file
+    # and must not undo it
+    ("ALTER TABLE episodes ADD COLUMN landed_at REAL",),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

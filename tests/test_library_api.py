@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -18,8 +19,11 @@ from aiohttp import ClientWebSocketResponse
 
 from aniworld_addon import keys
 from aniworld_addon.app import create_app
+from aniworld_addon.const import DB_FILENAME
+from aniworld_addon.db import open_database
 from aniworld_addon.events import EventType
 from aniworld_addon.library import service as service_module
+from aniworld_addon.library.store import LibraryStore
 from aniworld_addon.options import Options
 from aniworld_addon.providers.aniworld import AniworldProvider
 from tests.providers.conftest import past_refusal_waits
@@ -750,6 +754,43 @@ async def test_an_add_while_a_rescan_walks_the_disk_is_not_undone(
     assert response.status == 201, await response.text()
     await library.client.app[keys.OPERATIONS].wait(operation)
     assert (await _get(library, "/api/anime/kaiju-academy"))["folder"] == "Kaiju Academy (2012)"
+
+
+async def test_a_download_landing_during_another_process_walk_is_not_undone(
+    library: Authed, options: Options, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A scan command beside the service: its walk, older than the download, was stored after
+    # it. The episode was missing again, history said "deleted", and its language was lost.
+    await _rescan(library)
+    walked, release = threading.Event(), threading.Event()
+    scan = service_module._scan_disk
+
+    def held_walk(root: Path, cache: Any) -> Any:
+        result = scan(root, cache)
+        walked.set()
+        release.wait(10)
+        return result
+
+    monkeypatch.setattr(service_module, "_scan_disk", held_walk)
+    started = await library.client.post("/api/anime/rescan", headers=library.headers)
+    operation = (await started.json())["operation_id"]
+    await asyncio.to_thread(walked.wait, 10)
+    # The other process: its own connection, so none of this process' locks.
+    relative = "Kaiju Academy (2012)/Season 01/Kaiju Academy - S01E03.mkv"
+    (options.library_path / relative).write_bytes(b"landed")
+    db = await open_database(options.data_path / DB_FILENAME)
+    try:
+        episode = ("aniworld", "kaiju-academy", 1, 3, relative)
+        await LibraryStore(db).mark_local(*episode, "German Dub", at=time.time())
+    finally:
+        await db.close()
+    release.set()
+    await library.client.app[keys.OPERATIONS].wait(operation)
+    detail = await _get(library, "/api/anime/kaiju-academy")
+    (episode,) = [e for e in detail["episodes"] if (e["season"], e["episode"]) == (1, 3)]
+    assert (episode["state"], episode["language"]) == ("local", "German Dub"), episode
+    history = await _get(library, "/api/history?page_size=50")
+    assert not [r for r in history["records"] if r["event"] == "deleted"], history
 
 
 async def test_a_key_two_providers_share_is_named_by_its_provider(

@@ -72,7 +72,9 @@ class Outcomes:
             item.id, str(path), landed.language, landed.size_mb, self._parts.clock(), attempts
         )
         await self._parts.library.mark_local(
-            item.provider, item.series_key, item.season, item.episode, relative, landed.language
+            *(item.provider, item.series_key, item.season, item.episode, relative),
+            landed.language,
+            at=self._parts.clock(),
         )
         _LOGGER.info(
             "%s %s S%02dE%02d to %s",

@@ -162,12 +162,13 @@ class LibraryService:
         # Walk and store under one lock: a rescan's older walk stored after an add, a match
         # or a download landing in between undid them (see LibraryStore.files_lock).
         async with self.store.files_lock:
+            walked_at = self._clock()
             result, found = await asyncio.to_thread(_scan_disk, root, self._cache)
             if not result.series and not result.unreadable:
                 await self._refuse_if_known(root)
             self.unavailable = None
             self._cache = result.cache
-            removed = await self.store.sync_local(found, self._clock())
+            removed = await self.store.sync_local(found, self._clock(), walked_at)
             # Whose series these are: a command line run elsewhere (another working folder,
             # so another ./library) finds its library here (cli.library_for_command).
             await self.store.set_meta(LIBRARY_ROOT_META, str(root))

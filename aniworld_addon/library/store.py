@@ -174,18 +174,21 @@ class LibraryStore:
         episode: int,
         relative: str,
         language: str | None = None,
+        *,
+        at: float,
     ) -> None:
-        """A download landed: the episode is local (path relative to the library root)."""
+        """A download landed at `at`: the episode is local (path relative to the library root)."""
         folder_relative = relative.split("/", 1)[1] if "/" in relative else relative
         # The series id in the same statement: by_key() would count every episode to say it.
         async with self.files_lock:
             cursor = await self._db.write(
-                "INSERT INTO episodes (series_id, season, episode, local_path, local_language)"
-                " SELECT id, ?, ?, ?, ? FROM series WHERE provider = ? AND key = ?"
+                "INSERT INTO episodes"
+                " (series_id, season, episode, local_path, local_language, landed_at)"
+                " SELECT id, ?, ?, ?, ?, ? FROM series WHERE provider = ? AND key = ?"
                 " ON CONFLICT (series_id, season, episode)"
                 " DO UPDATE SET local_path = excluded.local_path,"
-                " local_language = excluded.local_language",
-                [season, episode, folder_relative, language, provider, key],
+                " local_language = excluded.local_language, landed_at = excluded.landed_at",
+                [season, episode, folder_relative, language, at, provider, key],
             )
         if cursor.rowcount == 0:
             raise NotFoundError(f"no series {key!r} in the library", details={"key": key})
@@ -214,8 +217,10 @@ class LibraryStore:
         self,
         found: Mapping[str, LocalFolder],
         now: float,
+        walked_at: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Make the table match the disk; return the episode files that disappeared."""
+        """Make the table match the disk as a walk that began at `walked_at` saw it (a file a
+        download landed since is kept); return the episode files that disappeared."""
         removed: list[dict[str, Any]] = []
         async with self._db.transaction() as conn:
             async with conn.execute(
@@ -313,7 +318,9 @@ class LibraryStore:
                             if came[2] is not None:
                                 moved_from.add(came[2])
                 assert series_id is not None
-                gone = await _sync_episodes_local(conn, series_id, entry.local, entry.complete)
+                gone = await _sync_episodes_local(
+                    conn, series_id, entry.local, entry.complete, walked_at
+                )
                 removed += [_removed(provider, key, folder, *g) for g in gone]
             for series_id in moved_from - given:  # what another series took along is not theirs
                 await conn.execute(
@@ -468,21 +475,26 @@ async def _sync_episodes_local(
     series_id: int,
     local: dict[tuple[int, int], str],
     complete: bool = True,
+    walked_at: float | None = None,
 ) -> list[tuple[int, int, str]]:
     """Update local paths of one series; return (season, episode, old path) of vanished files.
 
-    When the walk was not complete, a file it did not see is not taken for gone.
+    When the walk was not complete, a file it did not see is not taken for gone; nor is one a
+    download landed after the walk began (LibraryStore.files_lock covers this process only).
     """
     gone: list[tuple[int, int, str]] = []
     async with conn.execute(
-        "SELECT season, episode, local_path, on_provider FROM episodes WHERE series_id = ?",
+        "SELECT season, episode, local_path, on_provider, landed_at FROM episodes"
+        " WHERE series_id = ?",
         [series_id],
     ) as cursor:
-        rows = {(r[0], r[1]): (r[2], r[3]) for r in await cursor.fetchall()}
-    for (season, episode), (path, on_provider) in rows.items():
+        rows = {(r[0], r[1]): (r[2], r[3], r[4]) for r in await cursor.fetchall()}
+    for (season, episode), (path, on_provider, landed_at) in rows.items():
         wanted = local.get((season, episode))
         if wanted == path or (wanted is None and not complete):
             continue
+        if walked_at is not None and landed_at is not None and landed_at > walked_at:
+            continue  # landed after the walk looked: what the walk saw is older
         if wanted is None and path is not None:
             gone.append((season, episode, path))
         if wanted is None and not on_provider:
