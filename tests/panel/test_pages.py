@@ -308,6 +308,13 @@ async def test_scheduler_page_saves_with_inline_errors(browser: Browser, service
         await page.wait_for_selector(
             "[data-error-for='scheduler.rescan_cron']:empty", state="attached"
         )
+        # A scan completing refreshes the runs, not what the user typed and has not saved.
+        await tab.live()
+        async with page.expect_response(
+            lambda r: r.url.endswith("api/scheduler/config") and r.request.method == "GET"
+        ):
+            await service.call("POST", "api/anime/rescan", status=202)
+        assert await page.input_value("#f-scheduler-rescan_interval_h") == "12"
         await page.click("#scheduler-form [type=submit]")
         await page.wait_for_selector(".toast:has-text('Settings saved')")
         config = await service.call("GET", "api/scheduler/config")

@@ -38,15 +38,23 @@ export function init(panel) {
     }
   }
 
+  // What the user typed and has not saved yet: a live refresh (a scan completing) must not
+  // put the stored values back over it.
+  let edited = false;
+
   function show(config) {
+    if (!edited) fill(config);
+    document.getElementById("scheduler-state").textContent = config.running ? t("scheduler.state_running") : t("scheduler.state_stopped");
+    runs("next-runs", config.next_runs);
+    runs("last-runs", config.last_runs);
+  }
+
+  function fill(config) {
     for (const field of form.querySelectorAll("[name][data-type]")) {
       const value = config[field.name.split(".")[1]];
       if (field.dataset.type === "bool") field.checked = Boolean(value);
       else field.value = value === null || value === undefined ? "" : String(value);
     }
-    document.getElementById("scheduler-state").textContent = config.running ? t("scheduler.state_running") : t("scheduler.state_stopped");
-    runs("next-runs", config.next_runs);
-    runs("last-runs", config.last_runs);
   }
 
   async function load() {
@@ -73,6 +81,7 @@ export function init(panel) {
 
   let timer = null;
   form.addEventListener("input", () => {
+    edited = true;
     clearTimeout(timer);
     timer = setTimeout(() => validate().catch(() => {}), 350);
   });
@@ -84,7 +93,9 @@ export function init(panel) {
         status.textContent = t("settings.invalid");
         return;
       }
-      show(await api("POST", "api/scheduler/config", values.scheduler));
+      const saved = await api("POST", "api/scheduler/config", values.scheduler);
+      edited = false;
+      show(saved);
       status.textContent = t("common.saved");
       toast(t("settings.saved"), "success");
     } catch (err) {
