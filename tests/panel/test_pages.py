@@ -345,3 +345,50 @@ async def test_a_failed_episode_stays_failed_when_the_series_page_refreshes(
         bus.publish(EventType.QUEUE_STATUS, {"action": "added", "item_ids": [99]})
         await page.wait_for_function(f"!{row}.dataset.before")  # the rows were read again
         assert await page.get_attribute("tr[data-episode='2-2']", "data-state") == "failed"
+
+
+async def test_the_series_page_follows_a_stop_and_keeps_every_count(
+    browser: Browser, start_service: StartService, provider_site: RunningSite, media_set: MediaSet
+) -> None:
+    # Stop puts running downloads back without an event per item: their rows said
+    # "Downloading" for good. Counts were kept by deltas: the season headers never moved, and
+    # a refresh (after a rescan) left the badges at the top stale.
+    service = await start_service(provider_site)
+    await service.setup()
+    await add_series(service, "sky-lantern")
+    control = provider_site.control
+    control.media_rate_bps = 20_000  # the sample takes far longer than the test
+    async with browser_tab(
+        browser, service.url, login=service, path="series?key=sky-lantern&provider=aniworld"
+    ) as tab:
+        page = tab.page
+        await tab.live()
+        await page.click("[data-action=queue-missing]")
+        await page.wait_for_selector("tr[data-state=downloading]")
+        await service.call("POST", "api/queue/stop")
+        await page.wait_for_selector("tr[data-state=downloading]", state="detached")
+        assert await page.locator("tr[data-state=queued]").count() == 4
+
+        control.media_rate_bps = None
+        await service.call("POST", "api/queue/start")
+        await page.wait_for_function(
+            "document.querySelectorAll('tr[data-state=local]').length === 4", timeout=60_000
+        )
+        assert await page.inner_text("[data-season-counts]") == "4 local · 0 missing"
+        assert await page.inner_text("#series-missing") == "0 missing"
+
+        # A file deleted on disk, then a rescan: the row, its season and the badges follow.
+        (video,) = [
+            p
+            for p in service.options.library_path.rglob("*S01E02*")
+            if p.suffix in (".mp4", ".mkv")
+        ]
+        video.unlink()
+        await service.call("POST", "api/anime/rescan", status=202)
+        await page.wait_for_selector("tr[data-episode='1-2'][data-state=missing]")
+        await page.wait_for_function(
+            "document.querySelector('#series-missing').textContent === '1 missing'"
+        )
+        assert await page.inner_text("#series-local") == "3 local"
+        assert await page.inner_text("[data-season-counts]") == "3 local · 1 missing"
+        tab.assert_clean()

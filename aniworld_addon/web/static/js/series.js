@@ -24,17 +24,28 @@ export function init(panel) {
     }
   }
 
-  function counters(localDelta, missingDelta) {
-    const local = document.getElementById("series-local");
-    const missing = document.getElementById("series-missing");
-    const l = Math.max(0, Number(local.dataset.local) + localDelta);
-    const m = Math.max(0, Number(missing.dataset.missing) + missingDelta);
-    local.dataset.local = String(l);
-    missing.dataset.missing = String(m);
-    local.textContent = t("series.local", { count: l });
-    missing.textContent = t("series.missing", { count: m });
+  // The counts on the page (the badges at the top, each season's header) from the rows, as
+  // the server counts them: local, or missing whatever else it is (queued, downloading,
+  // failed). Counted anew after every change: deltas left one of them stale after a refresh.
+  function recount() {
+    let local = 0;
+    let missing = 0;
+    for (const section of form().querySelectorAll("section[data-season]")) {
+      const rows = [...section.querySelectorAll("tr[data-state]")];
+      const here = rows.filter((row) => row.dataset.state === "local").length;
+      const label = section.querySelector("[data-season-counts]");
+      if (label) label.textContent = `${t("series.local", { count: here })} · ${t("series.missing", { count: rows.length - here })}`;
+      local += here;
+      missing += rows.length - here;
+    }
+    const localBadge = document.getElementById("series-local");
+    const missingBadge = document.getElementById("series-missing");
+    localBadge.dataset.local = String(local);
+    missingBadge.dataset.missing = String(missing);
+    localBadge.textContent = t("series.local", { count: local });
+    missingBadge.textContent = t("series.missing", { count: missing });
     const all = document.querySelector("[data-action=queue-missing]");
-    if (all) all.disabled = m === 0;
+    if (all) all.disabled = missing === 0;
   }
 
   function setProgress(row, percent) {
@@ -61,8 +72,7 @@ export function init(panel) {
     box.disabled = state !== "missing";
     if (box.disabled) box.checked = false;
     if (state !== "downloading" && state !== "local") row.querySelector(".episode-progress").classList.add("d-none");
-    if (before === "local" && state !== "local") counters(-1, 1);
-    if (before !== "local" && state === "local") counters(1, -1);
+    if ((before === "local") !== (state === "local")) recount();
   }
 
   async function queue(episodes, all) {
@@ -191,6 +201,7 @@ export function init(panel) {
         if (!row || row.dataset.state !== "missing") failedHere.delete(key);  // queued again, or here
         else setState(row, "failed");
       }
+      recount();
       updateSelection();
     }, 400);
   };
@@ -199,5 +210,8 @@ export function init(panel) {
     if (["added", "removed", "cleared_completed", "cleared_failed", "retry"].includes(data.action)) refresh();
   });
   live.on("scan_complete", refresh);
+  // Stop puts running downloads back in the queue without an event per item: their rows
+  // said "Downloading" at the last percent for good.
+  live.on("queue_stopped", refresh);
   live.on("reconnected", refresh);
 }
