@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Final
 
 from aiohttp import web
+from markupsafe import Markup, escape
 
 LANGUAGES: Final = ("en", "de")
 DEFAULT_LANGUAGE: Final = "en"
@@ -83,9 +84,15 @@ def translator(lang: str) -> Translate:
 
     def translate(key: str, /, **values: object) -> str:
         text = table.get(key) or EN.get(key) or key
-        if values:
+        if any(isinstance(value, Markup) for value in values.values()):
+            # A value a template already escaped (a macro's output): the result is markup
+            # too, or autoescape escaped it twice ("Rock &amp;amp; Roll" in an aria-label).
+            markup = escape(text)
             for name, value in values.items():
-                text = text.replace("{" + name + "}", str(value))
+                markup = markup.replace("{" + name + "}", escape(value))
+            return markup
+        for name, value in values.items():
+            text = text.replace("{" + name + "}", str(value))
         return text
 
     return translate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import jinja2
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
@@ -60,3 +61,18 @@ def test_theme_cookie() -> None:
     for value, expected in (("dark", "dark"), ("light", "light"), ("evil", "auto"), (None, "auto")):
         headers = {"Cookie": f"{i18n.THEME_COOKIE}={value}"} if value else {}
         assert i18n.theme(make_mocked_request("GET", "/", headers=headers)) == expected
+
+
+def test_a_value_a_template_escaped_is_escaped_once() -> None:
+    # The queue page passes a macro's output (already escaped) into t(): screen readers read
+    # "Select Rock &amp; Roll &#34;Heroes&#34;" out of the aria-label.
+    env = jinja2.Environment(autoescape=True)
+    env.globals["t"] = i18n.translator("en")
+    template = env.from_string(
+        "{% macro label() %}{{ name }} S01E01{% endmacro %}"
+        "<i aria-label=\"{{ t('common.select_item', name=label()) }}\""
+        " title=\"{{ t('common.select_item', name=name) }}\">"
+    )
+    html = template.render(name='Rock & Roll "Heroes" <Reloaded>')
+    said = "Select Rock &amp; Roll &#34;Heroes&#34; &lt;Reloaded&gt;"
+    assert html == f'<i aria-label="{said} S01E01" title="{said}">'
