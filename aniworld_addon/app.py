@@ -10,7 +10,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 from aiohttp import web
@@ -239,6 +239,10 @@ async def _queue_ctx(app: web.Application) -> AsyncIterator[None]:
     await queue.close()
 
 
+# Below this, the data disk is reported full: SQLite, the logs and the nightly backup need room.
+DATA_MIN_FREE_MB: Final = 100
+
+
 async def _library_checks_ctx(app: web.Application) -> AsyncIterator[None]:
     health = app[keys.HEALTH]
 
@@ -253,13 +257,22 @@ async def _library_checks_ctx(app: web.Application) -> AsyncIterator[None]:
         return CheckResult("ok", f"{root} is writable")
 
     async def disk() -> CheckResult:
-        root = library_root(app)
+        root, data = library_root(app), app[keys.OPTIONS].data_path
         minimum = int(app[keys.SETTINGS].section("downloads")["min_free_space_mb"])
         try:
             free = (await asyncio.to_thread(shutil.disk_usage, root)).free // 2**20
+            data_free = (await asyncio.to_thread(shutil.disk_usage, data)).free // 2**20
         except OSError as err:
-            return CheckResult("error", f"cannot read free space of {root}: {err.strerror}")
-        details = {"free_mb": free, "min_free_space_mb": minimum}
+            return CheckResult("error", f"cannot read free space of {err.filename}: {err.strerror}")
+        details = {"free_mb": free, "min_free_space_mb": minimum, "data_free_mb": data_free}
+        # The database, logs and backups live on the data disk: full, every write fails.
+        if data_free < DATA_MIN_FREE_MB:
+            return CheckResult(
+                "error",
+                f"the data folder {data} has only {data_free} MiB free,"
+                f" {DATA_MIN_FREE_MB} MiB needed for the database and backups",
+                details,
+            )
         if free < minimum:
             return CheckResult("error", f"only {free} MiB free, {minimum} MiB needed", details)
         return CheckResult("ok", f"{free} MiB free", details)

@@ -14,7 +14,7 @@ from typing import Any, Final, TypeVar
 
 import aiosqlite
 
-from .errors import DatabaseBusyError, DatabaseTooNewError
+from .errors import DatabaseBusyError, DatabaseTooNewError, DatabaseWriteError
 
 T = TypeVar("T")
 
@@ -315,20 +315,37 @@ async def set_busy_timeout(conn: aiosqlite.Connection, seconds: float) -> None:
     await conn.execute(f"PRAGMA busy_timeout = {max(0, round(seconds * 1000))}")
 
 
+# SQLite's answers when it cannot write the file (SQLITE_FULL, SQLITE_READONLY*, SQLITE_IOERR*):
+# the disk, not the statement, is at fault.
+_CANNOT_WRITE: Final = ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR")
+_CANNOT_WRITE_TEXT: Final = ("disk is full", "readonly database", "disk I/O error")
+
+
 @contextlib.contextmanager
 def _busy_as_app_error() -> Iterator[None]:
-    """A lock another process held past the busy timeout, as a 503 instead of a crash."""
+    """A lock another process held past the busy timeout, or a data disk that is full,
+    read-only or failing, as a 503 naming it instead of a crash.
+
+    Raw, a full disk ended the queue's dispatcher without a word (it rides out only
+    StorageError), and every API call answered 500.
+    """
     try:
         yield
     except sqlite3.OperationalError as err:
         message = str(err)
-        if "locked" not in message and "busy" not in message:
-            raise
-        raise DatabaseBusyError(
-            "the database is locked by another program (a backup or a second instance?);"
-            " try again in a moment",
-            details={"reason": message},
-        ) from err
+        name = str(getattr(err, "sqlite_errorname", ""))
+        if "locked" in message or "busy" in message:
+            raise DatabaseBusyError(
+                "the database is locked by another program (a backup or a second instance?);"
+                " try again in a moment",
+                details={"reason": message},
+            ) from err
+        if name.startswith(_CANNOT_WRITE) or any(text in message for text in _CANNOT_WRITE_TEXT):
+            raise DatabaseWriteError(
+                f"cannot write the database: {message} (is the data disk full or read-only?)",
+                details={"reason": message},
+            ) from err
+        raise
 
 
 async def close(conn: aiosqlite.Connection) -> None:

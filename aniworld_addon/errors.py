@@ -105,6 +105,12 @@ class DatabaseBusyError(StorageError):
     code = "database_busy"
 
 
+class DatabaseWriteError(StorageError):
+    """SQLite could not write the database file: the disk is full, read-only, or failing."""
+
+    code = "database_write_failed"
+
+
 class ProviderError(ServiceUnavailableError):
     """A provider site could not be read; retryable unless stated otherwise."""
 

@@ -169,8 +169,12 @@ class DownloadQueue:
         for task in (self._waiter, self._dispatcher):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                try:
                     await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception:  # its failure is logged here; the rest of close must run
+                    _LOGGER.exception("queue: %s had failed", task.get_name())
         cancelled, tasks = self._stop_tasks(list(self._active))
         if tasks:
             stuck = (await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S))[1]
@@ -202,8 +206,11 @@ class DownloadQueue:
             try:
                 if self.running and not self.paused:
                     timeout = await self._dispatch_once()
-            except StorageError as err:  # the database is locked by someone else: try again
+            except StorageError as err:  # locked by someone else, a full disk: try again
                 _LOGGER.warning("queue: cannot read the queue (%s); retrying", err.message)
+                timeout = BOOKKEEPING_BACKOFF_S[-1]
+            except Exception:  # a bug must not end the dispatcher: the queue would stand still
+                _LOGGER.exception("queue: dispatching failed; retrying")
                 timeout = BOOKKEEPING_BACKOFF_S[-1]
             # items a CLI run queued reach no wake() here: look again now and then
             timeout = OTHERS_POLL_S if timeout is None else min(timeout, OTHERS_POLL_S)
@@ -362,12 +369,15 @@ class DownloadQueue:
         """start/stop/pause/resume, persisted so they survive a restart."""
         cancelled: tuple[list[int], list[asyncio.Task[None]]] = ([], [])
         async with self._turn:
-            if running is not None:
-                self.running = running
-            if paused is not None:
-                self.paused = paused
-            state = {"running": self.running, "paused": self.paused}
+            # Stored first: a write that fails (the database locked or its disk full) is a
+            # 503, and then the queue must be as it was, not paused here and running after
+            # a restart, unannounced, with a stop's downloads still running.
+            state = {
+                "running": self.running if running is None else running,
+                "paused": self.paused if paused is None else paused,
+            }
             await self._library.set_meta(STATE_KEY, state)
+            self.running, self.paused = state["running"], state["paused"]
             if running is False:  # stop: running items go back to pending
                 cancelled = self._stop_tasks(list(self._active))
         await self._ended(*cancelled)  # outside the turn, as in remove()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 import uuid
@@ -15,7 +16,9 @@ from typing import Any, Final, Literal
 import bcrypt
 
 from ..db import Database
-from ..errors import ConflictError, ValidationError
+from ..errors import ConflictError, StorageError, ValidationError
+
+_LOGGER = logging.getLogger(__name__)
 
 TOKEN_PREFIX: Final = "aw_"  # noqa: S105 - a marker for secret scanners, not a secret
 API_TOKEN_DAYS_DEFAULT: Final = 365
@@ -185,9 +188,12 @@ class AuthService:
         if expires_at is not None and expires_at <= now:
             return None
         if row["last_used_at"] is None or now - row["last_used_at"] > TOUCH_INTERVAL_S:
-            await self._db.write(
-                "UPDATE auth_tokens SET last_used_at = ? WHERE id = ?", (now, row["id"])
-            )
+            try:
+                await self._db.write(
+                    "UPDATE auth_tokens SET last_used_at = ? WHERE id = ?", (now, row["id"])
+                )
+            except StorageError as err:  # a full data disk, a lock: no reason to refuse a read
+                _LOGGER.warning("cannot note when a token was last used: %s", err.message)
         return Identity(
             kind=row["kind"],
             via=via,

@@ -28,7 +28,7 @@ from aniworld_addon.events import EventType
 from aniworld_addon.options import Options
 from aniworld_addon.providers.http import BLOCKED_WAIT_S, HttpOptions
 from aniworld_addon.providers.registry import build_providers
-from tests.conftest import IN_CI, AiohttpClient, database_lock, series_folder
+from tests.conftest import IN_CI, AiohttpClient, database_lock, series_folder, small_disk
 from tests.integrations.conftest import Mosquitto, Watcher, start_mosquitto
 from tests.site import Fault, MediaSet
 from tests.site.plugin import RunningSite
@@ -593,3 +593,80 @@ async def test_a_download_finishing_during_a_long_database_lock_is_not_lost(
         logger.removeHandler(seen)
     await completes(svc, item_id, media_set)
     assert await item_ids(svc) == {item_id}
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the disk has no room left; returns it (delete it to free the disk)."""
+    filler = disk / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
+@bounded
+async def test_a_full_data_disk_is_a_503_and_the_queue_goes_on_once_it_has_room(
+    provider_site: RunningSite, media_set: MediaSet, aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    # A full data disk was a raw SQLite error: it ended the queue's dispatcher without a word
+    # (nothing downloaded again until a restart, which then hung), every API call answered
+    # 500, a failed pause still paused the queue in memory, and /health said healthy.
+    with small_disk(tmp_path / "data", 24 * 2**20) as data:
+        options = Options(
+            data_path=data,
+            library_path=tmp_path / "library",
+            host="127.0.0.1",
+            port=0,
+            bcrypt_rounds=4,
+        )
+        series_folder(options.library_path, SERIES_DIR, KAIJU)
+        clock = FakeClock()
+        svc = await start_service(aiohttp_client, options, provider_site, clock)
+        try:
+            downloads = {"min_free_space_mb": 0, "max_retries": 2, "retry_backoff_s": [BACKOFF_S]}
+            config = {"providers": provider_site.providers_config(), "downloads": downloads}
+            await svc.call("PUT", "/api/config", json=config)
+            op = await svc.call("POST", "/api/anime/rescan", status=202)
+            app = svc.client.app
+            await app[keys.OPERATIONS].wait(op["operation_id"])
+            control = provider_site.control
+            control.set_fault(r"^/media/", Fault.NOT_FOUND)  # the first attempt fails: a retry
+            (item_id,) = await svc.queue([(1, 1)])
+            await svc.wait_event(
+                lambda e: e.type is EventType.DOWNLOAD_FAILED and e.data.get("will_retry") is True
+            )
+            # Every write now needs room: the WAL is emptied into the database, then cut to 0.
+            await app[keys.DB].write("PRAGMA wal_checkpoint(TRUNCATE)")
+            filler = fill(data)
+
+            refused = await svc.client.post("/api/queue/pause", headers=svc.headers)
+            assert refused.status == 503, await refused.text()
+            assert (await refused.json())["error"]["code"] == "database_write_failed"
+            clock.now += 120  # the token is due to be touched: a write
+            status = await svc.call("GET", "/api/queue/status")
+            assert status["is_paused"] is False  # the failed pause changed nothing
+            body = await health(svc)
+            assert body["status"] == "degraded"
+            assert "data folder" in body["checks"]["disk"]["message"], body["checks"]["disk"]
+
+            seen = LogSeen("cannot read the queue")
+            logger = logging.getLogger("aniworld_addon.downloads.queue")
+            logger.addHandler(seen)
+            try:
+                clock.now += BACKOFF_S  # the retry is due: the queue claims it
+                app[keys.QUEUE].wake()
+                async with asyncio.timeout(WAIT_S):
+                    await seen.event.wait()
+            finally:
+                logger.removeHandler(seen)
+            filler.unlink()
+            control.clear_faults()
+            await svc.wait_item(item_id, EventType.DOWNLOAD_COMPLETE)
+            (landed,) = final_files(options)
+            assert sha256(landed) == sha256(media_set.mp4)
+        finally:  # the database is closed before its disk is unmounted
+            await svc.client.close()
