@@ -376,6 +376,12 @@ async def migrate(conn: aiosqlite.Connection, migrations: Sequence[Sequence[str]
     for version in range(current + 1, target + 1):
         await conn.execute("BEGIN IMMEDIATE")
         try:
+            # Read again under the write lock: another process (a command started with the
+            # service) may have made this step since; made twice, it failed ("table ...
+            # already exists") and that process did not start.
+            if await user_version(conn) >= version:
+                await conn.execute("COMMIT")
+                continue
             for statement in migrations[version - 1]:
                 await conn.execute(statement)
             # PRAGMA takes no parameters; version is an int we computed, never input.

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from aniworld_addon import db
 from aniworld_addon.db import MIGRATIONS, SCHEMA_VERSION, close, connect, open_database
 from aniworld_addon.errors import DatabaseTooNewError
 from tests.conftest import database_lock
@@ -110,3 +112,29 @@ async def test_a_write_waits_for_another_process_s_lock_while_a_read_is_open(
         assert await db.fetchone("SELECT value FROM meta WHERE name = 'probe'") is not None
     finally:
         await db.close()
+
+
+async def test_two_processes_opening_an_old_database_at_once_both_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The service and a command started together: each read the schema version, then both
+    # made the missing steps, and the second died on "table auth_master already exists".
+    path = tmp_path / "aniworld.db"
+    looked = 0
+    read = db.user_version
+
+    async def other_migrates_right_after(conn: Any) -> int:
+        nonlocal looked
+        looked += 1
+        version = await read(conn)
+        if looked == 1:  # this process has looked; the other one migrates now
+            other = await db.connect(path)
+            await db.close(other)
+        return version
+
+    monkeypatch.setattr(db, "user_version", other_migrates_right_after)
+    conn = await db.connect(path)
+    try:
+        assert await read(conn) == db.SCHEMA_VERSION
+    finally:
+        await db.close(conn)
