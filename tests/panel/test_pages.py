@@ -207,6 +207,26 @@ async def test_pages_redirect_to_login_and_back(browser: Browser, service: Servi
         tab.assert_clean()
 
 
+async def test_a_locked_out_login_says_how_long_the_lock_lasts(
+    browser: Browser, service: Service
+) -> None:
+    # The page said "Try again in 60 s" through a 15-minute lock-out.
+    limiter = service.app[keys.LOGIN_LIMITER]
+    now = [1000.0]
+    limiter.clock = lambda: now[0]
+    for attempt in range(10):  # five a minute, ten failures in a row lock the address out
+        if attempt == 5:
+            now[0] += 61
+        await service.call("POST", "api/auth/login", status=401, json={"password": "wrong!!!"})
+    async with browser_tab(browser, service.url, path="login") as tab:
+        await tab.page.fill("#password", "wrong password")
+        await tab.page.click("[type=submit]")
+        alert = tab.page.locator("[data-form-error]")
+        await alert.wait_for()
+        assert await alert.inner_text() == "Too many failed attempts. Try again in 15 min."
+        tab.console_errors.clear()  # the browser logs the 429
+
+
 async def test_library_match_series_profile_queue_actions_and_tokens(
     browser: Browser, start_service: StartService, provider_site: RunningSite, media_set: MediaSet
 ) -> None:

@@ -37,7 +37,9 @@ export function init(panel) {
       button.disabled = false;
       if (err.status === 401) return fieldError(password, t("login.wrong"));
       if (err.status === 429) {
-        alert.textContent = t("login.limited", { seconds: 60 });
+        // The wait the server names: a minute for too many tries, 15 for a lock-out.
+        const seconds = Math.max(1, Math.ceil(err.retryAfter || 60));
+        alert.textContent = seconds > 90 ? t("login.locked", { minutes: Math.ceil(seconds / 60) }) : t("login.limited", { seconds });
       } else if (err.status === 409) {
         location.assign(base + "login");
         return;

@@ -24,11 +24,12 @@ function setCookie(name, value) {
 }
 
 export class ApiError extends Error {
-  constructor(status, code, message, details) {
+  constructor(status, code, message, details, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.details = details;
+    this.retryAfter = retryAfter;  // seconds, from a Retry-After header (429, 503)
   }
 }
 
@@ -61,7 +62,8 @@ export async function api(method, path, body) {
       toast(t("js.session_expired"), "warning");
       setTimeout(() => location.assign(base + "login"), 1200);
     }
-    throw new ApiError(response.status, error.code || "http_" + response.status, error.message || response.statusText, error.details);
+    const retryAfter = Number.parseFloat(response.headers.get("Retry-After"));
+    throw new ApiError(response.status, error.code || "http_" + response.status, error.message || response.statusText, error.details, Number.isFinite(retryAfter) ? retryAfter : null);
   }
   return data;
 }
