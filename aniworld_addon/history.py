@@ -37,6 +37,12 @@ PRUNE_EVERY: Final = 200
 SCAN_ERRORS_KEPT: Final = 20
 
 _COLUMNS: Final = "id, at, event, provider, series_key, season, episode, language, message, data"
+# The series' name as the library knows it now (None once it left the library): the panel
+# looked names up in one page of the library, and a large library's showed as keys.
+_SERIES_NAME: Final = (
+    "(SELECT s.name FROM series s"
+    " WHERE s.provider = history.provider AND s.key = history.series_key) AS series_name"
+)
 
 
 @dataclass(slots=True, frozen=True)
@@ -53,10 +59,11 @@ class HistoryRecord:
     language: str | None
     message: str | None
     data: dict[str, Any]
+    series_name: str | None = None
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> HistoryRecord:
-        """Build from a row selected with _COLUMNS."""
+        """Build from a row selected with _COLUMNS (and _SERIES_NAME)."""
         return cls(
             id=row["id"],
             at=row["at"],
@@ -68,6 +75,7 @@ class HistoryRecord:
             language=row["language"],
             message=row["message"],
             data=json.loads(row["data"]) if row["data"] else {},
+            series_name=row["series_name"] if "series_name" in row.keys() else None,  # noqa: SIM118
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +86,7 @@ class HistoryRecord:
             "event": self.event,
             "provider": self.provider,
             "series_key": self.series_key,
+            "series_name": self.series_name,
             "season": self.season,
             "episode": self.episode,
             "language": self.language,
@@ -194,7 +203,7 @@ class History:
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         total_row = await self._db.fetchone(f"SELECT COUNT(*) FROM history{clause}", params)  # noqa: S608
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM history{clause}"  # noqa: S608
+            f"SELECT {_COLUMNS}, {_SERIES_NAME} FROM history{clause}"  # noqa: S608
             f" ORDER BY {order} {direction}, id {direction} LIMIT ? OFFSET ?",
             [*params, page_size, (page - 1) * page_size],
         )

@@ -156,9 +156,15 @@ async def test_history_stays_bounded_by_rows_and_age(db: Database) -> None:
 async def test_history_api_pages_with_filters(authed: Authed) -> None:
     app = authed.client.app
     history = app[keys.HISTORY]
+    # The name comes from the library, however large (the panel looked in 500 series).
+    await app[keys.DB].write(
+        "INSERT INTO series (folder, provider, key, name, added_at)"
+        " VALUES ('Kaiju Academy (2012)', 'aniworld', 'kaiju-academy', 'Kaiju Academy', 0)"
+    )
     for i in range(7):
         await history.record(
             "downloaded" if i < 5 else "failed",
+            provider="aniworld",
             series_key="kaiju-academy",
             season=1,
             episode=i + 1,
@@ -173,12 +179,14 @@ async def test_history_api_pages_with_filters(authed: Authed) -> None:
     body = await response.json()
     assert (body["page"], body["page_size"], body["total_records"]) == (2, 3, 8)
     assert [r["episode"] for r in body["records"]] == [4, 5, 6]
+    assert {r["series_name"] for r in body["records"]} == {"Kaiju Academy"}
     assert set(body["records"][0]) == {
         "id",
         "at",
         "event",
         "provider",
         "series_key",
+        "series_name",
         "season",
         "episode",
         "language",

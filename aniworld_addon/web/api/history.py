@@ -29,6 +29,7 @@ RECORD = obj(
         "event": {"type": "string", "enum": list(HISTORY_EVENTS)},
         "provider": NULL_STR,
         "series_key": NULL_STR,
+        "series_name": NULL_STR,
         "season": NULL_INT,
         "episode": NULL_INT,
         "language": NULL_STR,

@@ -10,10 +10,6 @@ export function init(panel) {
   const pageSize = 50;
   let page = 1;
   let pages = 1;
-  const names = new Map();
-  const namesLoaded = api("GET", "api/anime?page_size=500")
-    .then((data) => { for (const s of data.records) if (s.key) names.set(`${s.provider}/${s.key}`, s.name); })
-    .catch(() => {});
 
   function cell(row, text, className = "") {
     const td = row.insertCell();
@@ -23,7 +19,6 @@ export function init(panel) {
   }
 
   async function load() {
-    await namesLoaded;
     const params = new URLSearchParams({ page: String(page), page_size: String(pageSize) });
     if (select.value) params.set("event", select.value);
     const container = document.getElementById("history");
@@ -68,7 +63,7 @@ export function init(panel) {
         const query = new URLSearchParams({ key: record.series_key });
         if (record.provider) query.set("provider", record.provider);
         link.href = `${base}series?${query}`;
-        link.textContent = names.get(`${record.provider}/${record.series_key}`) || record.series_key;
+        link.textContent = record.series_name || record.series_key;
         series.append(link);
       }
       cell(row, record.season !== null && record.episode !== null ? panel.episodeCode(record.season, record.episode) : "", "d-none d-sm-table-cell font-monospace");
