@@ -19,6 +19,7 @@ from aiohttp import web
 from . import keys
 from .app import AppRole, create_app
 from .const import DB_FILENAME
+from .db import unreadable_database
 from .downloads.queue_store import Priority
 from .errors import NotFoundError, StorageError
 from .events import Event, EventType
@@ -97,9 +98,11 @@ def _stored_root(database: Path) -> Path | None:
             row = connection.execute(
                 "SELECT value FROM meta WHERE name = ?", (LIBRARY_ROOT_META,)
             ).fetchone()
-    except sqlite3.OperationalError as err:
+    except sqlite3.DatabaseError as err:
         if "no such table" in str(err):  # an old schema: the app migrates it
             return None
+        if (unreadable := unreadable_database(database, err)) is not None:
+            raise unreadable from err
         # Busy past the timeout, unreadable: guessing ./library would scan the wrong folder.
         raise StorageError(f"cannot read {database}: {err}") from err
     value = json.loads(row[0]) if row else None

@@ -14,7 +14,12 @@ from typing import Any, Final, TypeVar
 
 import aiosqlite
 
-from .errors import DatabaseBusyError, DatabaseTooNewError, DatabaseWriteError
+from .errors import (
+    DatabaseBusyError,
+    DatabaseTooNewError,
+    DatabaseUnreadableError,
+    DatabaseWriteError,
+)
 
 T = TypeVar("T")
 
@@ -190,10 +195,28 @@ async def connect(
         await set_busy_timeout(conn, BUSY_TIMEOUT_S)
         await conn.create_function("search_text", 1, search_text, deterministic=True)
         await migrate(conn, migrations)
+    except sqlite3.DatabaseError as err:
+        await close(conn)
+        if (unreadable := unreadable_database(path, err)) is not None:
+            raise unreadable from err
+        raise
     except BaseException:
         await close(conn)
         raise
     return conn
+
+
+def unreadable_database(path: Path, err: sqlite3.DatabaseError) -> DatabaseUnreadableError | None:
+    """The error that says in one line what to do when `path` is no SQLite database or a
+    damaged one (None for any other error); a traceback said nothing a user could act on."""
+    name = str(getattr(err, "sqlite_errorname", ""))
+    if name not in ("SQLITE_NOTADB", "SQLITE_CORRUPT") and "not a database" not in str(err):
+        return None
+    return DatabaseUnreadableError(
+        f"the database {path} cannot be read ({err}): restore a backup (see the README)"
+        " or move the file aside to start with an empty one",
+        details={"path": str(path), "reason": str(err)},
+    )
 
 
 class Database:

@@ -105,6 +105,12 @@ class DatabaseBusyError(StorageError):
     code = "database_busy"
 
 
+class DatabaseUnreadableError(StorageError):
+    """The database file is no SQLite database, or a damaged one."""
+
+    code = "database_unreadable"
+
+
 class DatabaseWriteError(StorageError):
     """SQLite could not write the database file: the disk is full, read-only, or failing."""
 

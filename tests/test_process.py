@@ -195,6 +195,16 @@ def test_what_stops_a_command_is_one_line_not_a_traceback(tmp_path: Path) -> Non
     assert busy.returncode == 1 and "Traceback" not in busy.stderr
     assert f"cannot start: cannot listen on 127.0.0.1:{port}: Address already in use" in busy.stderr
 
+    # A data folder whose database is no SQLite file (a bad restore, a disk error).
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "aniworld.db").write_text("not a database, not at all")
+    for command in ("queue", "serve"):
+        port_flag = ("--host", "127.0.0.1", "--port", str(free_port()))
+        unreadable = run_command(tmp_path, command, "--data-path", str(broken), *port_flag)
+        assert unreadable.returncode == 1 and "Traceback" not in unreadable.stderr, unreadable
+        assert "cannot be read (file is not a database)" in unreadable.stderr
+
 
 def test_a_command_prints_its_result_on_stdout_and_its_log_on_stderr(tmp_path: Path) -> None:
     paths = ("--data-path", str(tmp_path / "data"), "--library-path", str(tmp_path / "Animé 日本"))
