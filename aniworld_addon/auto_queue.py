@@ -182,7 +182,10 @@ class AutoQueue:
                 EventType.NEW_EPISODES_FOUND, {"episodes": found, "count": len(found)}
             )
             if self._settings.section("scheduler")["auto_download"]:
-                changed = [s for s in matched if s.id in fresh]
+                # Read again: the refreshes cleared the errors an earlier rescan left, and
+                # queue_missing skips a series with one.
+                now = await self._library.store.matched()
+                changed = [s for s in now if s.id in fresh]
                 queued = await self.queue_missing(changed, "new_episodes", fresh, reads=reads)
         held = [s for s in matched if s.id in upgrades]
         queued += await self.queue_upgrades(held, "new_episodes", upgrades, reads=reads)

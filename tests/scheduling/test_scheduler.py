@@ -24,6 +24,7 @@ from aniworld_addon.events import Event, EventType
 from aniworld_addon.options import Options
 from aniworld_addon.scheduler import LAST_RUNS_META, JobSpec, Scheduler, schedule_triggers
 from tests.conftest import series_folder
+from tests.site.control import Fault
 from tests.site.plugin import RunningSite
 
 from ..conftest import PASSWORD, AiohttpClient
@@ -437,6 +438,28 @@ async def test_a_rescan_announces_the_new_episodes_it_finds(harness: Harness) ->
     await harness.rescan()
     await harness.settle()
     assert len(harness.of(EventType.NEW_EPISODES_FOUND)) == 1
+
+
+async def test_the_new_episodes_check_queues_a_series_an_earlier_rescan_failed(
+    harness: Harness,
+) -> None:
+    # A site hiccup in the nightly rescan left an error on the series; the check refreshed it
+    # fine, announced its new episodes and queued none (it judged by the old record).
+    lantern = harness.site.catalogue.series[LANTERN].seasons[1]
+    unreleased = lantern[2:]
+    del lantern[2:]
+    await harness.rescan()
+    harness.forget_cached_pages()
+    harness.site.control.set_fault(rf"/anime/stream/{LANTERN}", Fault.SERVER_ERROR)
+    await harness.rescan()
+    assert (await harness.app[keys.LIBRARY].store.by_key(LANTERN)).error
+    harness.site.control.clear_faults()
+    lantern.extend(unreleased)
+    await update_scheduler(harness, auto_download=True)
+    harness.forget_cached_pages()
+    run = await harness.scheduler().run_job("new_episodes")
+    assert run.ok and run.result["queued"] == 2, run
+    assert await harness.queued() == {(LANTERN, 1, 3), (LANTERN, 1, 4)}
 
 
 async def test_trigger_rescan_is_followed_once(harness: Harness) -> None:
