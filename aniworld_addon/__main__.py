@@ -139,12 +139,13 @@ def serve(options: Options) -> None:
 
 def _listen(host: str, port: int) -> socket.socket:
     """A listening socket of the family `host` names: "::" is every address, IPv6 and IPv4
-    alike where the system allows; an IPv6 address or a name that resolves to one is IPv6."""
+    alike where the system allows; an IPv6 address, or a name with IPv6 addresses only, is
+    IPv6. A name with both ("localhost") stays IPv4, as it always was: glibc lists ::1 first,
+    and the health check and proxies ask 127.0.0.1."""
     if host == "::" and socket.has_dualstack_ipv6():
         return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
-    family, *_, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, *_, address = min(found, key=lambda info: info[0] != socket.AF_INET)
     return socket.create_server(address, family=family)
 
 

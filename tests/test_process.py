@@ -11,8 +11,11 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from aniworld_addon import __main__ as main_module
 
 
 def free_port() -> int:
@@ -133,6 +136,28 @@ def test_an_ipv6_host_is_listened_on(tmp_path: Path, host: str) -> None:
     assert proc.returncode == 0, output
     shown = "localhost" if host == "::" else "[::1]"
     assert f"http://{shown}:{port}/" in output
+
+
+def test_a_name_with_both_families_is_listened_on_over_ipv4(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # glibc lists ::1 first for "localhost" where /etc/hosts names both: --host localhost
+    # listened on IPv6 only, and the health check of 127.0.0.1 was refused. (This machine's
+    # resolver names one family, so its answer is stood in for.)
+    resolve = socket.getaddrinfo
+
+    def both(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        if host != "dual.example":
+            return resolve(host, port, *args, **kwargs)
+        return [
+            *resolve("::1", port, *args, **kwargs),
+            *resolve("127.0.0.1", port, *args, **kwargs),
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", both)
+    with main_module._listen("dual.example", 0) as listening:
+        assert listening.family == socket.AF_INET
+        assert listening.getsockname()[0] == "127.0.0.1"
 
 
 def run_command(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
