@@ -282,6 +282,27 @@ async def test_sigterm_while_the_hoster_stalls_stops_before_home_assistant_kills
     await _restart_and_finish(running, media_set)  # still queued, and nothing half-written
 
 
+async def test_a_download_abandoned_at_shutdown_leaves_no_partial_file_after_a_restart(
+    running: ServiceProcess, provider_site: RunningSite
+) -> None:
+    # An abandoned download went back to pending, and start-up cleans only items it finds
+    # downloading: its .part stayed in the library.
+    control = provider_site.control
+    control.media_rate_bps = 50_000
+    await download_until_half_written(running)
+    control.media_rate_bps = 1  # the hoster all but stops: no progress, no retry notice
+    await running.call("POST", "/api/queue/pause")  # so that nothing starts after the restart
+    assert running.proc is not None
+    began = time.monotonic()
+    await running.stop()
+    assert time.monotonic() - began < 10 and running.proc.returncode == 0
+    assert part_files(running.library), "the abandoned thread's .part is left at the stop"
+    await running.start()
+    await running.login(first=False)
+    assert part_files(running.library) == []
+    assert (await running.item())["status"] == "pending"
+
+
 @contextlib.contextmanager
 def read_only(folder: Path) -> Iterator[None]:
     """folder bind-mounted read-only onto itself for the block (root and mount needed)."""

@@ -185,6 +185,11 @@ class DownloadQueue:
                     abandoned,
                     SHUTDOWN_GRACE_S,
                 )
+                # Left 'downloading', as after a kill: start-up recovery removes the .part of
+                # those items only, then queues them again.
+                cancelled = [
+                    i for i, task in zip(cancelled, tasks, strict=True) if task not in stuck
+                ]
         await self._ended(cancelled, tasks)
         await asyncio.to_thread(self._ytdlp.close)  # idle ones; the others' when handed back
         if self._lock is not None:
