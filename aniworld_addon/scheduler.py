@@ -115,7 +115,9 @@ class _CatchUp(BaseTrigger):  # type: ignore[misc]  # apscheduler is untyped
 
     def get_next_fire_time(self, previous: datetime | None, now: datetime) -> datetime | None:
         later: datetime | None = self.inner.get_next_fire_time(previous, now)
-        if now <= self.at and (previous is None or previous < self.at):
+        # Only before the first run: when the job's own time comes first (a start less than
+        # a minute before it), that run is the missed one, and `at` would run it again.
+        if previous is None and now <= self.at:
             return self.at if later is None else min(self.at, later)
         return later
 

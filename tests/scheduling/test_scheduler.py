@@ -227,6 +227,21 @@ async def test_jobs_at_set_times_missed_while_stopped_run_once_after_start(
     assert scheduler.next_runs()["rescan"] == datetime(2025, 7, 18, 3, 0, tzinfo=UTC)
 
 
+def test_a_missed_run_just_before_the_jobs_own_time_runs_once() -> None:
+    # Started at 03:59:30 with the 04:00 rescan two days overdue: it ran at 04:00 and at the
+    # catch-up time, 04:00:30.
+    now = datetime(2025, 7, 17, 3, 59, 30, tzinfo=UTC)
+    section = {"rescan_cron": "0 4 * * *", "rescan_interval_h": 6, "new_episodes_interval_min": 0}
+    spec = schedule_triggers(section, now, UTC)["rescan"]
+    assert spec is not None
+    last = datetime(2025, 7, 15, 4, 0, tzinfo=UTC).timestamp()
+    trigger = scheduler_module.anchored(spec, last, now, UTC, starting=True).trigger
+    fires = [trigger.get_next_fire_time(None, now)]
+    while len(fires) < 3:  # what apscheduler asks after each run
+        fires.append(trigger.get_next_fire_time(fires[-1], fires[-1]))
+    assert fires == [now.replace(hour=4, minute=0, second=0) + timedelta(days=d) for d in range(3)]
+
+
 async def test_a_missed_run_fires_in_the_running_scheduler(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
