@@ -111,6 +111,12 @@ class DatabaseUnreadableError(StorageError):
     code = "database_unreadable"
 
 
+class SettingsWriteError(StorageError):
+    """config.json (or its backup) could not be written: the data disk is full or read-only."""
+
+    code = "settings_write_failed"
+
+
 class DatabaseWriteError(StorageError):
     """SQLite could not write the database file: the disk is full, read-only, or failing."""
 

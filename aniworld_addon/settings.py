@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import voluptuous as vol
 
 from .const import CONFIG_BACKUP_DIR, CONFIG_BACKUPS_KEPT, CONFIG_FILENAME
-from .errors import NotFoundError, StorageError, ValidationError
+from .errors import NotFoundError, SettingsWriteError, StorageError, ValidationError
 from .fsutil import atomic_write_text
 from .settings_schema import (
     CONFIG_VERSION,
@@ -289,8 +289,14 @@ class Settings:
             # Nothing changes: a backup now would push out one that holds an earlier state
             # (a panel's Save pressed ten times left ten copies of the same settings).
             return copy.deepcopy(valid)
-        await asyncio.to_thread(self._backup_sync)
-        await asyncio.to_thread(atomic_write_text, self._path, _dump(valid))
+        try:
+            await asyncio.to_thread(self._backup_sync)
+            await asyncio.to_thread(atomic_write_text, self._path, _dump(valid))
+        except OSError as err:  # a full or read-only data disk: a 503 that changed nothing
+            raise SettingsWriteError(
+                f"cannot write the settings: {err.strerror or err} (is the data disk full?)",
+                details={"path": str(err.filename or self._path)},
+            ) from err
         self._current = valid
         for listener in list(self._listeners):
             listener(old, copy.deepcopy(valid))

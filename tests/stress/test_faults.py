@@ -646,6 +646,12 @@ async def test_a_full_data_disk_is_a_503_and_the_queue_goes_on_once_it_has_room(
             refused = await svc.client.post("/api/queue/pause", headers=svc.headers)
             assert refused.status == 503, await refused.text()
             assert (await refused.json())["error"]["code"] == "database_write_failed"
+            settings = await svc.client.put(
+                "/api/config", json={"downloads": {"max_concurrent": 3}}, headers=svc.headers
+            )
+            assert settings.status == 503, await settings.text()
+            assert (await settings.json())["error"]["code"] == "settings_write_failed"
+            assert app[keys.SETTINGS].section("downloads")["max_concurrent"] != 3
             clock.now += 120  # the token is due to be touched: a write
             status = await svc.call("GET", "/api/queue/status")
             assert status["is_paused"] is False  # the failed pause changed nothing
