@@ -793,6 +793,25 @@ async def test_a_download_landing_during_another_process_walk_is_not_undone(
     assert not [r for r in history["records"] if r["event"] == "deleted"], history
 
 
+async def test_a_match_refused_for_a_renamed_slug_writes_nothing(
+    library: Authed, options: Options, provider_site: RunningSite
+) -> None:
+    # The old slug redirects to a series another folder holds: the 409 came after the
+    # sidecar was written, and the folder then named that series for good.
+    await _rescan(library)
+    provider_site.catalogue.renamed["old-kaiju"] = "kaiju-academy"
+    response = await library.client.post(
+        "/api/anime/Unknown%20Show/match",
+        json={"provider": "aniworld", "key": "old-kaiju"},
+        headers=library.headers,
+    )
+    assert response.status == 409, await response.text()
+    assert (await response.json())["error"]["details"]["folder"] == "Kaiju Academy (2012)"
+    assert not (options.library_path / "Unknown Show" / ".aniworld.json").exists()
+    await _rescan(library)
+    assert (await _get(library, "/api/anime/kaiju-academy"))["folder"] == "Kaiju Academy (2012)"
+
+
 async def test_a_key_two_providers_share_is_named_by_its_provider(
     library: Authed, options: Options
 ) -> None:

@@ -299,19 +299,25 @@ class LibraryService:
         provider = self.providers.get(provider_name)
         if await self.store.by_folder(folder) is None:
             raise NotFoundError(f"no series folder {folder!r} in the library")
+        await self._refuse_if_elsewhere(key, provider_name, folder)
+        info = await provider.series(key)
+        if info.key != key:
+            # The site redirected an old slug: checked before the sidecar is written, since
+            # a refusal after it left the folder naming a series another folder holds.
+            await self._refuse_if_elsewhere(info.key, provider_name, folder)
+        await self._claim_folder(folder, provider, info, creating=False)
+        return await self._after_identity_change(folder, "matched")
+
+    async def _refuse_if_elsewhere(self, key: str, provider_name: str, folder: str) -> None:
         try:
             other = await self.store.by_key(key, provider_name)
         except NotFoundError:
-            pass
-        else:
-            if other.folder != folder:
-                raise ConflictError(
-                    f"{key!r} already belongs to the folder {other.folder!r}",
-                    details={"folder": other.folder},
-                )
-        info = await provider.series(key)
-        await self._claim_folder(folder, provider, info, creating=False)
-        return await self._after_identity_change(folder, "matched")
+            return
+        if other.folder != folder:
+            raise ConflictError(
+                f"{key!r} already belongs to the folder {other.folder!r}",
+                details={"folder": other.folder},
+            )
 
     async def _claim_folder(
         self, folder: str, provider: Provider, info: SeriesInfo, *, creating: bool
