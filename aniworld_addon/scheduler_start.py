@@ -22,6 +22,7 @@ from .errors import ServiceUnavailableError
 from .health import CheckResult
 
 if TYPE_CHECKING:
+    from .operations import Operation
     from .scheduler import Scheduler
 
 _LOGGER = logging.getLogger(__name__)
@@ -62,6 +63,18 @@ class SchedulerSlot:
         if (error := self._started.exception()) is not None:
             return CheckResult("error", f"the scheduler did not start: {error}")
         return await self._started.result().check()
+
+
+def start_rescan(app: web.Application) -> Operation:
+    """A rescan a user asked for (the panel, the API, MQTT's button), followed like a
+    scheduled one: auto-download and language upgrades come after it, as DOCS says. They
+    came only after scheduled rescans. Before the scheduler runs (or if it failed to start),
+    a plain rescan."""
+    slot = app.get(keys.SCHEDULER)
+    scheduler = slot.scheduler if slot is not None else None
+    if scheduler is not None:
+        return scheduler.trigger_rescan()
+    return app[keys.LIBRARY].rescan()
 
 
 async def _start(app: web.Application, slot: SchedulerSlot, undo: list[Callable[[], None]]) -> None:

@@ -18,6 +18,7 @@ from ..health import CheckResult
 from ..library.records import SeriesRecord
 from ..operations import Operation
 from ..options import Options
+from ..scheduler_start import start_rescan
 from ..settings import Settings
 from .mqtt_connection import RESOLVE_RETRY_S, MqttConnection, OwnedTasks, birth_delay
 from .mqtt_discovery import (
@@ -369,6 +370,21 @@ def configuration_url(options: Options) -> str:
     return f"http://{host}:{options.port}/"
 
 
+class _UserLibrary:
+    """The library as the bridge's commands reach it: the rescan button is a user's rescan
+    (scheduler_start.start_rescan), followed by auto-download and upgrades."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    @property
+    def store(self) -> LibraryView:
+        return self._app[keys.LIBRARY].store
+
+    def rescan(self) -> Operation:
+        return start_rescan(self._app)
+
+
 async def mqtt_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: start the bridge in the background; stop it before the queue closes."""
     options = app[keys.OPTIONS]
@@ -383,7 +399,7 @@ async def mqtt_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.SETTINGS],
         app[keys.BUS],
         app[keys.QUEUE],
-        app[keys.LIBRARY],
+        _UserLibrary(app),
         device=DeviceInfo(configuration_url=configuration_url(options)),
     )
     app[keys.MQTT] = bridge

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ... import keys
 from ...library.store import SORT_KEYS, Filter
+from ...scheduler_start import start_rescan
 from ...settings_schema import LANGUAGES, unique_languages
 from ..routing import (
     PAGING_QUERY,
@@ -179,7 +180,7 @@ async def add_series(request: web.Request) -> web.Response:
 )
 async def rescan(request: web.Request) -> web.Response:
     """Start (or join) a rescan; poll /api/operations/{id} or watch scan_progress."""
-    operation = request.app[keys.LIBRARY].rescan()
+    operation = start_rescan(request.app)
     return json_response({"operation_id": operation.id}, status=202)
 
 
