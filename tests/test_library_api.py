@@ -839,6 +839,26 @@ async def test_a_rescan_a_user_asks_for_is_followed_by_auto_download(library: Au
     assert (1, 2) in queued and (1, 1) not in queued, queued  # missing, not held
 
 
+async def test_a_sidecar_broken_for_one_rescan_keeps_the_files_languages(
+    library: Authed, options: Options
+) -> None:
+    # The identity left the folder for a rescan and every episode row went with it: the
+    # language a download landed a file in was gone for good, and upgrades never came.
+    await _rescan(library)
+    relative = "Kaiju Academy (2012)/Season 01/Kaiju Academy - S01E01 - Pilot.mkv"
+    store = library.client.app[keys.LIBRARY].store
+    await store.mark_local("aniworld", "kaiju-academy", 1, 1, relative, "German Dub", at=0)
+    sidecar = options.library_path / "Kaiju Academy (2012)" / ".aniworld.json"
+    good = sidecar.read_text()
+    sidecar.write_text(good.rstrip().rstrip("}") + ",}")  # a typo
+    await _rescan(library)
+    sidecar.write_text(good)
+    await _rescan(library)
+    detail = await _get(library, "/api/anime/kaiju-academy")
+    (episode,) = [e for e in detail["episodes"] if (e["season"], e["episode"]) == (1, 1)]
+    assert (episode["state"], episode["language"]) == ("local", "German Dub"), episode
+
+
 async def test_a_key_two_providers_share_is_named_by_its_provider(
     library: Authed, options: Options
 ) -> None:
