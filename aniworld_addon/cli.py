@@ -310,26 +310,20 @@ async def download(
             ids = await queue.add(series.provider, series.key, episodes, Priority.HIGH)
             waiting.update(ids)
             out.write(f"queued {len(ids)} episode(s) of {series.name}\n")
+            halted = not queue.running or queue.paused
             if not queue.dispatching:
                 owner = await queue.owner()
-                if (owner is None or owner[0] == "service") and queue.running and not queue.paused:
+                if owner is not None and owner[0] != "service":
+                    # Another command line: it ends with its own episodes and would leave these
+                    # to nobody, so wait and take the queue over (DownloadQueue.start_up).
+                    out.write(
+                        f"another download command (process {owner[1]}) runs the queue:"
+                        " these start when it ends\n"
+                    )
+                elif not halted:
                     out.write("the running service downloads them: follow them in its panel\n")
                     return 0
-                if owner is None or owner[0] == "service":
-                    state = "paused" if queue.running else "stopped"
-                    print(
-                        f"the running service's queue is {state}: the episodes stay queued and"
-                        " start when it is resumed (in its panel or with the API)",
-                        file=sys.stderr,
-                    )
-                    return 1
-                # Another command line: it ends with its own episodes and would leave these
-                # to nobody, so wait and take the queue over (DownloadQueue.start_up).
-                out.write(
-                    f"another download command (process {owner[1]}) runs the queue:"
-                    " these start when it ends\n"
-                )
-            if not queue.running or queue.paused:
+            if halted:  # the service's too: saying it downloads them was a lie (exit 0)
                 state = "paused" if queue.running else "stopped"
                 print(
                     f"the queue is {state}, so nothing was downloaded; the episodes stay queued."

@@ -195,22 +195,19 @@ async def connect(
         await set_busy_timeout(conn, BUSY_TIMEOUT_S)
         await conn.create_function("search_text", 1, search_text, deterministic=True)
         await migrate(conn, migrations)
-    except sqlite3.DatabaseError as err:
+    except BaseException as err:
         await close(conn)
-        if (unreadable := unreadable_database(path, err)) is not None:
+        unreadable = unreadable_database(path, err) if isinstance(err, sqlite3.Error) else None
+        if unreadable is not None:
             raise unreadable from err
-        raise
-    except BaseException:
-        await close(conn)
         raise
     return conn
 
 
-def unreadable_database(path: Path, err: sqlite3.DatabaseError) -> DatabaseUnreadableError | None:
+def unreadable_database(path: Path, err: sqlite3.Error) -> DatabaseUnreadableError | None:
     """The error that says in one line what to do when `path` is no SQLite database or a
     damaged one (None for any other error); a traceback said nothing a user could act on."""
-    name = str(getattr(err, "sqlite_errorname", ""))
-    if name not in ("SQLITE_NOTADB", "SQLITE_CORRUPT") and "not a database" not in str(err):
+    if not _sqlite_says(err, ("SQLITE_NOTADB", "SQLITE_CORRUPT"), ("not a database",)):
         return None
     return DatabaseUnreadableError(
         f"the database {path} cannot be read ({err}): restore a backup (see the README)"
@@ -338,8 +335,14 @@ async def set_busy_timeout(conn: aiosqlite.Connection, seconds: float) -> None:
     await conn.execute(f"PRAGMA busy_timeout = {max(0, round(seconds * 1000))}")
 
 
-# SQLite's answers when it cannot write the file (SQLITE_FULL, SQLITE_READONLY*, SQLITE_IOERR*):
-# the disk, not the statement, is at fault.
+def _sqlite_says(err: sqlite3.Error, codes: tuple[str, ...], texts: tuple[str, ...]) -> bool:
+    """Whether SQLite's error is one of `codes` (a prefix takes in the extended codes, such as
+    SQLITE_IOERR_WRITE), or, where the error has no code (raised by hand), says one of `texts`."""
+    name = str(getattr(err, "sqlite_errorname", ""))
+    return name.startswith(codes) or any(text in str(err) for text in texts)
+
+
+# SQLite's answers when it cannot write the file: the disk, not the statement, is at fault.
 _CANNOT_WRITE: Final = ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR")
 _CANNOT_WRITE_TEXT: Final = ("disk is full", "readonly database", "disk I/O error")
 
@@ -356,14 +359,13 @@ def _busy_as_app_error() -> Iterator[None]:
         yield
     except sqlite3.OperationalError as err:
         message = str(err)
-        name = str(getattr(err, "sqlite_errorname", ""))
         if "locked" in message or "busy" in message:
             raise DatabaseBusyError(
                 "the database is locked by another program (a backup or a second instance?);"
                 " try again in a moment",
                 details={"reason": message},
             ) from err
-        if name.startswith(_CANNOT_WRITE) or any(text in message for text in _CANNOT_WRITE_TEXT):
+        if _sqlite_says(err, _CANNOT_WRITE, _CANNOT_WRITE_TEXT):
             raise DatabaseWriteError(
                 f"cannot write the database: {message} (is the data disk full or read-only?)",
                 details={"reason": message},

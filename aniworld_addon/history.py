@@ -59,11 +59,11 @@ class HistoryRecord:
     language: str | None
     message: str | None
     data: dict[str, Any]
-    series_name: str | None = None
+    series_name: str | None
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> HistoryRecord:
-        """Build from a row selected with _COLUMNS (and _SERIES_NAME)."""
+        """Build from a row selected with _COLUMNS and _SERIES_NAME."""
         return cls(
             id=row["id"],
             at=row["at"],
@@ -75,7 +75,7 @@ class HistoryRecord:
             language=row["language"],
             message=row["message"],
             data=json.loads(row["data"]) if row["data"] else {},
-            series_name=row["series_name"] if "series_name" in row.keys() else None,  # noqa: SIM118
+            series_name=row["series_name"],
         )
 
     def to_dict(self) -> dict[str, Any]:

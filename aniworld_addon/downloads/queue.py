@@ -275,12 +275,6 @@ class DownloadQueue:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.store.back_to_pending(cancelled)
 
-    async def _cancel(self, item_ids: Sequence[int]) -> list[int]:
-        """Cancel running downloads and wait until their threads and temp files are gone."""
-        cancelled, tasks = self._stop_tasks(item_ids)
-        await self._ended(cancelled, tasks)
-        return cancelled
-
     # --- one download ------------------------------------------------------------------------
 
     async def _run(self, item: QueueItem, before: asyncio.Task[None] | None) -> None:

@@ -281,15 +281,14 @@ class LibraryStore:
                     # The old provider's episode list is stale; the files and what is known
                     # of them (the language a download landed them in) are not: deleted, a
                     # sidecar broken for one rescan lost every language, and upgrades stopped.
-                    series_id = existing[folder]["id"]
                     await conn.execute(
                         "DELETE FROM episodes WHERE series_id = ? AND local_path IS NULL",
-                        [series_id],
+                        [leaving["id"]],
                     )
                     await conn.execute(
                         "UPDATE episodes SET on_provider = 0, title = NULL, title_en = NULL"
                         " WHERE series_id = ?",
-                        [series_id],
+                        [leaving["id"]],
                     )
             moved_from: set[int] = set()  # rows whose identity (and profile) went elsewhere
             given: set[int] = set()  # rows that took a profile along with an identity
