@@ -1,6 +1,9 @@
 """Library scan speed on a generated library, next to a bare os.walk of the same tree.
 
-Targets: a full scan <= 1.5x os.walk; a rescan with no change <= 0.2x the full scan.
+Targets: a full scan <= 1.5x os.walk; a rescan with no change <= 0.2x the full scan; both on
+wall time, the time a scan takes. With the C listing and a second CPU, the scan reads the
+disk in a second thread (library/folders.py): its CPU time, printed too, adds both threads'.
+The rows without a target show the scan as it runs on one CPU and without the C module.
 Run: .venv/bin/python bench/scan.py [--series 2000] [--episodes 50] [--runs 5]
 """
 
@@ -15,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from aniworld_addon.library import scanner, sidecar
+from aniworld_addon.library import folders, scanner, sidecar
 from aniworld_addon.library.scanner import ScanResult, scan_library
 
 SEASONS = 2
@@ -73,6 +76,30 @@ def table(title: str, rows: list[tuple[str, float, str, float, float | None]]) -
         print(" | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
 
 
+def one_cpu(root: Path) -> None:
+    """A full scan as on a single CPU: the C listing, no second thread."""
+    cpus = scanner.cpus
+    scanner.cpus = lambda: 1
+    try:
+        scan_library(root)
+    finally:
+        scanner.cpus = cpus
+
+
+def python_only(root: Path) -> None:
+    """A full scan as without the C module."""
+    saved = scanner.list_folder, scanner.list_folders, scanner.stat_paths
+    scanner.list_folder, scanner.list_folders, scanner.stat_paths = (
+        folders.list_folder_py,
+        None,
+        None,
+    )
+    try:
+        scan_library(root)
+    finally:
+        scanner.list_folder, scanner.list_folders, scanner.stat_paths = saved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=2000)
@@ -99,23 +126,32 @@ def main() -> None:
         fulls: list[tuple[float, float]] = []
         sized: list[tuple[float, float]] = []
         rescans: list[tuple[float, float]] = []
+        singles: list[tuple[float, float]] = []
+        pythons: list[tuple[float, float]] = []
         last: list[ScanResult] = []
         for _ in range(args.runs):  # interleaved, so drift in machine load hits all alike
             walks.append(timed(lambda: bare_walk(root)))
             fulls.append(timed(lambda: last.append(scan_library(root))))
             sized.append(timed(lambda: scan_library(root, with_sizes=True)))
             rescans.append(timed(lambda: scan_library(root, last[-1].cache)))
+            singles.append(timed(lambda: one_cpu(root)))
+            pythons.append(timed(lambda: python_only(root)))
 
+    native = "C" if folders.NATIVE is not None else "Python (the C module was not built)"
+    print(f"\nlisting: {native}; CPUs for this process: {folders.cpus()}")
     for clock, index in (("wall time", 0), ("CPU time (user + system)", 1)):
-        walk, full, full_sized, rescan = (
+        walk, full, full_sized, rescan, single, python = (
             statistics.median(sample[index] for sample in samples)
-            for samples in (walks, fulls, sized, rescans)
+            for samples in (walks, fulls, sized, rescans, singles, pythons)
         )
         what = "wall" if index == 0 else "CPU"
+        wall = index == 0  # the targets are on wall time (see the docstring)
         rows: list[tuple[str, float, str, float, float | None]] = [
-            (f"full scan (no cache), {what}", full, "os.walk", walk, 1.5),
-            (f"no-change rescan, {what}", rescan, "full scan", full, 0.2),
+            (f"full scan (no cache), {what}", full, "os.walk", walk, 1.5 if wall else None),
+            (f"no-change rescan, {what}", rescan, "full scan", full, 0.2 if wall else None),
             (f"full scan, with_sizes=True, {what}", full_sized, "os.walk", walk, None),
+            (f"full scan, one CPU, {what}", single, "os.walk", walk, None),
+            (f"full scan, no C module, {what}", python, "os.walk", walk, None),
         ]
         table(f"\n{clock}, median of {args.runs} runs each", rows)
 

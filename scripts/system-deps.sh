@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs the real components the tests use (ffmpeg, mosquitto, chromium, shellcheck) when they
-# are missing and we may install them (root with apt-get). Elsewhere it only says what is missing:
+# Installs the real components the tests use (ffmpeg, mosquitto, chromium, shellcheck) and the C
+# compiler that builds library/_folders.c when they are missing and we may install them (root with apt-get). Elsewhere it only says what is missing:
 # the tests then fail in CI and skip with a reason on a user's machine.
 set -euo pipefail
 
 declare -A want=([ffmpeg]=ffmpeg [ffprobe]=ffmpeg [mosquitto]=mosquitto [chromium]=chromium
-                 [shellcheck]=shellcheck)
+                 [shellcheck]=shellcheck [cc]=gcc)
 missing=()
 for cmd in "${!want[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then

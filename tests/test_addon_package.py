@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import tomllib
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -475,6 +476,32 @@ def test_dockerfile_installs_ffmpeg_the_package_and_run_sh() -> None:
     assert any("pip install --no-cache-dir ." in line for line in instructions)
     assert any(line.startswith("COPY run.sh ") for line in instructions)
     assert instructions[-1] == 'CMD ["/run.sh"]'
+
+
+def test_dockerfile_builds_the_c_listing_and_leaves_no_compiler() -> None:
+    instructions = _dockerfile_instructions()
+    copy = next(line for line in instructions if line.startswith("COPY pyproject.toml"))
+    assert "setup.py" in copy.split()  # it declares library/_folders.c
+    (install,) = [line for line in instructions if "pip install --no-cache-dir ." in line]
+    assert re.search(r"apk add --no-cache --virtual (\S+) gcc musl-dev .*apk del \1", install)
+
+
+def test_a_wheel_of_the_package_holds_the_c_listing(tmp_path: Path) -> None:
+    # What pip install . (the Dockerfile's, a user's) builds: the module and its stub.
+    require_tool("cc")
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"),
+            *("--no-build-isolation", "--wheel-dir", str(tmp_path), str(ROOT)),
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
+    (wheel,) = tmp_path.glob("aniworld_addon-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert any(re.fullmatch(r"aniworld_addon/library/_folders\..*\.so", n) for n in names)
+    assert "aniworld_addon/library/_folders.pyi" in names
 
 
 def test_dockerfile_healthcheck_calls_health() -> None:

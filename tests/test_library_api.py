@@ -26,6 +26,7 @@ from aniworld_addon.library import service as service_module
 from aniworld_addon.library.store import LibraryStore
 from aniworld_addon.options import Options
 from aniworld_addon.providers.aniworld import AniworldProvider
+from tests.library.listing import refuse_listing
 from tests.providers.conftest import past_refusal_waits
 from tests.site import Fault
 from tests.site.plugin import RunningSite
@@ -389,14 +390,7 @@ async def test_an_unreadable_subfolder_keeps_its_episodes_local(
     await _rescan(library)
     assert (await _get(library, "/api/anime/kaiju-academy"))["local_count"] == 2
     refused = {str(options.library_path / "Kaiju Academy (2012)" / "Season 01")}
-    real = os.scandir
-
-    def scandir(path: Any) -> Any:  # chmod 0 would not stop a test run as root
-        if os.fspath(path) in refused:
-            raise PermissionError(13, "Permission denied")
-        return real(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    refuse_listing(monkeypatch, refused)
     await _rescan(library)
     kaiju = await _get(library, "/api/anime/kaiju-academy")
     assert kaiju["scan_error"] == "cannot read Season 01/: Permission denied"

@@ -10,17 +10,28 @@ import gc
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain, compress
-from operator import attrgetter, itemgetter, methodcaller, not_
+from operator import attrgetter, itemgetter, not_
 from pathlib import Path
 from typing import Any, ClassVar, Final, NamedTuple
 
 from ..errors import AppError
 from ..jsonutil import is_text, valid_text
 from .episode_tags import EpisodeNumber, parse_folder
+from .folders import (
+    Listing,
+    ReadAhead,
+    Stat,
+    cpus,
+    list_folder,
+    list_folders,
+    stat_of,
+    stat_paths,
+)
 from .sidecar import KEY_FILE_NAME, SIDECAR_NAME, SeriesIdentity, read_identity_stat
 
 MAX_DEPTH: Final = 12  # levels below a series folder; deeper trees are not episode folders
@@ -32,11 +43,10 @@ IGNORED_FOLDERS: Final = frozenset(
     {"@eaDir", "#recycle", "#snapshot", "lost+found", "$RECYCLE.BIN", "System Volume Information"}
 )
 Progress = Callable[[int, int], None]
-# C-level steps of a listing (see _Walk._list) and of LocalSeries.local_paths.
-_NAME = attrgetter("name")
-_IS_FILE = os.DirEntry.is_file
-_IS_DIR_HERE = methodcaller("is_dir", follow_symlinks=False)
+# C-level steps of LocalSeries.local_paths.
 _FIRST = itemgetter(0)
+_TRUSTED = attrgetter("trusted")
+_STAMP = attrgetter("stamp")
 _SEASON_EPISODE = attrgetter("season", "episode")
 
 
@@ -181,14 +191,11 @@ class ScanStats:
 class _Listing:
     """One directory as last listed, valid while its stamp is unchanged."""
 
-    stamp: tuple[int, int, int]  # (inode, mtime_ns, ctime_ns): ctime catches mtime resets
+    stamp: Stat  # ctime catches mtime put back
     trusted: bool
     subdirs: tuple[str, ...]
     files: _Files | None  # None when it holds no episode file
     markers: frozenset[str]  # which of the sidecar / key file exist here
-    # Whether st_nlink counted this folder's subfolders (2 + their number, at least one): then
-    # the file system keeps that count, and a folder below with st_nlink 2 has none (a leaf).
-    counts_subdirs: bool
     # Episode files and folders whose names are not valid UTF-8 (bytes os.fsdecode kept as lone
     # surrogates): left out, as no database, JSON or panel can hold their names; folders end in /.
     unreadable: tuple[str, ...] = ()
@@ -196,7 +203,7 @@ class _Listing:
 
 @dataclass(slots=True)
 class _Identity:
-    stamp: tuple[int, int, int, int] | None
+    stamp: Stat | None
     trusted: bool
     identity: SeriesIdentity | None
     error: str | None
@@ -212,6 +219,19 @@ class ScanCache:
     listings: dict[str, _Listing] = field(default_factory=dict)
     identities: dict[str, _Identity] = field(default_factory=dict)
     series: dict[str, LocalSeries] = field(default_factory=dict)  # reused when nothing changed
+    checks: dict[str, _Check] = field(default_factory=dict)  # by series folder
+
+
+class _Check(NamedTuple):
+    """What proves a series folder unchanged: every path it was read from, with its Stat.
+
+    Kept for a series whose listings and identity were all trusted; a rescan that finds the
+    same stats takes the folder's result and cache entries as they are, in one comparison.
+    """
+
+    paths: tuple[str, ...]  # its folders, then its identity file if it has one
+    stats: tuple[Stat, ...]
+    listings: tuple[tuple[str, _Listing], ...]
 
 
 @dataclass(slots=True, frozen=True)
@@ -224,6 +244,15 @@ class ScanResult:
     # Folders in the library root whose names are not valid UTF-8, as os.fsdecode gives them:
     # not scanned (see _Listing.unreadable).
     unreadable: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _Ahead:
+    """What ReadAhead read for a chunk of series folders, by path (see scan_library)."""
+
+    listings: dict[str, Listing | OSError] = field(default_factory=dict)  # a full scan's
+    # A rescan's: the stats of each _Check's paths, by series folder.
+    checks: dict[str, tuple[Stat | OSError, ...]] = field(default_factory=dict)
 
 
 class _Walk:
@@ -239,53 +268,51 @@ class _Walk:
         self.racy_before = time.time_ns() - RACY_WINDOW_NS
         self.directories = self.listed = self.files = 0
 
-    def directory(self, path: str, st: os.stat_result) -> tuple[_Listing, bool]:
-        """The listing of the library root and whether it was listed anew (else from the cache).
+    def directory(self, path: str, st: os.stat_result) -> _Listing:
+        """The listing of the library root (a symlink to the library is followed).
 
         series() does the same for the folders below, inline.
         """
         self.directories += 1
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
         listing = self.old.listings.get(path)
-        if listing is not None and listing.trusted and listing.stamp == stamp:
-            fresh = False
-        else:
-            listing, fresh = self._list(path, st, stamp, "", False), True
+        if listing is None or not listing.trusted or listing.stamp != stat_of(st):
+            listing = self._list(path, "", follow_symlinks=True)
         self.new.listings[path] = listing
-        return listing, fresh
+        return listing
 
     def _list(
-        self, path: str, st: os.stat_result, stamp: tuple[int, int, int], rel: str, leaf: bool
+        self,
+        path: str,
+        rel: str,
+        ahead: Listing | OSError | None = None,
+        *,
+        follow_symlinks: bool = False,
     ) -> _Listing:
-        # The hot path of a full scan. Every step per entry is C code (map, filter, compress, a
-        # regex pass over the folder's names): a Python step per file would cost more than the
-        # listing itself. d_type answers is_dir/is_file without a stat per entry; is_file
-        # follows a symlink to a file, and a broken one is skipped.
+        # The hot path of a full scan: list_folder sorts the entries in C, and every step per
+        # entry after it is C code too (map, compress, a regex pass over the folder's names):
+        # a Python step per file would cost more than the listing itself.
         self.listed += 1
-        with os.scandir(path) as it:
-            if leaf:  # st_nlink says there is no subfolder: only the files matter
-                names = list(map(_NAME, filter(_IS_FILE, it)))
-            else:
-                entries = list(it)
+        if ahead is None:
+            ahead = list_folder(path, follow_symlinks=follow_symlinks)
+        elif isinstance(ahead, OSError):
+            raise ahead
+        stamp, files, folders, others = ahead
         unreadable: tuple[str, ...] = ()
-        if leaf:
-            subdirs: tuple[str, ...] = ()
-            markers = _NO_MARKERS
-            counts_subdirs = False
-        else:
-            every = list(map(_NAME, entries))
-            folders = list(compress(every, map(_IS_DIR_HERE, entries)))
-            counts_subdirs = len(folders) > 0 and st.st_nlink == 2 + len(folders)
-            subdirs = tuple(sorted(n for n in folders if n[0] != "." and n not in IGNORED_FOLDERS))
-            names = [n for n in compress(every, map(_IS_FILE, entries)) if n[0] != "."]
-            markers = _markers(SIDECAR_NAME in every, KEY_FILE_NAME in names)
+        subdirs: tuple[str, ...] = ()
+        if folders:
+            subdirs = tuple(sorted(_walked(folders)))
             if not "".join(subdirs).isascii() and not all(map(is_text, subdirs)):
                 unreadable = tuple(f"{n}/" for n in subdirs if not is_text(n))
                 subdirs = tuple(filter(is_text, subdirs))
-        files: _Files | None = None
+        sidecar = SIDECAR_NAME in files or SIDECAR_NAME in folders or SIDECAR_NAME in others
+        markers = _markers(sidecar, KEY_FILE_NAME in files)
+        # Hidden names are never episodes; where one is known to be here, drop them before
+        # parsing, as parse_folder takes a slower path for a folder that holds any.
+        names = [n for n in files if n[0] != "."] if sidecar else files
+        result: _Files | None = None
         if names:  # in listing order: LocalSeries sorts them only where order matters
             text = "\n".join(names)
-            episodes = parse_folder(names, text)  # () for all but videos (and hidden names)
+            episodes = parse_folder(names, text)  # () for all but videos and hidden names
             if not all(episodes):
                 names = list(compress(names, episodes))
                 episodes = list(filter(None, episodes))
@@ -294,13 +321,13 @@ class _Walk:
                 names = list(compress(names, readable))
                 episodes = list(compress(episodes, readable))
             if names:
-                files = (
+                result = (
                     _sized(path, rel, names, episodes)
                     if self.with_sizes
                     else _Files(rel, tuple(names), tuple(episodes), None)
                 )
-        trusted = max(stamp[1], stamp[2]) < self.racy_before
-        return _Listing(stamp, trusted, subdirs, files, markers, counts_subdirs, unreadable)
+        trusted = max(stamp[3], stamp[4]) < self.racy_before
+        return _Listing(stamp, trusted, subdirs, result, markers, unreadable)
 
     def identity(self, path: str, listing: _Listing) -> tuple[_Identity | None, bool]:
         """Identity from the sidecar, else the key file, and whether it was read anew."""
@@ -310,12 +337,12 @@ class _Walk:
         file = f"{path}/{name}"
         cached = self.old.identities.get(path)
         if cached is not None and cached.trusted:
-            try:
-                st = os.stat(file)
+            try:  # lstat: a cached identity was read from a regular file (no symlink)
+                st = stat_of(os.lstat(file))
             except OSError as err:
                 failed = f"cannot read {name}: {err.strerror}"
                 return _Identity(None, False, None, failed, unread=True), True
-            if cached.stamp == _identity_stamp(st):
+            if cached.stamp == st:
                 self.new.identities[path] = cached
                 return cached, False
         # Read it (a full scan reads every one): the stamp comes from the open file.
@@ -323,37 +350,47 @@ class _Walk:
         if found is None:
             return _Identity(None, False, None, error, unread=True), True
         trusted = max(found.st_mtime_ns, found.st_ctime_ns) < self.racy_before
-        known = _Identity(_identity_stamp(found), trusted, identity, error)
+        known = _Identity(stat_of(found), trusted, identity, error)
         self.new.identities[path] = known
         return known, True
 
-    def series(self, name: str) -> LocalSeries | None:
-        """One series folder, walked depth first without following symlinked folders."""
+    def series(self, name: str, ahead: _Ahead) -> LocalSeries | None:
+        """One series folder, walked depth first without following symlinked folders.
+
+        ahead holds what was read for this scan already (see ReadAhead).
+        """
         path = self.prefix + name
+        check = self.old.checks.get(path)
+        if check is not None:
+            stats = ahead.checks.pop(path, None) or _stats(check.paths)
+            if stats == check.stats:
+                return self._unchanged(path, check)
         cached, listings = self.old.listings, self.new.listings
+        visited: list[tuple[str, _Listing]] = []
         errors: list[str] = []
         unreadable: list[str] = []
         parts: list[_Files] = []
         known: _Identity | None = None
         changed = False
         complete = True
-        leaves_on = -1  # the st_dev where st_nlink 2 marks a leaf folder, once the top proves it
         stack = [(path, "", 0)]
         while stack:
-            # directory(), inline (this loop runs for every folder of every scan), and a folder
-            # that st_nlink shows to have no subfolder is listed as a leaf.
+            # directory(), inline (this loop runs for every folder of every scan). A folder the
+            # last scan did not see is listed straight away: the listing brings its own stamp.
             directory, rel, depth = stack.pop()
             try:
-                st = os.lstat(directory)
-                if not stat.S_ISDIR(st.st_mode):
-                    raise FileNotFoundError(directory)  # now a file or symlink: not a folder
-                stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
                 listing = cached.get(directory)
-                if listing is None or not listing.trusted or listing.stamp != stamp:
-                    leaf = st.st_nlink == 2 and st.st_dev == leaves_on
-                    listing = self._list(directory, st, stamp, rel, leaf)
+                if listing is None:
+                    listing = self._list(directory, rel, ahead.listings.pop(directory, None))
                     changed = True
-            except FileNotFoundError:
+                else:
+                    st = stat_of(os.lstat(directory))
+                    if not stat.S_ISDIR(st[0]):
+                        raise NotADirectoryError(directory)  # a file or symlink: not a folder
+                    if not listing.trusted or listing.stamp != st:
+                        listing = self._list(directory, rel)
+                        changed = True
+            except (FileNotFoundError, NotADirectoryError):
                 if depth == 0:
                     return None  # the series folder went away during the scan
                 continue
@@ -362,14 +399,13 @@ class _Walk:
                 complete = False
                 continue
             listings[directory] = listing
+            visited.append((directory, listing))
             self.directories += 1
             if listing.unreadable:
                 unreadable += [rel + n for n in listing.unreadable]
             if depth == 0:
                 known, fresh = self.identity(directory, listing)
                 changed |= fresh
-                if listing.counts_subdirs:
-                    leaves_on = st.st_dev
             if listing.files is not None:
                 parts.append(listing.files)
                 self.files += len(listing.files.names)
@@ -386,6 +422,7 @@ class _Walk:
             # Same listings, same identity: the old result is exact (and may hold the views
             # built from it already).
             self.new.series[path] = previous
+            self._remember(path, visited, known)
             return previous
         if unreadable:
             errors.append(_unreadable_error(unreadable))
@@ -397,10 +434,47 @@ class _Walk:
         result = LocalSeries(name, path, identity, error, tuple(parts), complete)
         if error is None:
             self.new.series[path] = result
+            if complete:
+                self._remember(path, visited, known)
         return result
+
+    def _remember(
+        self, path: str, visited: list[tuple[str, _Listing]], known: _Identity | None
+    ) -> None:
+        """Keep the _Check of a series folder whose every listing and identity is trusted."""
+        paths, listings = zip(*visited, strict=True)  # C-level steps: this runs for every series
+        if not all(map(_TRUSTED, listings)):
+            return
+        stats = tuple(map(_STAMP, listings))
+        if known is not None:
+            if not known.trusted or known.stamp is None:
+                return
+            markers = listings[0].markers  # the series folder's own listing
+            paths += (f"{path}/{SIDECAR_NAME if SIDECAR_NAME in markers else KEY_FILE_NAME}",)
+            stats += (known.stamp,)
+        self.new.checks[path] = _Check(paths, stats, tuple(visited))
+
+    def _unchanged(self, path: str, check: _Check) -> LocalSeries:
+        """What series() gives for a folder its check proves unchanged: the last result."""
+        previous = self.old.series[path]  # a check is kept only with its result
+        new = self.new
+        new.listings.update(check.listings)
+        identity = self.old.identities.get(path)
+        if identity is not None:
+            new.identities[path] = identity
+        new.series[path] = previous
+        new.checks[path] = check
+        self.directories += len(check.listings)
+        self.files += previous.file_count
+        return previous
 
 
 _NO_MARKERS: Final[frozenset[str]] = frozenset()
+
+
+def _walked(folders: list[str]) -> Iterator[str]:
+    """The subfolders a scan walks into (before it leaves out names that are not UTF-8)."""
+    return (n for n in folders if n[0] != "." and n not in IGNORED_FOLDERS)
 
 
 def _unreadable_error(names: list[str]) -> str:
@@ -410,8 +484,49 @@ def _unreadable_error(names: list[str]) -> str:
     return f"names that are not valid UTF-8 were left out (rename them): {shown}{more}"
 
 
-def _identity_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+def _stats(paths: tuple[str, ...]) -> tuple[Stat, ...] | None:
+    """The stats of a _Check's paths taken now; None when one is gone or cannot be read."""
+    try:
+        return tuple(stat_of(os.lstat(path)) for path in paths)
+    except OSError:
+        return None
+
+
+def _listed_ahead(tops: Sequence[str]) -> _Ahead:
+    """A full scan's ReadAhead work: the listings of the series folders' trees, level by level."""
+    assert list_folders is not None
+    ahead = _Ahead()
+    level, depth = list(tops), 0
+    while level:
+        listed = list_folders(level)
+        ahead.listings.update(zip(level, listed, strict=True))
+        if depth == MAX_DEPTH:  # as deep as series() walks
+            break
+        level = [
+            f"{path}/{name}"
+            for path, listing in zip(level, listed, strict=True)
+            if not isinstance(listing, OSError)
+            for name in _walked(listing[2])
+        ]
+        depth += 1
+    return ahead
+
+
+def _stated_ahead(old: ScanCache, tops: Sequence[str]) -> _Ahead:
+    """A rescan's ReadAhead work: the stats of the series folders' checks."""
+    assert stat_paths is not None
+    paths: list[str] = []
+    spans: list[tuple[str, int, int]] = []
+    for top in tops:
+        check = old.checks.get(top)
+        if check is not None:
+            spans.append((top, len(paths), len(paths) + len(check.paths)))
+            paths += check.paths
+    found = stat_paths(paths)
+    ahead = _Ahead()
+    for top, start, end in spans:
+        ahead.checks[top] = tuple(found[start:end])
+    return ahead
 
 
 def _markers(sidecar: bool, key_file: bool) -> frozenset[str]:
@@ -499,18 +614,35 @@ def scan_library(
         raise LibraryError(f"the library path {root_path} is not a folder")
     walk = _Walk(root_path, cache, with_sizes)
     try:
-        top = walk.directory(root_path, st)[0]
+        top = walk.directory(root_path, st)
     except OSError as err:
         raise LibraryError(f"cannot list the library folder {root_path}: {err.strerror}") from err
     names = top.subdirs
     found: list[LocalSeries] = []
-    with _gc_paused():
-        for done, name in enumerate(names, 1):
-            series = walk.series(name)
-            if series is not None:
-                found.append(series)
-            if progress is not None:
-                progress(done, len(names))
+    reader: ReadAhead[_Ahead] | None = None
+    if list_folders is not None and stat_paths is not None and len(names) > 1 and cpus() > 1:
+        # With a second CPU, the kernel's part of the walk (listings for a full scan, stats
+        # for a rescan) runs in a second thread, ahead of this one.
+        tops = [walk.prefix + name for name in names]
+        old = walk.old
+        if old.checks:
+            reader = ReadAhead(partial(_stated_ahead, old), tops)
+        elif not old.listings:
+            reader = ReadAhead(_listed_ahead, tops)
+    ahead = _Ahead()
+    try:
+        with _gc_paused():
+            for done, name in enumerate(names, 1):
+                if reader is not None and (done - 1) % reader.CHUNK == 0:
+                    ahead = reader.take() or _Ahead()
+                series = walk.series(name, ahead)
+                if series is not None:
+                    found.append(series)
+                if progress is not None:
+                    progress(done, len(names))
+    finally:
+        if reader is not None:
+            reader.close()
     stats = ScanStats(walk.directories, walk.listed, walk.files, time.perf_counter() - started)
     unreadable = tuple(name[:-1] for name in top.unreadable if name[-1] == "/")
     return ScanResult(tuple(found), walk.new, stats, unreadable)

@@ -7,8 +7,6 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +15,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aniworld_addon.errors import ValidationError
-from aniworld_addon.library import scanner
+from aniworld_addon.library import folders, scanner
 from aniworld_addon.library import sidecar as sidecar_module
 from aniworld_addon.library.episode_tags import EpisodeNumber
 from aniworld_addon.library.naming import render_episode_path, validate_template
 from aniworld_addon.library.scanner import LibraryError, LocalSeries, ScanResult, scan_library
 from aniworld_addon.library.sidecar import SIDECAR_NAME, SeriesIdentity, write_sidecar
+from tests.library.listing import counting_listings, refuse_listing, require_c_listing
 
 
 def ep(season: int, episode: int) -> EpisodeNumber:
@@ -57,24 +56,27 @@ def settle(root: Path) -> None:
     os.utime(root, (past, past))
 
 
+@pytest.fixture(autouse=True, params=["read-ahead", "c", "python"])
+def listing_way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs each way the scanner may list: what it finds must not differ.
+
+    read-ahead: the C listing with a second thread (a full scan, a rescan's stats); c: the C
+    listing in the scan's own thread (one CPU); python: a build without the C module.
+    """
+    way: str = request.param
+    if way != "python":
+        require_c_listing()
+    if way == "python":
+        monkeypatch.setattr(scanner, "list_folder", folders.list_folder_py)
+        monkeypatch.setattr(scanner, "list_folders", None)
+        monkeypatch.setattr(scanner, "stat_paths", None)
+    monkeypatch.setattr(scanner, "cpus", lambda: 2 if way == "read-ahead" else 1)
+    return way
+
+
 @pytest.fixture
 def trusting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scanner, "RACY_WINDOW_NS", 0)
-
-
-@contextmanager
-def counting_scandir(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Record every directory the scanner lists."""
-    listed: list[str] = []
-    real = os.scandir
-
-    def scandir(path: Any) -> Any:
-        listed.append(os.fspath(path))
-        return real(path)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(os, "scandir", scandir)
-        yield listed
 
 
 def by_name(result: ScanResult) -> dict[str, LocalSeries]:
@@ -302,15 +304,7 @@ def test_an_unreadable_series_folder_is_reported_not_raised(
             "Closed": {"Closed S01E01.mkv": None},
         },
     )
-    real = os.scandir
-    refused = {str(tmp_path / "Closed"), str(tmp_path / "Open" / "Locked")}
-
-    def scandir(path: Any) -> Any:  # chmod 0 would not stop a test run as root
-        if os.fspath(path) in refused:
-            raise PermissionError(13, "Permission denied")
-        return real(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    refuse_listing(monkeypatch, {str(tmp_path / "Closed"), str(tmp_path / "Open" / "Locked")})
     found = by_name(scan_library(tmp_path))
     assert found["Closed"].error == "cannot read the folder: Permission denied"
     assert not found["Closed"].episodes
@@ -414,12 +408,12 @@ def test_a_rescan_without_changes_lists_no_directory(
     library: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = scan_library(library)
-    with counting_scandir(monkeypatch) as listed:
+    with counting_listings(monkeypatch) as listed:
         again = scan_library(library, first.cache)
     assert listed == []
     assert again.stats.listed == 0 and again.stats.directories == first.stats.directories
     assert again.series == first.series
-    with counting_scandir(monkeypatch) as listed:
+    with counting_listings(monkeypatch) as listed:
         scan_library(library)  # the same count without a cache proves the counter works
     assert len(listed) == first.stats.listed == 1 + 3 * 4
 
@@ -427,10 +421,12 @@ def test_a_rescan_without_changes_lists_no_directory(
 def test_a_new_file_deep_in_a_season_folder_is_found_by_listing_only_that_folder(
     library: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = scan_library(library)
+    # The cache of a rescan that changed nothing serves as well as the first scan's.
+    first = scan_library(library, scan_library(library).cache)
+    assert first.stats.listed == 0
     extras = library / "Show 1" / "Season 02" / "Extras"
     (extras / "Show 1 S02E02.mkv").touch()
-    with counting_scandir(monkeypatch) as listed:
+    with counting_listings(monkeypatch) as listed:
         result = scan_library(library, first.cache)
     assert listed == [str(extras)]
     assert ep(2, 2) in by_name(result)["Show 1"].episodes
@@ -443,7 +439,7 @@ def test_a_deleted_file_disappears_and_a_new_series_appears(
     first = scan_library(library)
     (library / "Show 2" / "Season 01" / "Show 2 S01E02.mkv").unlink()
     build(library / "New Show", {"key": "new-show", "New Show S01E01.mkv": None})
-    with counting_scandir(monkeypatch) as listed:
+    with counting_listings(monkeypatch) as listed:
         result = scan_library(library, first.cache)
     found = by_name(result)
     assert ep(1, 2) not in found["Show 2"].episodes and ep(1, 1) in found["Show 2"].episodes
@@ -484,7 +480,7 @@ def test_a_changed_folder_is_noticed_even_when_its_mtime_is_put_back(
     (season / "Show 0 S01E09.mkv").touch()  # like rsync -t or tar: a new file, the old mtime
     os.utime(season, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert season.stat().st_mtime_ns == before.st_mtime_ns
-    with counting_scandir(monkeypatch) as listed:
+    with counting_listings(monkeypatch) as listed:
         result = scan_library(library, first.cache)
     assert listed == [str(season)]  # the ctime gave it away
     assert ep(1, 9) in by_name(result)["Show 0"].episodes
@@ -495,7 +491,7 @@ def test_folders_changed_moments_ago_are_listed_again_next_time(
 ) -> None:
     build(tmp_path, {"Show": {"Season 01": {"Show S01E01.mkv": None}}})
     first = scan_library(tmp_path)  # everything was just created: within the racy window
-    with counting_scandir(monkeypatch) as listed:
+    with counting_listings(monkeypatch) as listed:
         second = scan_library(tmp_path, first.cache)
     assert len(listed) == first.stats.listed == 3
     monkeypatch.setattr(scanner, "RACY_WINDOW_NS", 0)
@@ -646,29 +642,6 @@ def test_views_built_or_not_leave_results_equal(library: Path) -> None:
     assert [len(s.episodes) for s in first.series] == [4, 4, 4]  # builds first's views only
     assert first.series == second.series
     assert [s.files for s in first.series] == [s.files for s in second.series]
-
-
-@pytest.mark.parametrize("nlink", [1, 2, 3])
-def test_folders_are_found_whatever_st_nlink_the_file_system_reports(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nlink: int
-) -> None:
-    # ext4 counts subfolders in st_nlink (2 + their number), btrfs reports 1, some network
-    # file systems a constant: a folder is only taken for a leaf where the count was proven.
-    tree = {"Show": {"Season 01": {"Show S01E01.mkv": None, "Extras": {"Show S01E02.mkv": None}}}}
-    build(tmp_path, tree)
-    real = os.lstat
-
-    class Reported:
-        def __init__(self, st: os.stat_result) -> None:
-            self._st = st
-            self.st_nlink = nlink
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._st, name)
-
-    monkeypatch.setattr(os, "lstat", lambda path: Reported(real(path)))
-    (series,) = scan_library(tmp_path).series
-    assert sorted(series.episodes) == [ep(1, 1), ep(1, 2)]
 
 
 @TREES
