@@ -75,7 +75,8 @@ kind_of(int folder, const struct dirent *entry)
         if (!S_ISLNK(st.st_mode)) {
             return KIND_OTHER;
         }
-        /* fall through: a symlink counts as a file when it leads to one */
+        /* a symlink counts as a file when it leads to one */
+        __attribute__((fallthrough));
     case DT_LNK:
         if (fstatat(folder, entry->d_name, &st, 0) == 0 && S_ISREG(st.st_mode)) {
             return KIND_FILE;
@@ -94,9 +95,15 @@ read_folder(const char *path, int follow_symlinks, struct stat *st, Buffer *buff
     int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK;
     int fd = open(path, follow_symlinks ? flags : flags | O_NOFOLLOW);
     if (fd < 0) {
-        /* A symlink where a folder was is no folder, as for lstat: say so, not "too many
-           levels of symbolic links". */
-        return errno == ELOOP && !follow_symlinks ? ENOTDIR : errno;
+        int error = errno;
+        struct stat link;
+        /* A symlink where a folder was is no folder, as lstat shows: say so, not "too many
+           levels of symbolic links" (which a loop higher up the path still says). */
+        if (error == ELOOP && !follow_symlinks && lstat(path, &link) == 0
+            && S_ISLNK(link.st_mode)) {
+            return ENOTDIR;
+        }
+        return error;
     }
     if (fstat(fd, st) != 0) {
         int error = errno;
@@ -224,6 +231,10 @@ list_folder(PyObject *module, PyObject *args, PyObject *kwargs)
             args, kwargs, "O|$p:list_folder", keywords, &path, &follow_symlinks)) {
         return NULL;
     }
+    if (PyBytes_Check(path)) {  /* names come back as str: a bytes path would expect bytes */
+        PyErr_SetString(PyExc_TypeError, "list_folder takes a str path");
+        return NULL;
+    }
     PyObject *encoded = NULL;
     if (!PyUnicode_FSConverter(path, &encoded)) {
         return NULL;
@@ -263,11 +274,17 @@ typedef struct {
 static PyObject *
 batch(PyObject *paths, int listing, int follow_symlinks)
 {
-    PyObject *sequence = PySequence_Fast(paths, "a list of paths is needed");
+    if (PyUnicode_Check(paths) || PyBytes_Check(paths)) {
+        PyErr_SetString(PyExc_TypeError, "a list of paths is needed, not one path");
+        return NULL;
+    }
+    /* A tuple of our own: the caller's list may change while a path's __fspath__ runs or
+       while the GIL is released, and items[] must stay valid throughout. */
+    PyObject *sequence = PySequence_Tuple(paths);
     if (sequence == NULL) {
         return NULL;
     }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(sequence);
+    Py_ssize_t count = PyTuple_GET_SIZE(sequence);
     PyObject **items = PySequence_Fast_ITEMS(sequence);
     PyObject *encoded = PyList_New(count);
     Entry *entries = PyMem_Calloc(count ? (size_t)count : 1, sizeof(Entry));
@@ -279,6 +296,10 @@ batch(PyObject *paths, int listing, int follow_symlinks)
     }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *bytes = NULL;
+        if (PyBytes_Check(items[i])) {
+            PyErr_SetString(PyExc_TypeError, "paths must be str");
+            goto done;
+        }
         if (!PyUnicode_FSConverter(items[i], &bytes)) {
             goto done;
         }

@@ -38,6 +38,13 @@ def stat_of(st: os.stat_result) -> Stat:
     return (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
 def list_folder_py(path: str, *, follow_symlinks: bool = False) -> Listing:
     """The listing of one folder; OSError as os.scandir raises it.
 
@@ -50,7 +57,10 @@ def list_folder_py(path: str, *, follow_symlinks: bool = False) -> Listing:
         entries = list(it)
     names = list(map(_NAME, entries))
     folder = list(map(_IS_FOLDER, entries))
-    file = list(map(_IS_FILE, entries))  # False for a folder; follows a symlink
+    try:
+        file = list(map(_IS_FILE, entries))  # False for a folder; follows a symlink
+    except OSError:  # a symlink it cannot follow (a loop, no permission): "the rest", as in C
+        file = list(map(_is_file, entries))
     other = list(map(not_, map(or_, folder, file)))
     return (
         stat_of(st),
@@ -92,12 +102,15 @@ class ReadAhead(Generic[T]):
     work lists or stats the folders with the batch functions above, which hold no GIL while
     they touch the disk: the kernel's part of the next chunk overlaps the scan's Python work on
     this one. Batches, because handing the GIL over once per folder cost more than the overlap
-    gained. The owner calls take() once per CHUNK folders, in order, and close() when done.
+    gained. work is given an event to look at between batches: set, it should stop early.
+    The owner calls take() once per CHUNK folders, in order, and close() when done.
     """
 
     CHUNK: Final = 32
 
-    def __init__(self, work: Callable[[Sequence[str]], T], tops: Sequence[str]) -> None:
+    def __init__(
+        self, work: Callable[[Sequence[str], threading.Event], T], tops: Sequence[str]
+    ) -> None:
         self._work, self._tops = work, tops
         # A few chunks ahead at most: what was read waits in memory until the scan uses it.
         self._chunks: queue.Queue[T | None] = queue.Queue(4)
@@ -127,7 +140,7 @@ class ReadAhead(Generic[T]):
             for start in range(0, len(self._tops), self.CHUNK):
                 if self._stop.is_set():
                     break
-                self._chunks.put(self._work(self._tops[start : start + self.CHUNK]))
+                self._chunks.put(self._work(self._tops[start : start + self.CHUNK], self._stop))
         except Exception:  # noqa: BLE001  # the scan reads what it lacks itself: slower, not wrong
             _log.exception("reading the library ahead of the scan failed")
         finally:

@@ -6,9 +6,11 @@ Everything here is synchronous and blocking: the library service calls ``scan_li
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -373,6 +375,7 @@ class _Walk:
         known: _Identity | None = None
         changed = False
         complete = True
+        gone = False  # a folder below went away during the walk: its parent's listing is stale
         stack = [(path, "", 0)]
         while stack:
             # directory(), inline (this loop runs for every folder of every scan). A folder the
@@ -385,14 +388,19 @@ class _Walk:
                     changed = True
                 else:
                     st = stat_of(os.lstat(directory))
-                    if not stat.S_ISDIR(st[0]):
-                        raise NotADirectoryError(directory)  # a file or symlink: not a folder
+                    if not stat.S_ISDIR(st[0]):  # now a file or symlink: not a folder
+                        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", directory)
                     if not listing.trusted or listing.stamp != st:
                         listing = self._list(directory, rel)
                         changed = True
-            except (FileNotFoundError, NotADirectoryError):
-                if depth == 0:
+            except (FileNotFoundError, NotADirectoryError) as err:
+                if err.filename != directory:  # something below it, not the folder: an error
+                    errors.append(f"cannot read {rel or 'the folder'}: {err.strerror}")
+                    complete = False
+                elif depth == 0:
                     return None  # the series folder went away during the scan
+                else:
+                    gone = True
                 continue
             except OSError as err:
                 errors.append(f"cannot read {rel or 'the folder'}: {err.strerror}")
@@ -422,7 +430,8 @@ class _Walk:
             # Same listings, same identity: the old result is exact (and may hold the views
             # built from it already).
             self.new.series[path] = previous
-            self._remember(path, visited, known)
+            if not gone:
+                self._remember(path, visited, known)
             return previous
         if unreadable:
             errors.append(_unreadable_error(unreadable))
@@ -434,7 +443,7 @@ class _Walk:
         result = LocalSeries(name, path, identity, error, tuple(parts), complete)
         if error is None:
             self.new.series[path] = result
-            if complete:
+            if complete and not gone:
                 self._remember(path, visited, known)
         return result
 
@@ -492,12 +501,12 @@ def _stats(paths: tuple[str, ...]) -> tuple[Stat, ...] | None:
         return None
 
 
-def _listed_ahead(tops: Sequence[str]) -> _Ahead:
+def _listed_ahead(tops: Sequence[str], stop: threading.Event) -> _Ahead:
     """A full scan's ReadAhead work: the listings of the series folders' trees, level by level."""
     assert list_folders is not None
     ahead = _Ahead()
     level, depth = list(tops), 0
-    while level:
+    while level and not stop.is_set():
         listed = list_folders(level)
         ahead.listings.update(zip(level, listed, strict=True))
         if depth == MAX_DEPTH:  # as deep as series() walks
@@ -512,8 +521,8 @@ def _listed_ahead(tops: Sequence[str]) -> _Ahead:
     return ahead
 
 
-def _stated_ahead(old: ScanCache, tops: Sequence[str]) -> _Ahead:
-    """A rescan's ReadAhead work: the stats of the series folders' checks."""
+def _stated_ahead(old: ScanCache, tops: Sequence[str], stop: threading.Event) -> _Ahead:
+    """A rescan's ReadAhead work: the stats of the series folders' checks (one batch)."""
     assert stat_paths is not None
     paths: list[str] = []
     spans: list[tuple[str, int, int]] = []

@@ -42,6 +42,8 @@ def odd_folder(tmp_path: Path) -> Iterator[Path]:
     (folder / "to-file.mkv").symlink_to("Show S01E01.mkv")
     (folder / "to-folder").symlink_to("Season 01")
     (folder / "broken").symlink_to("nowhere")
+    (folder / "loop").symlink_to("loop")  # following it fails: ELOOP
+    (folder / "through-file").symlink_to("Show S01E01.mkv/x")  # ENOTDIR
     os.mkfifo(folder / "fifo")
     (folder / os.fsdecode(b"caf\xe9 S01E02.mkv")).touch()  # Latin-1: not UTF-8
     with socket.socket(socket.AF_UNIX) as sock:
@@ -61,7 +63,8 @@ def test_the_c_listing_answers_as_the_python_one(native: Any, odd_folder: Path) 
     assert sorted(files) == sorted(
         [".hidden", "Show S01E01.mkv", "to-file.mkv", os.fsdecode(b"caf\xe9 S01E02.mkv")]
     )
-    assert subfolders == ["Season 01"] and sorted(others) == ["broken", "fifo", "sock", "to-folder"]
+    assert subfolders == ["Season 01"]
+    assert sorted(others) == ["broken", "fifo", "loop", "sock", "through-file", "to-folder"]
     st = os.lstat(path)
     assert found[0] == (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     # A symlinked folder is listed only when asked to follow (the library root may be one).
@@ -92,6 +95,27 @@ def test_the_c_listing_fails_as_the_python_one(
     assert (c.value.errno, c.value.filename) == (python.value.errno, path)
     (batched,) = native.list_folders([path])
     assert type(batched) is type(python.value) and batched.filename == path
+
+
+def test_the_c_listing_takes_str_paths_and_batches_of_them(native: Any, tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        native.list_folder(os.fsencode(tmp_path))  # its names would be str, not bytes
+    with pytest.raises(TypeError):
+        native.list_folders(str(tmp_path))  # one path, not a list of its characters
+    with pytest.raises(TypeError):
+        native.stat_paths([os.fsencode(tmp_path)])
+    assert native.list_folders([]) == [] and native.stat_paths(()) == []
+    paths: list[Any] = []
+
+    class Shrinking:  # changes the caller's list while the batch reads it
+        def __fspath__(self) -> str:
+            paths.clear()
+            return str(tmp_path)
+
+    paths += [Shrinking(), str(tmp_path), str(tmp_path / "missing")]
+    listed = native.list_folders(paths)
+    assert len(listed) == 3 and isinstance(listed[2], FileNotFoundError)
+    assert listed[2].filename == str(tmp_path / "missing")
 
 
 def test_batches_answer_path_by_path(native: Any, odd_folder: Path) -> None:

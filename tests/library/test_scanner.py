@@ -260,6 +260,15 @@ def test_names_that_are_not_utf8_are_left_out_and_named(tmp_path: Path) -> None:
     assert again.series[1].error == show.error and again.unreadable == result.unreadable
 
 
+def test_symlinks_that_cannot_be_followed_are_passed_over(tmp_path: Path) -> None:
+    build(tmp_path, {"Show": {"Show S01E01.mkv": None, "Season 01": {"Show S01E02.mkv": None}}})
+    (tmp_path / "Show" / "loop.mkv").symlink_to("loop.mkv")
+    (tmp_path / "Show" / "Season 01" / "Show S01E03.mkv").symlink_to("../Show S01E01.mkv/x")
+    (series,) = scan_library(tmp_path).series
+    assert series.error is None and series.complete
+    assert sorted(series.episodes) == [ep(1, 1), ep(1, 2)]
+
+
 def test_the_deepest_episode_path_a_template_may_have_is_scanned(tmp_path: Path) -> None:
     # What a download writes, a rescan must find: else it is queued again after every rescan.
     template = "d/" * scanner.MAX_DEPTH + "S{season:00}E{episode:00}"
