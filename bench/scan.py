@@ -4,7 +4,7 @@ Targets: a full scan <= 1.5x os.walk; a rescan with no change <= 0.2x the full s
 wall time, the time a scan takes. With the C listing and a second CPU, the scan reads the
 disk in a second thread (library/folders.py): its CPU time, printed too, adds both threads'.
 The rows without a target show the scan as it runs on one CPU and without the C module.
-Run: .venv/bin/python bench/scan.py [--series 2000] [--episodes 50] [--runs 5]
+Run: .venv/bin/python bench/scan.py [--series 2000] [--episodes 50] [--runs 9]
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=2000)
     parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=9)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="aniworld-bench-") as tmp:
