@@ -5,6 +5,9 @@ export function init(panel) {
   const { api, t, toast, errorToast, announce, confirmDialog, live } = panel;
   const selected = new Set();
   let busy = 0;          // a drag or keyboard move is in progress: hold refreshes back
+  // A pointer is down on a drag handle: a refresh now would replace the row before the browser
+  // starts the drag (dragstart comes only after the pointer moves), and the drag would be lost.
+  let armed = false;
   let refreshWanted = false;
   let timer = null;
   let keptFocus = null;  // {selector, row, action} of the button a click disabled
@@ -15,7 +18,7 @@ export function init(panel) {
 
   // ---- refresh ----------------------------------------------------------------------------
   async function refresh() {
-    if (busy) {
+    if (busy || armed) {
       refreshWanted = true;
       return;
     }
@@ -166,10 +169,17 @@ export function init(panel) {
   }
 
   // Drag and drop: only from the handle, so text in a row can still be selected.
-  let armed = false;
   let dragged = null;
   document.addEventListener("pointerdown", (event) => { armed = Boolean(event.target.closest("[data-drag-handle]")); });
-  document.addEventListener("pointerup", () => { armed = false; });
+  function disarm() {
+    armed = false;
+    if (refreshWanted && !busy) {
+      refreshWanted = false;
+      scheduleRefresh(0);
+    }
+  }
+  document.addEventListener("pointerup", disarm);
+  document.addEventListener("pointercancel", disarm);  // the browser took over (a drag began)
   document.addEventListener("dragstart", (event) => {
     const row = event.target.closest && event.target.closest(".pending-item");
     if (!row) return;
@@ -178,7 +188,8 @@ export function init(panel) {
       return;
     }
     dragged = row;
-    busy = 1;
+    busy = 1;  // holds refreshes from here on, in place of armed
+    armed = false;
     row.classList.add("dragging");
     event.dataTransfer.effectAllowed = "move";
     event.dataTransfer.setData("text/plain", row.dataset.itemId);
