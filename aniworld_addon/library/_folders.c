@@ -221,46 +221,6 @@ error_of(int error, PyObject *path)
     return PyObject_CallFunction(PyExc_OSError, "isO", error, strerror(error), path);
 }
 
-static PyObject *
-list_folder(PyObject *module, PyObject *args, PyObject *kwargs)
-{
-    static char *keywords[] = {"path", "follow_symlinks", NULL};
-    PyObject *path = NULL;
-    int follow_symlinks = 0;
-    if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "O|$p:list_folder", keywords, &path, &follow_symlinks)) {
-        return NULL;
-    }
-    if (PyBytes_Check(path)) {  /* names come back as str: a bytes path would expect bytes */
-        PyErr_SetString(PyExc_TypeError, "list_folder takes a str path");
-        return NULL;
-    }
-    PyObject *encoded = NULL;
-    if (!PyUnicode_FSConverter(path, &encoded)) {
-        return NULL;
-    }
-    struct stat st;
-    Buffer buffer = {NULL, 0, 0};
-    int error;
-    Py_BEGIN_ALLOW_THREADS
-    error = read_folder(PyBytes_AS_STRING(encoded), follow_symlinks, &st, &buffer);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(encoded);
-    PyObject *result = NULL;
-    if (error != 0) {
-        PyObject *exception = error_of(error, path);
-        if (exception != NULL) {
-            PyErr_SetObject((PyObject *)Py_TYPE(exception), exception);
-            Py_DECREF(exception);
-        }
-    }
-    else {
-        result = result_of(&st, buffer.data, buffer.used);
-    }
-    free(buffer.data);
-    return result;
-}
-
 /* One folder of a batch: where its names are in the shared buffer, or why it has none. */
 typedef struct {
     const char *path;
@@ -344,6 +304,37 @@ done:
     Py_XDECREF(encoded);
     Py_DECREF(sequence);
     return results;
+}
+
+/* One folder: a batch of one, its error raised. */
+static PyObject *
+list_folder(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"path", "follow_symlinks", NULL};
+    PyObject *path = NULL;
+    int follow_symlinks = 0;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "O|$p:list_folder", keywords, &path, &follow_symlinks)) {
+        return NULL;
+    }
+    PyObject *paths = PyTuple_Pack(1, path);
+    if (paths == NULL) {
+        return NULL;
+    }
+    PyObject *results = batch(paths, 1, follow_symlinks);
+    Py_DECREF(paths);
+    if (results == NULL) {
+        return NULL;
+    }
+    PyObject *result = PyList_GET_ITEM(results, 0);
+    Py_INCREF(result);
+    Py_DECREF(results);
+    if (PyExceptionInstance_Check(result)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(result), result);
+        Py_DECREF(result);
+        return NULL;
+    }
+    return result;
 }
 
 static PyObject *
